@@ -1,0 +1,146 @@
+/* The cluster configuration database (CCD): replicated tables of nodes,
+ * vdisks, membership and cluster metadata. State lives in LMDB (one
+ * sub-database per table); every change is a Raft log entry (libraft,
+ * raft_uv on <data-dir>/raft) that the FSM applies to LMDB in one write
+ * transaction. Every node holds a full replica and reads locally.
+ *
+ * All functions must be called on the loop thread the CCD was opened on.
+ * Functions return 0 or a negative errno; a short message for people is
+ * kept in ndfs_ccd_errmsg(). */
+#ifndef NDFS_CCD_H
+#define NDFS_CCD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define NDFS_VDISK_NAME_MAX 64
+#define NDFS_NODE_NAME_MAX  32
+
+/* A virtual disk: one row of the "vdisks" table, keyed by name.
+ * Strings are owned by the struct (g_malloc'd); ndfs_vdisk_clear() frees them. */
+struct ndfs_vdisk {
+    uint64_t id;       /* cluster-unique, assigned by the FSM, never reused */
+    uint64_t size;     /* bytes, a multiple of 512 */
+    uint32_t mode;     /* permission bits, at most 07777 */
+    uint64_t mtime_ns; /* last change of the row, ns since 1970 (set by the proposer) */
+    uint64_t version;  /* 1 at creation, +1 on every change of the row */
+    char *name;
+    char *owner; /* user name */
+    char *group; /* group name */
+    char *primary_node;
+    char *primary_path;
+    char *secondary_node; /* NULL when the vdisk has no secondary */
+    char *secondary_path; /* NULL when the vdisk has no secondary */
+};
+
+/* A node: one row of the "nodes" table, keyed by name. */
+enum ndfs_node_role { NDFS_NODE_VOTER = 1, NDFS_NODE_STANDBY = 2 };
+struct ndfs_node {
+    uint64_t id;  /* Raft server id */
+    uint8_t role; /* enum ndfs_node_role */
+    char *name;
+    char *address; /* Raft/transport address; "" when the node has no network */
+};
+
+/* Row codecs. A row is a version byte, fixed-width little-endian fields, then
+ * length-prefixed strings. encode: *buf is g_malloc'd, the caller frees it.
+ * decode: returns -EBADMSG for anything malformed (truncated, trailing bytes,
+ * unknown version, out-of-range field, invalid name); on error *out is left
+ * cleared. The decoder never reads past len. */
+int ndfs_vdisk_encode(const struct ndfs_vdisk *v, uint8_t **buf, size_t *len);
+int ndfs_vdisk_decode(const uint8_t *buf, size_t len, struct ndfs_vdisk *out);
+void ndfs_vdisk_clear(struct ndfs_vdisk *v);
+/* Deep copy; dst must be cleared or zeroed. */
+void ndfs_vdisk_copy(struct ndfs_vdisk *dst, const struct ndfs_vdisk *src);
+
+int ndfs_node_encode(const struct ndfs_node *n, uint8_t **buf, size_t *len);
+int ndfs_node_decode(const uint8_t *buf, size_t len, struct ndfs_node *out);
+void ndfs_node_clear(struct ndfs_node *n);
+
+/* The tables, for change notifications. */
+enum ndfs_ccd_table {
+    NDFS_CCD_NODES = 1,
+    NDFS_CCD_LINKS,
+    NDFS_CCD_VDISKS,
+    NDFS_CCD_MEMBERSHIP,
+    NDFS_CCD_META,
+};
+
+struct ndfs_ccd;
+
+struct ndfs_ccd_config {
+    const char *data_dir;        /* created if missing; holds lock, ccd/ (LMDB), raft/ */
+    const char *node_name;       /* this node */
+    unsigned snapshot_threshold; /* entries between snapshots; 0: default (1024) */
+    unsigned snapshot_trailing;  /* entries kept after a snapshot; 0: default (128) */
+};
+
+/* Opens the data directory: takes an exclusive lock on <data_dir>/lock
+ * (-EBUSY when another process holds it; the message names its pid), opens
+ * LMDB and prepares Raft. Nothing runs until ndfs_ccd_start(). On error *out
+ * is NULL and *errmsg (g_malloc'd, caller frees) says what failed. */
+int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndfs_ccd **out,
+                  char **errmsg);
+
+/* Starts Raft. An empty data dir bootstraps a one-voter cluster of this node
+ * (new cluster id, epoch 1, members [node]). ready_cb runs once, when the log
+ * has been applied to LMDB (status 0) or startup failed (status < 0). If this
+ * returns an error, ready_cb is never called. */
+typedef void (*ndfs_ccd_ready_cb)(struct ndfs_ccd *ccd, int status, void *data);
+int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data);
+
+/* Stops Raft, closes LMDB, releases the lock and frees ccd; cb runs when done. */
+typedef void (*ndfs_ccd_closed_cb)(void *data);
+void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data);
+
+const char *ndfs_ccd_errmsg(const struct ndfs_ccd *ccd);
+
+/* Called after a committed change has been applied to LMDB. key is the row key
+ * (vdisk or node name); removed is true when the row was deleted. */
+typedef void (*ndfs_ccd_watch_cb)(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key,
+                                  bool removed, void *data);
+void ndfs_ccd_set_watch(struct ndfs_ccd *ccd, ndfs_ccd_watch_cb cb, void *data);
+
+/* Reads (local replica, synchronous). */
+int ndfs_ccd_vdisk_get(struct ndfs_ccd *ccd, const char *name,
+                       struct ndfs_vdisk *out); /* -ENOENT */
+/* Calls fn for each vdisk in name order; stops and returns fn's value if non-zero. */
+int ndfs_ccd_vdisk_foreach(struct ndfs_ccd *ccd, int (*fn)(const struct ndfs_vdisk *v, void *data),
+                           void *data);
+int ndfs_ccd_node_get(struct ndfs_ccd *ccd, const char *name, struct ndfs_node *out); /* -ENOENT */
+int ndfs_ccd_node_foreach(struct ndfs_ccd *ccd, int (*fn)(const struct ndfs_node *n, void *data),
+                          void *data);
+
+struct ndfs_ccd_status {
+    char cluster_id[37]; /* UUID */
+    uint64_t epoch;
+    char leader[NDFS_NODE_NAME_MAX + 1]; /* "" when there is no leader */
+    char **members;                      /* NULL-terminated, g_strfreev */
+    uint64_t vdisks;                     /* number of vdisks */
+    uint64_t applied_index;              /* last Raft index applied to LMDB */
+};
+int ndfs_ccd_status(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out);
+void ndfs_ccd_status_clear(struct ndfs_ccd_status *st);
+
+/* Changes. Each one is proposed as a Raft log entry; cb runs once with the
+ * FSM's result when the entry has been applied (0 or -errno, see each
+ * function), or with a Raft error mapped to -errno (-ENOTCONN: not the
+ * leader, -ECANCELED: shutting down). If the call returns an error, cb is
+ * never called. Strings are copied; the caller keeps ownership of v. */
+typedef void (*ndfs_ccd_done_cb)(struct ndfs_ccd *ccd, int status, void *data);
+
+/* -EEXIST if a vdisk of that name exists. v->id and v->version are ignored:
+ * the FSM assigns the next id and version 1. Bumps the epoch (mapping change). */
+int ndfs_ccd_vdisk_create(struct ndfs_ccd *ccd, const struct ndfs_vdisk *v, ndfs_ccd_done_cb cb,
+                          void *data);
+/* Replaces the row named v->name. -ENOENT if missing; -ESTALE if the stored
+ * version is not v->version (someone changed it meanwhile). The FSM stores
+ * version + 1. The id cannot change. */
+int ndfs_ccd_vdisk_update(struct ndfs_ccd *ccd, const struct ndfs_vdisk *v, ndfs_ccd_done_cb cb,
+                          void *data);
+/* -ENOENT if missing. Bumps the epoch (mapping change). */
+int ndfs_ccd_vdisk_remove(struct ndfs_ccd *ccd, const char *name, ndfs_ccd_done_cb cb, void *data);
+
+#endif

@@ -1,0 +1,27 @@
+/* ndfsd.conf: a GKeyFile (see ndfsd.conf(5)). Loading validates every key;
+ * an unknown group or key, or a bad value, is an error that names the file,
+ * the key and the reason. */
+#ifndef NDFS_CONFIG_H
+#define NDFS_CONFIG_H
+
+#include <glib.h>
+
+struct ndfs_config {
+    char *file;                  /* the file it was loaded from */
+    char *node_name;             /* [node] name, required */
+    char *data_dir;              /* [node] data-dir, required, absolute */
+    char *control_socket;        /* [node] control-socket, default /run/ndfs/<name>.sock */
+    char *admin_group;           /* [node] admin-group, NULL: only root may change */
+    char *listen;                /* [cluster] listen, "" when absent */
+    char *key_file;              /* [cluster] key-file, "" when absent */
+    unsigned snapshot_threshold; /* [ccd] snapshot-threshold, default 1024 */
+};
+
+/* Returns 0, or -errno with *error set (G_KEY_FILE_ERROR or G_FILE_ERROR). */
+int ndfs_config_load(const char *file, struct ndfs_config *out, GError **error);
+/* The same from memory; label names the source in messages. */
+int ndfs_config_load_data(const char *data, gsize len, const char *label, struct ndfs_config *out,
+                          GError **error);
+void ndfs_config_clear(struct ndfs_config *c);
+
+#endif

@@ -1,0 +1,114 @@
+/* The control protocol between ndfsd and its clients (ndfsadm, ndfs mounts)
+ * over the node's unix control socket.
+ *
+ * A frame is a 12-byte header followed by a body:
+ *   u32 magic   "NDFC" (0x4346444e, little endian)
+ *   u8  version NDFS_CONTROL_VERSION
+ *   u8  kind    enum ndfs_control_kind
+ *   u16 flags   0
+ *   u32 length  body length, at most NDFS_CONTROL_MAX_BODY
+ * The body is a serialized GVariant (little endian, normal form enforced on
+ * decode) whose type depends on the kind:
+ *   request  "(tsa{sv})"   request id, command, arguments
+ *   response "(tisa{sv})"  request id, status (0 or -errno), error message
+ *                          ("" on success), result
+ *   event    "(sa{sv})"    event name, arguments
+ *
+ * Commands (arguments -> result; see ndfsd(8) for the list of errors):
+ *   hello        {client s}                -> {node s, cluster-id s, epoch t}
+ *   status       {}                        -> {node s, cluster-id s, epoch t,
+ *                                              leader s, members as, vdisks t}
+ *   vdisk.create {name s, size t, primary s, secondary s?, owner s?,
+ *                 group s?, mode u?}        -> vdisk
+ *   vdisk.list   {}                        -> {vdisks aa{sv}}
+ *   vdisk.show   {name s}                  -> vdisk + {open-count u}
+ *   vdisk.remove {name s, force b?}        -> {}
+ *   vdisk.chmod  {name s, mode u}          -> vdisk
+ *   vdisk.chown  {name s, owner s?, group s?} -> vdisk
+ *   vdisk.resize {name s, size t}          -> vdisk
+ *   watch        {}                        -> {}  then events on this connection
+ *   vdisk.open   {name s}                  -> {}  a mount opened the vdisk file
+ *   vdisk.close  {name s}                  -> {}  ... and closed it
+ * Events (only after "watch"):
+ *   vdisk.changed {vdisk...}   a vdisk was created or its row changed
+ *   vdisk.removed {name s, id t}
+ *
+ * A vdisk is the dict {name s, id t, size t, owner s, group s, mode u,
+ * primary s ("node:path"), secondary s (absent when none), mtime t (ns),
+ * version t}. */
+#ifndef NDFS_CONTROL_H
+#define NDFS_CONTROL_H
+
+#include <glib.h>
+#include <stdint.h>
+
+#include <ndfs/ccd.h>
+
+#define NDFS_CONTROL_MAGIC       0x4346444eu
+#define NDFS_CONTROL_VERSION     1
+#define NDFS_CONTROL_HEADER_SIZE 12
+#define NDFS_CONTROL_MAX_BODY    (1u << 20)
+
+enum ndfs_control_kind {
+    NDFS_CONTROL_REQUEST = 1,
+    NDFS_CONTROL_RESPONSE = 2,
+    NDFS_CONTROL_EVENT = 3,
+};
+
+struct ndfs_control_header {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t kind;
+    uint16_t flags;
+    uint32_t length;
+};
+
+void ndfs_control_header_encode(const struct ndfs_control_header *h,
+                                uint8_t out[NDFS_CONTROL_HEADER_SIZE]);
+/* -EPROTO: bad magic, kind or flags; -EPROTONOSUPPORT: other version;
+ * -EMSGSIZE: length over NDFS_CONTROL_MAX_BODY. */
+int ndfs_control_header_decode(const uint8_t in[NDFS_CONTROL_HEADER_SIZE],
+                               struct ndfs_control_header *out);
+
+/* The GVariant type of a body of that kind. */
+const GVariantType *ndfs_control_body_type(enum ndfs_control_kind kind);
+/* A whole frame (header + serialized body). body is consumed if floating.
+ * Returns NULL if the body is not of the kind's type or too large. */
+GBytes *ndfs_control_frame(enum ndfs_control_kind kind, GVariant *body);
+/* Checks and copies an untrusted body: returns a new (non-floating) variant
+ * of the kind's type in normal form, or NULL when it is malformed. */
+GVariant *ndfs_control_body_decode(enum ndfs_control_kind kind, const void *buf, size_t len);
+
+/* Conversions between a vdisk row and its dict form. from_dict returns
+ * -EINVAL when a key is missing or of the wrong type; out is zeroed first. */
+GVariant *ndfs_vdisk_to_dict(const struct ndfs_vdisk *v);
+int ndfs_vdisk_from_dict(GVariant *dict, struct ndfs_vdisk *out);
+
+/* A blocking, thread-safe client. Calls may come from several threads at
+ * once; a reader thread matches responses to callers by request id and
+ * hands events to event_cb (on the reader thread). When the connection is
+ * lost, every waiting call returns -ECONNRESET and closed_cb runs once (on
+ * the reader thread); the client must still be freed with _close(). */
+struct ndfs_control_client;
+typedef void (*ndfs_control_event_cb)(struct ndfs_control_client *c, const char *event,
+                                      GVariant *args, void *data);
+typedef void (*ndfs_control_closed_cb)(struct ndfs_control_client *c, void *data);
+
+/* Connects to the socket at path. -errno of connect(2) on failure
+ * (-ENOENT: no socket, -ECONNREFUSED: nobody listening, -EACCES). */
+int ndfs_control_client_connect(const char *path, ndfs_control_event_cb event_cb,
+                                ndfs_control_closed_cb closed_cb, void *data,
+                                struct ndfs_control_client **out);
+/* Sends command with args (an a{sv}; floating refs are consumed, NULL means
+ * {}) and waits for the response. Returns the server's status (0 or -errno)
+ * or a local -errno. On success *result (may be NULL to ignore) is the result
+ * dict, caller unrefs. On a server error *errmsg (may be NULL) is its
+ * message, g_malloc'd; on a local error a description of it. timeout_ms <= 0
+ * waits forever; -ETIMEDOUT otherwise. */
+int ndfs_control_client_call(struct ndfs_control_client *c, const char *command, GVariant *args,
+                             int timeout_ms, GVariant **result, char **errmsg);
+/* Closes the connection, joins the reader thread, frees c. Safe to call
+ * from any thread but the reader thread itself. */
+void ndfs_control_client_close(struct ndfs_control_client *c);
+
+#endif
