@@ -16,6 +16,10 @@ NDFS=$NDFS_BUILD_DIR/ndfs/ndfs
 # mount -t fuse.ndfs finds the ndfs helper through PATH.
 export PATH=$NDFS_BUILD_DIR/ndfs:/usr/local/sbin:/usr/sbin:/sbin:$PATH
 
+# The system python (with python3-gi), not one from a user's PATH.
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
+
 # Deadline for a daemon or mount to become ready; sanitizer builds are slower.
 NDFS_TEST_DEADLINE=${NDFS_TEST_DEADLINE:-30}
 
@@ -278,6 +282,20 @@ unmount_ndfs()
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 127 ]; then
         daemon_crashes+=("ndfs (pid $pid, $mp) exited with status $rc")
     fi
+}
+
+# unmount_if_mounted MOUNTPOINT: cleanup hook for kernel mounts (ext4 ...).
+unmount_if_mounted()
+{
+    if is_mounted "$1"; then
+        umount "$1" 2>/dev/null || umount -l "$1"
+    fi
+}
+
+# as_nobody CMD...: runs CMD as nobody:nogroup without supplementary groups.
+as_nobody()
+{
+    setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"
 }
 
 # --- loop devices ----------------------------------------------------------
