@@ -1,1 +1,423 @@
-typedef int ndfs_placeholder_t; /* replaced by the real module */
+/* The control commands of ndfsd. Reads answer at once from the local CCD
+ * replica; changes are proposed to the CCD and answered when applied. */
+#define G_LOG_DOMAIN "ndfs-commands"
+
+#include "commands.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/fs.h>
+#include <pwd.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "parse.h"
+#include "perm.h"
+
+void cmd_reply_error(struct cmd_request *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *message = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    ndfs_conn_reply(r->c, r->id, status, message, NULL);
+}
+
+static int arg_lookup(struct cmd_request *r, const char *key, const GVariantType *type,
+                      bool required, GVariant **out)
+{
+    *out = g_variant_lookup_value(r->args, key, NULL);
+    if (*out == NULL) {
+        if (!required)
+            return 0;
+        cmd_reply_error(r, -EINVAL, "missing argument \"%s\"", key);
+        return -EINVAL;
+    }
+    if (!g_variant_is_of_type(*out, type)) {
+        cmd_reply_error(r, -EINVAL, "argument \"%s\" must be of type \"%.*s\", not \"%s\"", key,
+                        (int)g_variant_type_get_string_length(type),
+                        g_variant_type_peek_string(type), g_variant_get_type_string(*out));
+        g_variant_unref(*out);
+        *out = NULL;
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int cmd_arg_string(struct cmd_request *r, const char *key, bool required, char **out)
+{
+    GVariant *v;
+    *out = NULL;
+    int rc = arg_lookup(r, key, G_VARIANT_TYPE_STRING, required, &v);
+    if (rc == 0 && v != NULL) {
+        *out = g_variant_dup_string(v, NULL);
+        g_variant_unref(v);
+    }
+    return rc;
+}
+
+int cmd_arg_u64(struct cmd_request *r, const char *key, bool required, uint64_t *out)
+{
+    GVariant *v;
+    int rc = arg_lookup(r, key, G_VARIANT_TYPE_UINT64, required, &v);
+    if (rc == 0 && v != NULL) {
+        *out = g_variant_get_uint64(v);
+        g_variant_unref(v);
+    }
+    return rc;
+}
+
+int cmd_arg_u32(struct cmd_request *r, const char *key, bool required, uint32_t *out)
+{
+    GVariant *v;
+    int rc = arg_lookup(r, key, G_VARIANT_TYPE_UINT32, required, &v);
+    if (rc == 0 && v != NULL) {
+        *out = g_variant_get_uint32(v);
+        g_variant_unref(v);
+    }
+    return rc;
+}
+
+int cmd_arg_bool(struct cmd_request *r, const char *key, bool required, bool *out)
+{
+    GVariant *v;
+    int rc = arg_lookup(r, key, G_VARIANT_TYPE_BOOLEAN, required, &v);
+    if (rc == 0 && v != NULL) {
+        *out = g_variant_get_boolean(v);
+        g_variant_unref(v);
+    }
+    return rc;
+}
+
+int cmd_arg_vdisk_name(struct cmd_request *r, char **out)
+{
+    int rc = cmd_arg_string(r, "name", true, out);
+    if (rc < 0)
+        return rc;
+    if (!ndfs_vdisk_name_valid(*out)) {
+        cmd_reply_error(r, -EINVAL,
+                        "invalid vdisk name \"%s\": use 1 to 64 of A-Z a-z 0-9 . _ -, "
+                        "not \".\" or \"..\"",
+                        *out);
+        g_clear_pointer(out, g_free);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int cmd_check_mode(struct cmd_request *r, uint32_t mode)
+{
+    if (mode > 07777) {
+        cmd_reply_error(r, -EINVAL, "mode 0%o is out of range (at most 07777)", mode);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+uint64_t cmd_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool may_change(struct cmd_request *r)
+{
+    struct ndfs_server *s = r->s;
+    const struct ndfs_peer *peer = &r->c->peer;
+    gid_t *groups = NULL;
+    int ngroups = 0;
+
+    if (peer->uid != 0 && s->admin_gid != (gid_t)-1) {
+        /* -ENOENT still yields the primary gid */
+        if (ndfs_peer_groups(peer->uid, peer->gid, &groups, &ngroups) < 0 && groups == NULL)
+            ngroups = 0;
+    }
+    bool ok = ndfs_perm_may_change(peer, s->admin_gid, groups, ngroups);
+    g_free(groups);
+    if (ok)
+        return true;
+    g_warning("control: refused %s from uid %u pid %d: not root%s", r->command, (unsigned)peer->uid,
+              (int)peer->pid, s->admin_group ? " nor in the admin group" : "");
+    if (s->admin_group != NULL)
+        cmd_reply_error(r, -EPERM,
+                        "permission denied: changes need root or membership of group \"%s\"",
+                        s->admin_group);
+    else
+        cmd_reply_error(r, -EPERM, "permission denied: changes need root");
+    return false;
+}
+
+/* 0, -ENOENT when there is no such account, or another -errno. */
+static int account_lookup(const char *name, bool is_group)
+{
+    size_t size = 16 * 1024;
+    for (;;) {
+        g_autofree char *buf = g_malloc(size);
+        int rc;
+        void *found;
+        if (is_group) {
+            struct group gr, *res;
+            rc = getgrnam_r(name, &gr, buf, size, &res);
+            found = res;
+        } else {
+            struct passwd pw, *res;
+            rc = getpwnam_r(name, &pw, buf, size, &res);
+            found = res;
+        }
+        if (rc == ERANGE && size < (16u << 20)) {
+            size *= 4;
+            continue;
+        }
+        if (rc != 0)
+            return -rc;
+        return found != NULL ? 0 : -ENOENT;
+    }
+}
+
+int cmd_check_account(struct cmd_request *r, const char *name, bool is_group)
+{
+    const char *what = is_group ? "group" : "user";
+    if (!ndfs_account_name_valid(name)) {
+        cmd_reply_error(r, -EINVAL, "invalid %s name \"%s\"", what, name);
+        return -EINVAL;
+    }
+    int rc = account_lookup(name, is_group);
+    if (rc == -ENOENT) {
+        cmd_reply_error(r, -EINVAL, "%s \"%s\" does not exist", what, name);
+        return -EINVAL;
+    }
+    if (rc < 0) {
+        cmd_reply_error(r, rc, "cannot look up %s \"%s\": %s", what, name, g_strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+static void cmd_hello(struct cmd_request *r)
+{
+    g_autofree char *client = NULL;
+    if (cmd_arg_string(r, "client", false, &client) < 0)
+        return;
+    struct ndfs_ccd_status st = {0};
+    int rc = ndfs_ccd_status(r->s->ccd, &st);
+    if (rc < 0) {
+        cmd_reply_error(r, rc, "cannot read the cluster status: %s", ndfs_ccd_errmsg(r->s->ccd));
+        return;
+    }
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "node", "s", r->s->node_name);
+    g_variant_dict_insert(&d, "cluster-id", "s", st.cluster_id);
+    g_variant_dict_insert(&d, "epoch", "t", (guint64)st.epoch);
+    ndfs_ccd_status_clear(&st);
+    ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
+}
+
+static void cmd_status(struct cmd_request *r)
+{
+    struct ndfs_ccd_status st = {0};
+    int rc = ndfs_ccd_status(r->s->ccd, &st);
+    if (rc < 0) {
+        cmd_reply_error(r, rc, "cannot read the cluster status: %s", ndfs_ccd_errmsg(r->s->ccd));
+        return;
+    }
+    const char *const no_members[] = {NULL};
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "node", "s", r->s->node_name);
+    g_variant_dict_insert(&d, "cluster-id", "s", st.cluster_id);
+    g_variant_dict_insert(&d, "epoch", "t", (guint64)st.epoch);
+    g_variant_dict_insert(&d, "leader", "s", st.leader);
+    g_variant_dict_insert_value(
+        &d, "members",
+        g_variant_new_strv(st.members ? (const char *const *)st.members : no_members, -1));
+    g_variant_dict_insert(&d, "vdisks", "t", (guint64)st.vdisks);
+    ndfs_ccd_status_clear(&st);
+    ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
+}
+
+static int list_add(const struct ndfs_vdisk *v, void *data)
+{
+    g_variant_builder_add_value(data, ndfs_vdisk_to_dict(v));
+    return 0;
+}
+
+static void cmd_vdisk_list(struct cmd_request *r)
+{
+    GVariantBuilder list;
+    g_variant_builder_init(&list, G_VARIANT_TYPE("aa{sv}"));
+    int rc = ndfs_ccd_vdisk_foreach(r->s->ccd, list_add, &list);
+    if (rc < 0) {
+        g_variant_builder_clear(&list);
+        cmd_reply_error(r, rc, "cannot read the vdisks: %s", ndfs_ccd_errmsg(r->s->ccd));
+        return;
+    }
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert_value(&d, "vdisks", g_variant_builder_end(&list));
+    ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
+}
+
+/* Reads vdisk name; answers r and returns -errno when it cannot. */
+static int read_vdisk(struct cmd_request *r, const char *name, struct ndfs_vdisk *v)
+{
+    int rc = ndfs_ccd_vdisk_get(r->s->ccd, name, v);
+    if (rc == -ENOENT)
+        cmd_reply_error(r, rc, "vdisk \"%s\" does not exist", name);
+    else if (rc < 0)
+        cmd_reply_error(r, rc, "cannot read vdisk \"%s\": %s", name, ndfs_ccd_errmsg(r->s->ccd));
+    return rc;
+}
+
+static void cmd_vdisk_show(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    struct ndfs_vdisk v = {0};
+    if (cmd_arg_vdisk_name(r, &name) < 0 || read_vdisk(r, name, &v) < 0)
+        return;
+    GVariantDict d;
+    g_variant_dict_init(&d, ndfs_vdisk_to_dict(&v));
+    g_variant_dict_insert(&d, "open-count", "u", ndfs_server_open_count(r->s, name, NULL));
+    ndfs_vdisk_clear(&v);
+    ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
+}
+
+static void cmd_watch(struct cmd_request *r)
+{
+    r->c->watcher = true;
+    ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
+}
+
+static void cmd_vdisk_open(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    struct ndfs_vdisk v = {0};
+    if (cmd_arg_vdisk_name(r, &name) < 0 || read_vdisk(r, name, &v) < 0)
+        return;
+    ndfs_vdisk_clear(&v);
+    GHashTable *counts = r->c->open_counts;
+    unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, name));
+    g_hash_table_replace(counts, g_steal_pointer(&name), GUINT_TO_POINTER(n + 1));
+    ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
+}
+
+/* Always succeeds for a valid name: a mount closing a vdisk removed with
+ * --force meanwhile has nothing to undo. */
+static void cmd_vdisk_close(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    if (cmd_arg_vdisk_name(r, &name) < 0)
+        return;
+    GHashTable *counts = r->c->open_counts;
+    unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, name));
+    if (n > 1)
+        g_hash_table_replace(counts, g_steal_pointer(&name), GUINT_TO_POINTER(n - 1));
+    else
+        g_hash_table_remove(counts, name);
+    ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
+}
+
+static const struct command {
+    const char *name;
+    bool changes; /* needs root or the admin group */
+    void (*run)(struct cmd_request *r);
+} commands[] = {
+    {"hello", false, cmd_hello},
+    {"status", false, cmd_status},
+    {"vdisk.create", true, cmd_vdisk_create},
+    {"vdisk.list", false, cmd_vdisk_list},
+    {"vdisk.show", false, cmd_vdisk_show},
+    {"vdisk.remove", true, cmd_vdisk_remove},
+    {"vdisk.chmod", true, cmd_vdisk_chmod},
+    {"vdisk.chown", true, cmd_vdisk_chown},
+    {"vdisk.resize", true, cmd_vdisk_resize},
+    {"watch", false, cmd_watch},
+    {"vdisk.open", false, cmd_vdisk_open},
+    {"vdisk.close", false, cmd_vdisk_close},
+};
+
+void ndfs_commands_dispatch(struct ndfs_conn *c, uint64_t id, const char *command, GVariant *args)
+{
+    struct cmd_request r = {.s = c->server, .c = c, .id = id, .command = command, .args = args};
+
+    for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
+        if (strcmp(commands[i].name, command) != 0)
+            continue;
+        if (commands[i].changes && !may_change(&r))
+            return;
+        commands[i].run(&r);
+        return;
+    }
+    cmd_reply_error(&r, -EOPNOTSUPP, "unknown command \"%s\"", command);
+}
+
+static void remember_id(struct ndfs_server *s, const struct ndfs_vdisk *v)
+{
+    g_hash_table_replace(s->vdisk_ids, g_strdup(v->name), g_memdup2(&v->id, sizeof(v->id)));
+}
+
+static int remember_id_cb(const struct ndfs_vdisk *v, void *data)
+{
+    remember_id(data, v);
+    return 0;
+}
+
+static void on_ccd_change(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key,
+                          bool removed, void *data)
+{
+    struct ndfs_server *s = data;
+
+    if (table != NDFS_CCD_VDISKS || s->stopping)
+        return;
+    if (key == NULL) {
+        /* the whole table was replaced (a snapshot): relearn the ids */
+        g_hash_table_remove_all(s->vdisk_ids);
+        ndfs_ccd_vdisk_foreach(ccd, remember_id_cb, s);
+        return;
+    }
+    if (removed) {
+        const uint64_t *id = g_hash_table_lookup(s->vdisk_ids, key);
+        GVariantDict d;
+        g_variant_dict_init(&d, NULL);
+        g_variant_dict_insert(&d, "name", "s", key);
+        g_variant_dict_insert(&d, "id", "t", (guint64)(id ? *id : 0));
+        ndfs_server_broadcast(s, "vdisk.removed", g_variant_dict_end(&d));
+        g_hash_table_remove(s->vdisk_ids, key);
+        /* a later vdisk of the same name is another disk: the opens were of this one */
+        for (GList *l = s->conns; l != NULL; l = l->next) {
+            struct ndfs_conn *c = l->data;
+            g_hash_table_remove(c->open_counts, key);
+        }
+        return;
+    }
+    struct ndfs_vdisk v = {0};
+    int rc = ndfs_ccd_vdisk_get(ccd, key, &v);
+    if (rc < 0) {
+        g_debug("vdisk \"%s\" changed but cannot be read: %s", key, g_strerror(-rc));
+        return;
+    }
+    remember_id(s, &v);
+    ndfs_server_broadcast(s, "vdisk.changed", ndfs_vdisk_to_dict(&v));
+    ndfs_vdisk_clear(&v);
+}
+
+int ndfs_commands_watch_start(struct ndfs_server *s)
+{
+    g_hash_table_remove_all(s->vdisk_ids);
+    int rc = ndfs_ccd_vdisk_foreach(s->ccd, remember_id_cb, s);
+    if (rc < 0)
+        return rc;
+    ndfs_ccd_set_watch(s->ccd, on_ccd_change, s);
+    return 0;
+}
+
+void ndfs_commands_watch_stop(struct ndfs_server *s)
+{
+    ndfs_ccd_set_watch(s->ccd, NULL, NULL);
+}

@@ -1,1 +1,425 @@
-int main(void) { return 1; }
+/* ndfsd: the node daemon. Loads the configuration, opens the CCD, serves
+ * the control socket, and stops cleanly on SIGTERM/SIGINT. See ndfsd(8). */
+#define G_LOG_DOMAIN "ndfsd"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <uv.h>
+
+#include <ndfs/ccd.h>
+
+#include "config.h"
+#include "server.h"
+
+#define JOURNALD_SOCKET "/run/systemd/journal/socket"
+
+/* Where log lines go; set up once in main before the loop runs. */
+static struct {
+    bool to_stderr;
+    bool to_journald;
+    int fd; /* log file, -1 when none (yet) */
+} log_target = {.fd = -1};
+
+struct daemon {
+    uv_loop_t loop;
+    struct ndfs_config cfg;
+    struct ndfs_ccd *ccd;
+    struct ndfs_server *server;
+    uv_signal_t sigterm, sigint;
+    int ready_fd; /* daemonised: pipe to the waiting parent, -1 once told */
+    bool foreground;
+    bool ready;
+    bool stopping;
+    int exit_status;
+};
+
+static const char *level_name(GLogLevelFlags level)
+{
+    if (level & G_LOG_LEVEL_ERROR)
+        return "error";
+    if (level & G_LOG_LEVEL_CRITICAL)
+        return "critical";
+    if (level & G_LOG_LEVEL_WARNING)
+        return "warning";
+    if (level & G_LOG_LEVEL_DEBUG)
+        return "debug";
+    if (level & G_LOG_LEVEL_INFO)
+        return "info";
+    return "message";
+}
+
+static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields,
+                                   gpointer data)
+{
+    const char *domain = NULL, *message = "";
+    gssize message_len = -1;
+
+    for (gsize i = 0; i < n_fields; i++) {
+        if (strcmp(fields[i].key, "GLIB_DOMAIN") == 0) {
+            domain = fields[i].value;
+        } else if (strcmp(fields[i].key, "MESSAGE") == 0) {
+            message = fields[i].value;
+            message_len = fields[i].length;
+        }
+    }
+    if (g_log_writer_default_would_drop(level, domain))
+        return G_LOG_WRITER_HANDLED;
+    if (log_target.to_journald &&
+        g_log_writer_journald(level, fields, n_fields, data) == G_LOG_WRITER_HANDLED)
+        return G_LOG_WRITER_HANDLED;
+    int fd = log_target.to_stderr ? STDERR_FILENO : log_target.fd;
+    if (fd < 0)
+        return G_LOG_WRITER_HANDLED;
+
+    g_autoptr(GDateTime) now = g_date_time_new_now_local();
+    g_autofree char *stamp = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S.%f");
+    g_autofree char *line =
+        g_strdup_printf("%.23s ndfsd[%d] %s %s: %.*s\n", stamp, (int)getpid(), level_name(level),
+                        domain ? domain : "ndfsd",
+                        message_len < 0 ? (int)strlen(message) : (int)message_len, message);
+    /* one write per line: lines of concurrent writers do not interleave */
+    ssize_t len = (ssize_t)strlen(line);
+    if (write(fd, line, (size_t)len) != len)
+        return G_LOG_WRITER_UNHANDLED;
+    return G_LOG_WRITER_HANDLED;
+}
+
+static int open_log_file(const char *path, char **errmsg)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        *errmsg = g_strdup_printf("cannot open log file %s: %s", path, g_strerror(errno));
+        return -1;
+    }
+    return fd;
+}
+
+/* Forks; the parent waits until the child reports ready (exit 0) or an
+ * error (printed, exit 1) and never returns. Returns the pipe's write end
+ * in the child. */
+static int daemonise(void)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        fprintf(stderr, "ndfsd: cannot create a pipe: %s\n", g_strerror(errno));
+        exit(1);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "ndfsd: cannot fork: %s\n", g_strerror(errno));
+        exit(1);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        if (setsid() < 0)
+            g_warning("setsid failed: %s", g_strerror(errno));
+        return fds[1];
+    }
+    close(fds[1]);
+    GString *report = g_string_new(NULL);
+    char buf[512];
+    for (;;) {
+        ssize_t n = read(fds[0], buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        g_string_append_len(report, buf, n);
+    }
+    close(fds[0]);
+    if (report->len > 0 && report->str[0] == 'R')
+        exit(0);
+    if (report->len > 1 && report->str[0] == 'E') {
+        fprintf(stderr, "ndfsd: %s\n", report->str + 1);
+        exit(1);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) == pid && WIFSIGNALED(status))
+        fprintf(stderr, "ndfsd: the daemon was killed by signal %d during startup\n",
+                WTERMSIG(status));
+    else
+        fprintf(stderr, "ndfsd: the daemon exited during startup\n");
+    exit(1);
+}
+
+/* Tells the parent the outcome of the startup (daemonised only). */
+static void report_startup(struct daemon *d, const char *error)
+{
+    if (d->ready_fd < 0)
+        return;
+    g_autofree char *msg = error ? g_strconcat("E", error, NULL) : g_strdup("R");
+    size_t len = strlen(msg), off = 0;
+    while (off < len) {
+        ssize_t n = write(d->ready_fd, msg + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    close(d->ready_fd);
+    d->ready_fd = -1;
+}
+
+static void on_signal_closed(uv_handle_t *handle)
+{
+    (void)handle;
+}
+
+static void on_ccd_closed(void *data)
+{
+    struct daemon *d = data;
+    d->ccd = NULL;
+    ndfs_server_free(d->server);
+    d->server = NULL;
+    uv_close((uv_handle_t *)&d->sigterm, on_signal_closed);
+    uv_close((uv_handle_t *)&d->sigint, on_signal_closed);
+    g_message("stopped");
+}
+
+static void shutdown_daemon(struct daemon *d, int exit_status)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    d->exit_status = exit_status;
+    if (d->server != NULL)
+        ndfs_server_stop(d->server);
+    if (d->ccd != NULL)
+        ndfs_ccd_close(d->ccd, on_ccd_closed, d);
+    else
+        on_ccd_closed(d);
+}
+
+static void startup_failed(struct daemon *d, const char *error)
+{
+    if (d->ready_fd >= 0) {
+        g_warning("cannot start: %s", error);
+        report_startup(d, error);
+    } else {
+        fprintf(stderr, "ndfsd: %s\n", error);
+    }
+    shutdown_daemon(d, 1);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    struct daemon *d = handle->data;
+    if (d->stopping)
+        return;
+    g_message("stopping on %s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (!d->ready && d->ready_fd >= 0)
+        report_startup(d, "stopped by a signal during startup");
+    shutdown_daemon(d, 0);
+}
+
+static void detach_stdio(void)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        g_warning("cannot open /dev/null: %s", g_strerror(errno));
+        return;
+    }
+    dup2(fd, STDIN_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    if (fd > STDERR_FILENO)
+        close(fd);
+}
+
+static void on_ccd_ready(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct daemon *d = data;
+
+    if (d->stopping)
+        return;
+    if (status < 0) {
+        g_autofree char *error = g_strdup_printf("cannot start the CCD in %s: %s", d->cfg.data_dir,
+                                                 ndfs_ccd_errmsg(ccd));
+        startup_failed(d, error);
+        return;
+    }
+    g_autofree char *errmsg = NULL;
+    int rc = ndfs_server_start(&d->loop, ccd, d->cfg.node_name, d->cfg.control_socket,
+                               d->cfg.admin_group, &d->server, &errmsg);
+    if (rc < 0) {
+        startup_failed(d, errmsg);
+        return;
+    }
+    struct ndfs_ccd_status st = {0};
+    if (ndfs_ccd_status(ccd, &st) == 0) {
+        g_message("ready: node %s, cluster %s, epoch %" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+                  " vdisks, control socket %s",
+                  d->cfg.node_name, st.cluster_id, st.epoch, st.vdisks, d->cfg.control_socket);
+        ndfs_ccd_status_clear(&st);
+    } else {
+        g_message("ready: node %s, control socket %s", d->cfg.node_name, d->cfg.control_socket);
+    }
+    d->ready = true;
+    if (d->ready_fd >= 0) {
+        report_startup(d, NULL);
+        detach_stdio();
+        if (chdir("/") < 0)
+            g_warning("cannot chdir to /: %s", g_strerror(errno));
+    }
+}
+
+static void close_leftover(uv_handle_t *handle, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+static int run(struct daemon *d, const char *log_file)
+{
+    g_autofree char *errmsg = NULL;
+    int rc;
+
+    rc = uv_loop_init(&d->loop);
+    if (rc < 0) {
+        g_autofree char *error =
+            g_strdup_printf("cannot create the event loop: %s", uv_strerror(rc));
+        if (d->ready_fd >= 0)
+            report_startup(d, error);
+        else
+            fprintf(stderr, "ndfsd: %s\n", error);
+        return 1;
+    }
+    /* from here on, shutdown_daemon() can close everything */
+    uv_signal_init(&d->loop, &d->sigterm);
+    uv_signal_init(&d->loop, &d->sigint);
+    d->sigterm.data = d;
+    d->sigint.data = d;
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+
+    struct ndfs_ccd_config ccd_cfg = {
+        .data_dir = d->cfg.data_dir,
+        .node_name = d->cfg.node_name,
+        .snapshot_threshold = d->cfg.snapshot_threshold,
+    };
+    rc = ndfs_ccd_open(&d->loop, &ccd_cfg, &d->ccd, &errmsg);
+    if (rc < 0) {
+        g_autofree char *error =
+            rc == -EBUSY && errmsg != NULL && strstr(errmsg, "data-dir") == NULL
+                ? g_strdup_printf("data-dir %s is in use by another ndfsd (%s)", d->cfg.data_dir,
+                                  errmsg)
+                : g_strdup(errmsg ? errmsg : g_strerror(-rc));
+        d->ccd = NULL;
+        startup_failed(d, error);
+        goto run_loop;
+    }
+    if (!d->foreground && !log_target.to_journald && log_file == NULL) {
+        g_autofree char *path = g_build_filename(d->cfg.data_dir, "ndfsd.log", NULL);
+        log_target.fd = open_log_file(path, &errmsg);
+        if (log_target.fd < 0) {
+            startup_failed(d, errmsg);
+            goto run_loop;
+        }
+    }
+    g_message("starting node %s, data-dir %s, version %s", d->cfg.node_name, d->cfg.data_dir,
+              NDFS_VERSION);
+
+    rc = ndfs_ccd_start(d->ccd, on_ccd_ready, d);
+    if (rc < 0) {
+        g_autofree char *error = g_strdup_printf("cannot start the CCD in %s: %s", d->cfg.data_dir,
+                                                 ndfs_ccd_errmsg(d->ccd));
+        startup_failed(d, error);
+    }
+
+run_loop:
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    /* everything should be closed by now; close stragglers so the loop can go */
+    uv_walk(&d->loop, close_leftover, NULL);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&d->loop);
+    if (rc < 0)
+        g_warning("event loop still busy at exit: %s", uv_strerror(rc));
+    return d->exit_status;
+}
+
+int main(int argc, char **argv)
+{
+    g_autofree char *config_file = NULL;
+    g_autofree char *log_file = NULL;
+    gboolean foreground = FALSE, version = FALSE;
+    GOptionEntry entries[] = {
+        {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_file, "Configuration file", "FILE"},
+        {"foreground", 'f', 0, G_OPTION_ARG_NONE, &foreground,
+         "Stay in the foreground and log to stderr", NULL},
+        {"log-file", 0, 0, G_OPTION_ARG_FILENAME, &log_file,
+         "Log to FILE when daemonised (default: journald, else <data-dir>/ndfsd.log)", "FILE"},
+        {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL},
+        {NULL, 0, 0, 0, NULL, NULL, NULL},
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("- NDFS node daemon");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) error = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+        fprintf(stderr, "ndfsd: %s (see ndfsd --help)\n", error->message);
+        return 2;
+    }
+    if (version) {
+        printf("ndfsd %s\n", NDFS_VERSION);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "ndfsd: unexpected argument \"%s\" (see ndfsd --help)\n", argv[1]);
+        return 2;
+    }
+    if (config_file == NULL) {
+        fprintf(stderr, "ndfsd: missing -c FILE (see ndfsd --help)\n");
+        return 2;
+    }
+
+    struct daemon d = {.ready_fd = -1, .foreground = foreground};
+    if (ndfs_config_load(config_file, &d.cfg, &error) < 0) {
+        fprintf(stderr, "ndfsd: %s\n", error->message);
+        ndfs_config_clear(&d.cfg);
+        return 1;
+    }
+    if (d.cfg.listen != NULL && d.cfg.listen[0] != '\0') {
+        fprintf(stderr,
+                "ndfsd: %s: [cluster] listen = %s: networking is not available in this "
+                "version yet; leave listen empty for a single-node cluster\n",
+                config_file, d.cfg.listen);
+        ndfs_config_clear(&d.cfg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    log_target.to_stderr = foreground;
+    if (!foreground) {
+        log_target.to_journald =
+            log_file == NULL && g_file_test(JOURNALD_SOCKET, G_FILE_TEST_EXISTS);
+        if (log_file != NULL) {
+            g_autofree char *errmsg = NULL;
+            log_target.fd = open_log_file(log_file, &errmsg);
+            if (log_target.fd < 0) {
+                fprintf(stderr, "ndfsd: %s\n", errmsg);
+                ndfs_config_clear(&d.cfg);
+                return 1;
+            }
+        }
+    }
+    g_log_set_writer_func(log_writer, NULL, NULL);
+    if (!foreground)
+        d.ready_fd = daemonise();
+
+    int status = run(&d, log_file);
+    ndfs_config_clear(&d.cfg);
+    if (log_target.fd >= 0)
+        close(log_target.fd);
+    return status;
+}

@@ -1,0 +1,57 @@
+/* The commands of the control protocol (see ndfs/control.h), run by ndfsd
+ * on the loop thread: commands.c holds the reads, the dispatch and the
+ * vdisk events; vdisk_change.c the commands that change vdisks. Private to
+ * ndfsd. */
+#ifndef NDFS_COMMANDS_H
+#define NDFS_COMMANDS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <glib.h>
+
+#include "server.h"
+
+/* Runs one request; answers on c now or, for changes, when the CCD has
+ * applied them. args is an a{sv}, borrowed. */
+void ndfs_commands_dispatch(struct ndfs_conn *c, uint64_t id, const char *command, GVariant *args);
+
+/* Starts announcing vdisk changes to watchers: remembers the id of every
+ * vdisk (a removal event carries it) and installs the CCD watch. */
+int ndfs_commands_watch_start(struct ndfs_server *s);
+void ndfs_commands_watch_stop(struct ndfs_server *s);
+
+/* One request being handled; lives for the handler call only. */
+struct cmd_request {
+    struct ndfs_server *s;
+    struct ndfs_conn *c;
+    uint64_t id;
+    const char *command;
+    GVariant *args; /* a{sv}, borrowed */
+};
+
+void cmd_reply_error(struct cmd_request *r, int status, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+/* Arguments. Each returns 0, or -errno after answering the request (a
+ * missing required or mistyped argument: -EINVAL). An absent optional
+ * argument leaves *out as it was (strings: NULL). Strings are g_malloc'd. */
+int cmd_arg_string(struct cmd_request *r, const char *key, bool required, char **out);
+int cmd_arg_u64(struct cmd_request *r, const char *key, bool required, uint64_t *out);
+int cmd_arg_u32(struct cmd_request *r, const char *key, bool required, uint32_t *out);
+int cmd_arg_bool(struct cmd_request *r, const char *key, bool required, bool *out);
+/* The "name" argument, present and a valid vdisk name. */
+int cmd_arg_vdisk_name(struct cmd_request *r, char **out);
+/* A mode of at most 07777. */
+int cmd_check_mode(struct cmd_request *r, uint32_t mode);
+/* A user (or group) name that is valid and exists on this node. */
+int cmd_check_account(struct cmd_request *r, const char *name, bool is_group);
+uint64_t cmd_now_ns(void);
+
+/* The changing commands (vdisk_change.c); the caller checked permission. */
+void cmd_vdisk_create(struct cmd_request *r);
+void cmd_vdisk_remove(struct cmd_request *r);
+void cmd_vdisk_chmod(struct cmd_request *r);
+void cmd_vdisk_chown(struct cmd_request *r);
+void cmd_vdisk_resize(struct cmd_request *r);
+
+#endif

@@ -1,0 +1,80 @@
+/* The control socket of ndfsd: accepts ndfsadm and ndfs mounts on a unix
+ * socket, splits their byte streams into control frames (ndfs/control.h),
+ * hands requests to the command handlers (commands.c) and sends responses
+ * and events back. Everything runs on the loop thread. Private to ndfsd. */
+#ifndef NDFS_SERVER_H
+#define NDFS_SERVER_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include <ndfs/ccd.h>
+
+#include "perm.h"
+
+struct ndfs_server {
+    uv_loop_t *loop;
+    struct ndfs_ccd *ccd;
+    char *node_name;
+    char *socket_path;
+    char *admin_group;   /* NULL: only root may change */
+    gid_t admin_gid;     /* (gid_t)-1 when admin_group is NULL */
+    uv_pipe_t *listener; /* NULL once closing; frees itself on close */
+    bool socket_created; /* we bound socket_path: unlink it on stop */
+    bool stopping;
+    GList *conns;              /* struct ndfs_conn *, open ones only */
+    GHashTable *vdisk_ids;     /* name -> uint64_t id, to announce removals */
+    GHashTable *pending_paths; /* "node:path" of vdisk creates in flight */
+};
+
+/* One client connection. Refcounted: the open handle holds one reference,
+ * each CCD proposal or write in flight holds another, so an answer that
+ * arrives after the client went away is dropped safely. */
+struct ndfs_conn {
+    struct ndfs_server *server;
+    uv_pipe_t pipe;
+    unsigned refs;
+    bool closing; /* uv_close called: send nothing more */
+    bool watcher; /* sent "watch": gets vdisk events */
+    struct ndfs_peer peer;
+    GByteArray *inbuf;       /* bytes of an incomplete frame */
+    GHashTable *open_counts; /* vdisk name -> GUINT_TO_POINTER(opens) */
+    char readbuf[64 * 1024];
+};
+
+/* Binds and listens on cfg's socket path: creates its parent directory
+ * (0755), refuses a path a live server listens on, replaces a stale socket,
+ * makes it mode 0660 and group admin_group. The CCD must be ready. On error
+ * *errmsg (g_malloc'd) says what failed and nothing is left behind. */
+int ndfs_server_start(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_name,
+                      const char *socket_path, const char *admin_group, struct ndfs_server **out,
+                      char **errmsg);
+/* Stops accepting, closes every connection and unlinks the socket. The
+ * handles finish closing during the next loop iterations; free the server
+ * with ndfs_server_free() after the CCD is closed (its cancelled proposals
+ * still refer to connections). */
+void ndfs_server_stop(struct ndfs_server *s);
+void ndfs_server_free(struct ndfs_server *s);
+
+/* Is something listening on path? 1 yes, 0 no (nothing there or a stale
+ * socket), -errno when path exists but is not a socket or cannot be probed. */
+int ndfs_server_probe_socket(const char *path);
+
+void ndfs_conn_ref(struct ndfs_conn *c);
+void ndfs_conn_unref(struct ndfs_conn *c);
+/* Sends a response. result is an a{sv} (floating refs consumed; NULL: {}).
+ * Does nothing once the connection is closing. */
+void ndfs_conn_reply(struct ndfs_conn *c, uint64_t id, int status, const char *message,
+                     GVariant *result);
+void ndfs_conn_reply_error(struct ndfs_conn *c, uint64_t id, int status, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+/* Sends an event (args: a{sv}, floating consumed) to every watcher. */
+void ndfs_server_broadcast(struct ndfs_server *s, const char *event, GVariant *args);
+/* Sum of the open counts of vdisk name over all connections; *mounts (may
+ * be NULL) is the number of connections that hold it open. */
+unsigned ndfs_server_open_count(struct ndfs_server *s, const char *name, unsigned *mounts);
+
+#endif

@@ -1,0 +1,604 @@
+/* The control commands that change vdisks: create, remove, chmod, chown,
+ * resize. Each checks its arguments and the disk on this node, proposes the
+ * change to the CCD and answers when the CCD has applied it. */
+#define G_LOG_DOMAIN "ndfs-commands"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "control.h"
+#include "parse.h"
+
+/* An -ESTALE update means someone changed the row meanwhile: read it again. */
+#define UPDATE_ATTEMPTS 5
+
+static void reply_too_small(struct cmd_request *r, const char *vdisk, const char *path,
+                            uint64_t has, uint64_t needs)
+{
+    g_autofree char *has_h = ndfs_format_size(has);
+    g_autofree char *needs_h = ndfs_format_size(needs);
+    cmd_reply_error(r, -ENOSPC, "%s holds %s, vdisk \"%s\" needs %s", path, has_h, vdisk, needs_h);
+}
+
+/* The disk behind a vdisk on this node must hold size bytes. A missing path
+ * is created as a sparse file when may_create (*created says so); a smaller
+ * regular file is extended when may_grow. Answers r on error. */
+static int backing_prepare(struct cmd_request *r, const char *vdisk, const char *path,
+                           uint64_t size, bool may_create, bool may_grow, bool *created)
+{
+    struct stat st;
+    int fd, err;
+
+    *created = false;
+    if (size > (uint64_t)INT64_MAX) {
+        cmd_reply_error(r, -EFBIG, "size of vdisk \"%s\" is too large", vdisk);
+        return -EFBIG;
+    }
+    if (stat(path, &st) < 0) {
+        err = errno;
+        if (err != ENOENT || !may_create) {
+            cmd_reply_error(r, -err, "%s: %s", path, g_strerror(err));
+            return -err;
+        }
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            err = errno;
+            cmd_reply_error(r, -err, "cannot create %s: %s", path, g_strerror(err));
+            return -err;
+        }
+        if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
+            err = errno;
+            close(fd);
+            unlink(path);
+            cmd_reply_error(r, -err, "cannot make %s hold %" G_GUINT64_FORMAT " bytes: %s", path,
+                            size, g_strerror(err));
+            return -err;
+        }
+        if (close(fd) < 0) {
+            err = errno;
+            unlink(path);
+            cmd_reply_error(r, -err, "cannot create %s: %s", path, g_strerror(err));
+            return -err;
+        }
+        *created = true;
+        return 0;
+    }
+    if (S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size >= size)
+            return 0;
+        if (!may_grow) {
+            reply_too_small(r, vdisk, path, (uint64_t)st.st_size, size);
+            return -ENOSPC;
+        }
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+            err = errno;
+            if (fd >= 0)
+                close(fd);
+            cmd_reply_error(r, -err, "cannot grow %s to %" G_GUINT64_FORMAT " bytes: %s", path,
+                            size, g_strerror(err));
+            return -err;
+        }
+        close(fd);
+        return 0;
+    }
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t dev_size = 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || ioctl(fd, BLKGETSIZE64, &dev_size) < 0) {
+            err = errno;
+            if (fd >= 0)
+                close(fd);
+            cmd_reply_error(r, -err, "cannot read the size of %s: %s", path, g_strerror(err));
+            return -err;
+        }
+        close(fd);
+        if (dev_size < size) {
+            reply_too_small(r, vdisk, path, dev_size, size);
+            return -ENOSPC;
+        }
+        return 0;
+    }
+    cmd_reply_error(r, -EINVAL, "%s: not a regular file or block device", path);
+    return -EINVAL;
+}
+
+/* A message for a failed CCD change. */
+static char *ccd_failure(const char *name, const char *verb, int status)
+{
+    switch (status) {
+    case -ENOENT:
+        return g_strdup_printf("vdisk \"%s\" does not exist", name);
+    case -EEXIST:
+        return g_strdup_printf("vdisk \"%s\" already exists", name);
+    case -ENOTCONN:
+        return g_strdup_printf("cannot %s vdisk \"%s\": this node is not the cluster leader", verb,
+                               name);
+    case -ECANCELED:
+        return g_strdup_printf("cannot %s vdisk \"%s\": ndfsd is stopping", verb, name);
+    case -ESTALE:
+        return g_strdup_printf("cannot %s vdisk \"%s\": it kept changing meanwhile, try again",
+                               verb, name);
+    default:
+        return g_strdup_printf("cannot %s vdisk \"%s\": %s", verb, name, g_strerror(-status));
+    }
+}
+
+/* Answers with the vdisk as the CCD now holds it. */
+static void reply_vdisk(struct ndfs_server *s, struct ndfs_conn *c, uint64_t id, const char *name)
+{
+    struct ndfs_vdisk v = {0};
+    int rc = ndfs_ccd_vdisk_get(s->ccd, name, &v);
+    if (rc < 0) {
+        g_autofree char *msg = ccd_failure(name, "read", rc);
+        ndfs_conn_reply(c, id, rc, msg, NULL);
+        return;
+    }
+    ndfs_conn_reply(c, id, 0, NULL, ndfs_vdisk_to_dict(&v));
+    ndfs_vdisk_clear(&v);
+}
+
+enum change_kind { CHANGE_CREATE, CHANGE_REMOVE, CHANGE_CHMOD, CHANGE_CHOWN, CHANGE_RESIZE };
+
+/* A change in flight: who asked, and what, until the CCD answers. */
+struct change {
+    struct ndfs_server *s;
+    struct ndfs_conn *c; /* holds a ref */
+    uint64_t id;
+    enum change_kind kind;
+    char *name;
+    struct ndfs_vdisk v; /* create: the new row; updates: the row proposed */
+    uint32_t mode;       /* chmod */
+    char *owner, *group; /* chown; NULL: unchanged */
+    uint64_t size;       /* resize: asked */
+    uint64_t old_size;   /* resize: before */
+    unsigned attempts;
+    char *created_path;    /* create: the sparse file made for it */
+    char *pending_keys[2]; /* create: its "node:path" in s->pending_paths */
+};
+
+static struct change *change_new(struct cmd_request *r, enum change_kind kind, const char *name)
+{
+    struct change *ch = g_new0(struct change, 1);
+    ch->s = r->s;
+    ch->c = r->c;
+    ndfs_conn_ref(r->c);
+    ch->id = r->id;
+    ch->kind = kind;
+    ch->name = g_strdup(name);
+    return ch;
+}
+
+static void change_free(struct change *ch)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(ch->pending_keys); i++) {
+        if (ch->pending_keys[i] != NULL && !ch->s->stopping)
+            g_hash_table_remove(ch->s->pending_paths, ch->pending_keys[i]);
+        g_free(ch->pending_keys[i]);
+    }
+    ndfs_conn_unref(ch->c);
+    ndfs_vdisk_clear(&ch->v);
+    g_free(ch->name);
+    g_free(ch->owner);
+    g_free(ch->group);
+    g_free(ch->created_path);
+    g_free(ch);
+}
+
+static void change_fail(struct change *ch, int status, const char *verb)
+{
+    g_autofree char *msg = ccd_failure(ch->name, verb, status);
+    ndfs_conn_reply(ch->c, ch->id, status, msg, NULL);
+    change_free(ch);
+}
+
+static const char *change_verb(enum change_kind kind)
+{
+    switch (kind) {
+    case CHANGE_CREATE:
+        return "create";
+    case CHANGE_REMOVE:
+        return "remove";
+    case CHANGE_CHMOD:
+        return "chmod";
+    case CHANGE_CHOWN:
+        return "chown";
+    case CHANGE_RESIZE:
+        return "resize";
+    }
+    return "change";
+}
+
+/* -EINVAL after answering r when node is not in the nodes table. */
+static int check_node(struct cmd_request *r, const char *node)
+{
+    struct ndfs_node n = {0};
+    int rc = ndfs_ccd_node_get(r->s->ccd, node, &n);
+    if (rc == 0) {
+        ndfs_node_clear(&n);
+        return 0;
+    }
+    if (rc == -ENOENT) {
+        cmd_reply_error(r, -EINVAL, "node \"%s\" is not a member of the cluster", node);
+        return -EINVAL;
+    }
+    cmd_reply_error(r, rc, "cannot read node \"%s\": %s", node, ndfs_ccd_errmsg(r->s->ccd));
+    return rc;
+}
+
+struct path_use {
+    const char *node, *path;
+    char *used_by;
+};
+
+static bool same_pair(const char *node_a, const char *path_a, const char *node_b,
+                      const char *path_b)
+{
+    return node_a && node_b && path_a && path_b && strcmp(node_a, node_b) == 0 &&
+           strcmp(path_a, path_b) == 0;
+}
+
+static int path_use_cb(const struct ndfs_vdisk *v, void *data)
+{
+    struct path_use *u = data;
+    if (same_pair(v->primary_node, v->primary_path, u->node, u->path) ||
+        same_pair(v->secondary_node, v->secondary_path, u->node, u->path)) {
+        u->used_by = g_strdup(v->name);
+        return 1;
+    }
+    return 0;
+}
+
+/* -EEXIST after answering r when node:path backs another vdisk, or one
+ * being created. */
+static int check_path_free(struct cmd_request *r, const char *node, const char *path)
+{
+    g_autofree char *pair = g_strdup_printf("%s:%s", node, path);
+    if (g_hash_table_contains(r->s->pending_paths, pair)) {
+        cmd_reply_error(r, -EEXIST, "%s is used by a vdisk being created", pair);
+        return -EEXIST;
+    }
+    struct path_use u = {.node = node, .path = path};
+    int rc = ndfs_ccd_vdisk_foreach(r->s->ccd, path_use_cb, &u);
+    if (rc == 1) {
+        cmd_reply_error(r, -EEXIST, "%s is already used by vdisk \"%s\"", pair, u.used_by);
+        g_free(u.used_by);
+        return -EEXIST;
+    }
+    if (rc < 0) {
+        cmd_reply_error(r, rc, "cannot read the vdisks: %s", ndfs_ccd_errmsg(r->s->ccd));
+        return rc;
+    }
+    return 0;
+}
+
+/* The CCD refused the vdisk: remove the file made for it. Not when ndfsd is
+ * stopping: the entry may still be committed from the log on restart. */
+static void create_undo(struct change *ch, int status)
+{
+    if (ch->created_path == NULL || status == -ECANCELED)
+        return;
+    struct ndfs_vdisk now = {0};
+    bool kept =
+        ndfs_ccd_vdisk_get(ch->s->ccd, ch->name, &now) == 0 &&
+        same_pair(now.primary_node, now.primary_path, ch->v.primary_node, ch->v.primary_path);
+    ndfs_vdisk_clear(&now);
+    if (kept)
+        return;
+    if (unlink(ch->created_path) < 0)
+        g_warning("cannot remove %s, made for vdisk \"%s\" that was not created: %s",
+                  ch->created_path, ch->name, g_strerror(errno));
+}
+
+static void create_done(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct change *ch = data;
+    (void)ccd;
+
+    if (status < 0) {
+        create_undo(ch, status);
+        change_fail(ch, status, "create");
+        return;
+    }
+    g_autofree char *size = ndfs_format_size(ch->v.size);
+    g_message("vdisk \"%s\" created by uid %u: %s, primary %s:%s%s%s%s%s, %s:%s 0%o", ch->name,
+              (unsigned)ch->c->peer.uid, size, ch->v.primary_node, ch->v.primary_path,
+              ch->created_path ? " (made sparse)" : "", ch->v.secondary_node ? ", secondary " : "",
+              ch->v.secondary_node ? ch->v.secondary_node : "", ch->v.secondary_node ? ":" : "",
+              ch->v.owner, ch->v.group, ch->v.mode);
+    reply_vdisk(ch->s, ch->c, ch->id, ch->name);
+    change_free(ch);
+}
+
+void cmd_vdisk_create(struct cmd_request *r)
+{
+    struct ndfs_server *s = r->s;
+    g_autofree char *name = NULL, *primary = NULL, *secondary = NULL, *owner = NULL, *group = NULL;
+    g_autofree char *pnode = NULL, *ppath = NULL, *snode = NULL, *spath = NULL;
+    uint64_t size = 0;
+    uint32_t mode = 0660;
+
+    if (cmd_arg_vdisk_name(r, &name) < 0 || cmd_arg_u64(r, "size", true, &size) < 0 ||
+        cmd_arg_string(r, "primary", true, &primary) < 0 ||
+        cmd_arg_string(r, "secondary", false, &secondary) < 0 ||
+        cmd_arg_string(r, "owner", false, &owner) < 0 ||
+        cmd_arg_string(r, "group", false, &group) < 0 || cmd_arg_u32(r, "mode", false, &mode) < 0)
+        return;
+    if (size == 0 || size % 512 != 0) {
+        cmd_reply_error(r, -EINVAL, "size must be a positive multiple of 512 bytes");
+        return;
+    }
+    if (cmd_check_mode(r, mode) < 0)
+        return;
+    if (ndfs_parse_node_path(primary, &pnode, &ppath) < 0) {
+        cmd_reply_error(r, -EINVAL, "primary \"%s\" is not NODE:PATH with an absolute PATH",
+                        primary);
+        return;
+    }
+    if (secondary != NULL && secondary[0] != '\0') {
+        if (ndfs_parse_node_path(secondary, &snode, &spath) < 0) {
+            cmd_reply_error(r, -EINVAL, "secondary \"%s\" is not NODE:PATH with an absolute PATH",
+                            secondary);
+            return;
+        }
+        if (strcmp(snode, pnode) == 0) {
+            cmd_reply_error(r, -EINVAL,
+                            "the secondary must be on another node than the primary (both on "
+                            "\"%s\")",
+                            pnode);
+            return;
+        }
+    }
+    if (check_node(r, pnode) < 0 || (snode != NULL && check_node(r, snode) < 0))
+        return;
+    if (owner == NULL)
+        owner = g_strdup("root");
+    if (group == NULL)
+        group = g_strdup("disk");
+    if (cmd_check_account(r, owner, false) < 0 || cmd_check_account(r, group, true) < 0)
+        return;
+
+    struct ndfs_vdisk existing = {0};
+    int rc = ndfs_ccd_vdisk_get(s->ccd, name, &existing);
+    ndfs_vdisk_clear(&existing);
+    if (rc == 0) {
+        cmd_reply_error(r, -EEXIST, "vdisk \"%s\" already exists", name);
+        return;
+    }
+    if (rc != -ENOENT) {
+        cmd_reply_error(r, rc, "cannot read vdisk \"%s\": %s", name, ndfs_ccd_errmsg(s->ccd));
+        return;
+    }
+    if (check_path_free(r, pnode, ppath) < 0 ||
+        (snode != NULL && check_path_free(r, snode, spath) < 0))
+        return;
+
+    bool created = false, unused;
+    if (strcmp(pnode, s->node_name) == 0 &&
+        backing_prepare(r, name, ppath, size, true, false, &created) < 0)
+        return;
+    /* a secondary here is a shared disk: it must exist, it is not made */
+    if (snode != NULL && strcmp(snode, s->node_name) == 0 &&
+        backing_prepare(r, name, spath, size, false, false, &unused) < 0) {
+        if (created)
+            unlink(ppath);
+        return;
+    }
+
+    struct change *ch = change_new(r, CHANGE_CREATE, name);
+    ch->v.name = g_strdup(name);
+    ch->v.size = size;
+    ch->v.mode = mode;
+    ch->v.mtime_ns = cmd_now_ns();
+    ch->v.owner = g_steal_pointer(&owner);
+    ch->v.group = g_steal_pointer(&group);
+    ch->v.primary_node = g_steal_pointer(&pnode);
+    ch->v.primary_path = g_steal_pointer(&ppath);
+    ch->v.secondary_node = g_steal_pointer(&snode);
+    ch->v.secondary_path = g_steal_pointer(&spath);
+    if (created)
+        ch->created_path = g_strdup(ch->v.primary_path);
+    rc = ndfs_ccd_vdisk_create(s->ccd, &ch->v, create_done, ch);
+    if (rc < 0) {
+        create_undo(ch, rc);
+        change_fail(ch, rc, "create");
+        return;
+    }
+    ch->pending_keys[0] = g_strdup_printf("%s:%s", ch->v.primary_node, ch->v.primary_path);
+    g_hash_table_add(s->pending_paths, g_strdup(ch->pending_keys[0]));
+    if (ch->v.secondary_node != NULL) {
+        ch->pending_keys[1] = g_strdup_printf("%s:%s", ch->v.secondary_node, ch->v.secondary_path);
+        g_hash_table_add(s->pending_paths, g_strdup(ch->pending_keys[1]));
+    }
+}
+
+static void remove_done(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct change *ch = data;
+    (void)ccd;
+
+    if (status < 0) {
+        change_fail(ch, status, "remove");
+        return;
+    }
+    g_message("vdisk \"%s\" (id %" G_GUINT64_FORMAT ") removed by uid %u; its disk %s:%s is kept",
+              ch->name, ch->v.id, (unsigned)ch->c->peer.uid, ch->v.primary_node,
+              ch->v.primary_path);
+    ndfs_conn_reply(ch->c, ch->id, 0, NULL, NULL);
+    change_free(ch);
+}
+
+void cmd_vdisk_remove(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    bool force = false;
+    if (cmd_arg_vdisk_name(r, &name) < 0 || cmd_arg_bool(r, "force", false, &force) < 0)
+        return;
+    struct ndfs_vdisk v = {0};
+    int rc = ndfs_ccd_vdisk_get(r->s->ccd, name, &v);
+    if (rc < 0) {
+        g_autofree char *msg = ccd_failure(name, "read", rc);
+        ndfs_conn_reply(r->c, r->id, rc, msg, NULL);
+        return;
+    }
+    unsigned mounts = 0;
+    ndfs_server_open_count(r->s, name, &mounts);
+    if (mounts > 0 && !force) {
+        ndfs_vdisk_clear(&v);
+        cmd_reply_error(r, -EBUSY, "vdisk \"%s\" is open on %u mount%s (use --force)", name, mounts,
+                        mounts == 1 ? "" : "s");
+        return;
+    }
+    struct change *ch = change_new(r, CHANGE_REMOVE, name);
+    ch->v = v; /* for the log line */
+    rc = ndfs_ccd_vdisk_remove(r->s->ccd, name, remove_done, ch);
+    if (rc < 0)
+        change_fail(ch, rc, "remove");
+}
+
+static void update_attempt(struct change *ch);
+
+static void update_done(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct change *ch = data;
+    (void)ccd;
+
+    if (status == -ESTALE && ch->attempts < UPDATE_ATTEMPTS) {
+        update_attempt(ch);
+        return;
+    }
+    if (status < 0) {
+        change_fail(ch, status, change_verb(ch->kind));
+        return;
+    }
+    unsigned uid = (unsigned)ch->c->peer.uid;
+    if (ch->kind == CHANGE_CHMOD) {
+        g_message("vdisk \"%s\" mode set to 0%o by uid %u", ch->name, ch->v.mode, uid);
+    } else if (ch->kind == CHANGE_CHOWN) {
+        g_message("vdisk \"%s\" owner set to %s:%s by uid %u", ch->name, ch->v.owner, ch->v.group,
+                  uid);
+    } else {
+        g_autofree char *from = ndfs_format_size(ch->old_size);
+        g_autofree char *to = ndfs_format_size(ch->v.size);
+        g_message("vdisk \"%s\" resized from %s to %s by uid %u", ch->name, from, to, uid);
+    }
+    reply_vdisk(ch->s, ch->c, ch->id, ch->name);
+    change_free(ch);
+}
+
+/* Reads the row, applies the change to it and proposes it. */
+static void update_attempt(struct change *ch)
+{
+    struct ndfs_server *s = ch->s;
+    struct cmd_request r = {.s = s, .c = ch->c, .id = ch->id, .command = change_verb(ch->kind)};
+
+    ch->attempts++;
+    ndfs_vdisk_clear(&ch->v);
+    int rc = ndfs_ccd_vdisk_get(s->ccd, ch->name, &ch->v);
+    if (rc < 0) {
+        change_fail(ch, rc, change_verb(ch->kind));
+        return;
+    }
+    switch (ch->kind) {
+    case CHANGE_CHMOD:
+        ch->v.mode = ch->mode;
+        break;
+    case CHANGE_CHOWN:
+        if (ch->owner != NULL) {
+            g_free(ch->v.owner);
+            ch->v.owner = g_strdup(ch->owner);
+        }
+        if (ch->group != NULL) {
+            g_free(ch->v.group);
+            ch->v.group = g_strdup(ch->group);
+        }
+        break;
+    case CHANGE_RESIZE: {
+        bool unused;
+        if (ch->size < ch->v.size) {
+            g_autofree char *has = ndfs_format_size(ch->v.size);
+            g_autofree char *asked = ndfs_format_size(ch->size);
+            cmd_reply_error(&r, -EINVAL, "vdisk \"%s\" can only grow (size %s, asked %s)", ch->name,
+                            has, asked);
+            change_free(ch);
+            return;
+        }
+        if (ch->size == ch->v.size) {
+            reply_vdisk(s, ch->c, ch->id, ch->name);
+            change_free(ch);
+            return;
+        }
+        if ((strcmp(ch->v.primary_node, s->node_name) == 0 &&
+             backing_prepare(&r, ch->name, ch->v.primary_path, ch->size, false, true, &unused) <
+                 0) ||
+            (ch->v.secondary_node != NULL && strcmp(ch->v.secondary_node, s->node_name) == 0 &&
+             backing_prepare(&r, ch->name, ch->v.secondary_path, ch->size, false, false, &unused) <
+                 0)) {
+            change_free(ch);
+            return;
+        }
+        ch->old_size = ch->v.size;
+        ch->v.size = ch->size;
+        break;
+    }
+    case CHANGE_CREATE:
+    case CHANGE_REMOVE:
+        g_assert_not_reached();
+    }
+    ch->v.mtime_ns = cmd_now_ns();
+    rc = ndfs_ccd_vdisk_update(s->ccd, &ch->v, update_done, ch);
+    if (rc < 0)
+        change_fail(ch, rc, change_verb(ch->kind));
+}
+
+void cmd_vdisk_chmod(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    uint32_t mode = 0;
+    if (cmd_arg_vdisk_name(r, &name) < 0 || cmd_arg_u32(r, "mode", true, &mode) < 0 ||
+        cmd_check_mode(r, mode) < 0)
+        return;
+    struct change *ch = change_new(r, CHANGE_CHMOD, name);
+    ch->mode = mode;
+    update_attempt(ch);
+}
+
+void cmd_vdisk_chown(struct cmd_request *r)
+{
+    g_autofree char *name = NULL, *owner = NULL, *group = NULL;
+    if (cmd_arg_vdisk_name(r, &name) < 0 || cmd_arg_string(r, "owner", false, &owner) < 0 ||
+        cmd_arg_string(r, "group", false, &group) < 0)
+        return;
+    if (owner == NULL && group == NULL) {
+        cmd_reply_error(r, -EINVAL, "missing argument \"owner\" (or \"group\")");
+        return;
+    }
+    if ((owner != NULL && cmd_check_account(r, owner, false) < 0) ||
+        (group != NULL && cmd_check_account(r, group, true) < 0))
+        return;
+    struct change *ch = change_new(r, CHANGE_CHOWN, name);
+    ch->owner = g_steal_pointer(&owner);
+    ch->group = g_steal_pointer(&group);
+    update_attempt(ch);
+}
+
+void cmd_vdisk_resize(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    uint64_t size = 0;
+    if (cmd_arg_vdisk_name(r, &name) < 0 || cmd_arg_u64(r, "size", true, &size) < 0)
+        return;
+    if (size == 0 || size % 512 != 0) {
+        cmd_reply_error(r, -EINVAL, "size must be a positive multiple of 512 bytes");
+        return;
+    }
+    struct change *ch = change_new(r, CHANGE_RESIZE, name);
+    ch->size = size;
+    update_attempt(ch);
+}
