@@ -108,10 +108,18 @@ static int check_known(GKeyFile *kf, const char *label, GError **error)
             return -EINVAL;
         }
         g_auto(GStrv) keys = g_key_file_get_keys(kf, *g, NULL, NULL);
-        for (char **k = keys; keys && *k; k++)
+        for (char **k = keys; keys && *k; k++) {
             if (!key_known(known, *k))
                 return key_error(error, G_KEY_FILE_ERROR_KEY_NOT_FOUND, label, *g, *k,
                                  "unknown key");
+            /* so that get_string() below only fails for absent keys */
+            g_autoptr(GError) bad = NULL;
+            g_autofree char *value = g_key_file_get_string(kf, *g, *k, &bad);
+            /* a bad escape sets bad but still returns a value */
+            if (!value || bad)
+                return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, *g, *k,
+                                 "the value is not UTF-8 or has a bad escape sequence");
+        }
     }
     return 0;
 }

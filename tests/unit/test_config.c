@@ -158,6 +158,11 @@ Test(config, bad_values)
                  code,
                  LABEL ": [ccd] snapshot-threshold: \"lots\" is not a number from 16 to 1000000");
 
+    assert_error("[node]\nname=n\xff\ndata-dir=/d\n", G_KEY_FILE_ERROR, code,
+                 LABEL ": [node] name: the value is not UTF-8 or has a bad escape sequence");
+    assert_error("[node]\nname=n1\ndata-dir=/d\\q\n", G_KEY_FILE_ERROR, code,
+                 LABEL ": [node] data-dir: the value is not UTF-8 or has a bad escape sequence");
+
     g_autofree char *long_socket =
         g_strdup_printf("[node]\nname=n1\ndata-dir=/d\ncontrol-socket=/%0120d\n", 0);
     struct ndfs_config c;

@@ -725,3 +725,49 @@ Test(control_client, rejects_args_that_are_not_a_dict)
     ndfs_control_client_close(c);
     observed_clear(&o);
 }
+
+/* Well-formed frames that a server must never send. */
+static void scenario_request_from_server(struct server *s, int fd)
+{
+    (void)s;
+    g_variant_unref(server_read_request(fd));
+    server_send(fd, NDFS_CONTROL_REQUEST, g_variant_new("(tsa{sv})", (guint64)1, "status", NULL));
+    uint8_t byte;
+    cr_assert_eq(recv(fd, &byte, 1, 0), 0);
+}
+
+static void scenario_positive_status(struct server *s, int fd)
+{
+    (void)s;
+    g_autoptr(GVariant) request = server_read_request(fd);
+    guint64 id;
+    g_variant_get_child(request, 0, "t", &id);
+    server_send(fd, NDFS_CONTROL_RESPONSE, g_variant_new("(tisa{sv})", id, 5, "", NULL));
+    uint8_t byte;
+    cr_assert_eq(recv(fd, &byte, 1, 0), 0);
+}
+
+static void assert_call_resets(scenario_fn scenario)
+{
+    struct server s;
+    struct observed o = {0};
+    server_start(&s, scenario);
+    struct ndfs_control_client *c = connect_to(&s, &o);
+
+    cr_assert_eq(ndfs_control_client_call(c, "status", NULL, 5000, NULL, NULL), -ECONNRESET);
+    wait_for_count(&o, &o.closed, 1);
+    server_stop(&s);
+    ndfs_control_client_close(c);
+    cr_assert_eq(o.closed, 1);
+    observed_clear(&o);
+}
+
+Test(control_client, request_from_server_resets_connection)
+{
+    assert_call_resets(scenario_request_from_server);
+}
+
+Test(control_client, positive_status_resets_connection)
+{
+    assert_call_resets(scenario_positive_status);
+}
