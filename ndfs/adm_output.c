@@ -1,0 +1,311 @@
+/* ndfsadm's output: "key: value" lines and aligned columns for people, one
+ * JSON document (json-glib) for scripts. */
+#define G_LOG_DOMAIN "ndfs-adm"
+
+#include <json-glib/json-glib.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "adm.h"
+#include "parse.h"
+
+static int malformed_answer(const char *what)
+{
+    return adm_error("malformed answer from ndfsd: %s", what);
+}
+
+static void print_json(JsonBuilder *b)
+{
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    json_generator_set_pretty(gen, TRUE);
+    json_generator_set_indent(gen, 2);
+    json_generator_set_root(gen, root);
+    g_autofree char *text = json_generator_to_data(gen, NULL);
+    fputs(text, stdout);
+    fputc('\n', stdout);
+}
+
+/* Lines of "key:" padded to the longest key, then the value. */
+struct kv_lines {
+    GPtrArray *keys;
+    GPtrArray *values;
+};
+
+static void kv_add(struct kv_lines *kv, const char *key, char *value_owned)
+{
+    g_ptr_array_add(kv->keys, (char *)key);
+    g_ptr_array_add(kv->values, value_owned);
+}
+
+static void kv_print_and_clear(struct kv_lines *kv)
+{
+    size_t width = 0;
+    for (guint i = 0; i < kv->keys->len; i++)
+        width = MAX(width, strlen(kv->keys->pdata[i]) + 1);
+    for (guint i = 0; i < kv->keys->len; i++) {
+        g_autofree char *key = g_strconcat(kv->keys->pdata[i], ":", NULL);
+        printf("%-*s %s\n", (int)width, key, (const char *)kv->values->pdata[i]);
+    }
+    g_ptr_array_unref(kv->keys);
+    g_ptr_array_unref(kv->values);
+}
+
+static char *format_mode(uint32_t mode)
+{
+    return g_strdup_printf("%04o", mode);
+}
+
+static char *format_node_path(const char *node, const char *path)
+{
+    return g_strconcat(node, ":", path, NULL);
+}
+
+/* ISO 8601 in UTC, to the second. */
+static char *format_mtime(uint64_t mtime_ns)
+{
+    time_t secs = (time_t)(mtime_ns / 1000000000u);
+    struct tm tm;
+    char buf[64];
+    if (!gmtime_r(&secs, &tm) || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        return g_strdup("?");
+    return g_strdup(buf);
+}
+
+static void json_add_vdisk(JsonBuilder *b, const struct ndfs_vdisk *v, bool with_open_count,
+                           uint32_t open_count)
+{
+    g_autofree char *mode = format_mode(v->mode);
+    g_autofree char *primary = format_node_path(v->primary_node, v->primary_path);
+    g_autofree char *mtime = format_mtime(v->mtime_ns);
+
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "name");
+    json_builder_add_string_value(b, v->name);
+    json_builder_set_member_name(b, "id");
+    json_builder_add_int_value(b, (gint64)v->id);
+    json_builder_set_member_name(b, "size");
+    json_builder_add_int_value(b, (gint64)v->size);
+    json_builder_set_member_name(b, "owner");
+    json_builder_add_string_value(b, v->owner);
+    json_builder_set_member_name(b, "group");
+    json_builder_add_string_value(b, v->group);
+    json_builder_set_member_name(b, "mode");
+    json_builder_add_string_value(b, mode);
+    json_builder_set_member_name(b, "primary");
+    json_builder_add_string_value(b, primary);
+    json_builder_set_member_name(b, "secondary");
+    if (v->secondary_node) {
+        g_autofree char *secondary = format_node_path(v->secondary_node, v->secondary_path);
+        json_builder_add_string_value(b, secondary);
+    } else {
+        json_builder_add_null_value(b);
+    }
+    json_builder_set_member_name(b, "mtime");
+    json_builder_add_string_value(b, mtime);
+    json_builder_set_member_name(b, "version");
+    json_builder_add_int_value(b, (gint64)v->version);
+    if (with_open_count) {
+        json_builder_set_member_name(b, "open_count");
+        json_builder_add_int_value(b, open_count);
+    }
+    json_builder_end_object(b);
+}
+
+int adm_print_vdisk(const struct adm *adm, GVariant *result, bool with_open_count)
+{
+    struct ndfs_vdisk v;
+    uint32_t open_count = 0;
+    if (ndfs_vdisk_from_dict(result, &v) < 0)
+        return malformed_answer("not a vdisk");
+    if (with_open_count && !g_variant_lookup(result, "open-count", "u", &open_count)) {
+        ndfs_vdisk_clear(&v);
+        return malformed_answer("no open-count");
+    }
+
+    if (adm->json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_add_vdisk(b, &v, with_open_count, open_count);
+        print_json(b);
+        ndfs_vdisk_clear(&v);
+        return ADM_EXIT_OK;
+    }
+
+    g_autofree char *size = ndfs_format_size(v.size);
+    struct kv_lines kv = {g_ptr_array_new(), g_ptr_array_new_with_free_func(g_free)};
+    kv_add(&kv, "name", g_strdup(v.name));
+    kv_add(&kv, "id", g_strdup_printf("%" G_GUINT64_FORMAT, v.id));
+    kv_add(&kv, "size", g_strdup_printf("%s (%" G_GUINT64_FORMAT " bytes)", size, v.size));
+    kv_add(&kv, "owner", g_strdup(v.owner));
+    kv_add(&kv, "group", g_strdup(v.group));
+    kv_add(&kv, "mode", format_mode(v.mode));
+    kv_add(&kv, "primary", format_node_path(v.primary_node, v.primary_path));
+    kv_add(&kv, "secondary",
+           v.secondary_node ? format_node_path(v.secondary_node, v.secondary_path) : g_strdup("-"));
+    kv_add(&kv, "mtime", format_mtime(v.mtime_ns));
+    kv_add(&kv, "version", g_strdup_printf("%" G_GUINT64_FORMAT, v.version));
+    if (with_open_count)
+        kv_add(&kv, "open mounts", g_strdup_printf("%u", open_count));
+    kv_print_and_clear(&kv);
+    ndfs_vdisk_clear(&v);
+    return ADM_EXIT_OK;
+}
+
+static gint compare_vdisk_names(gconstpointer a, gconstpointer b)
+{
+    const struct ndfs_vdisk *va = *(struct ndfs_vdisk *const *)a;
+    const struct ndfs_vdisk *vb = *(struct ndfs_vdisk *const *)b;
+    return strcmp(va->name, vb->name);
+}
+
+static void free_vdisk(gpointer p)
+{
+    ndfs_vdisk_clear(p);
+    g_free(p);
+}
+
+enum { LIST_COLUMNS = 7 };
+
+static void print_list_table(GPtrArray *vdisks)
+{
+    static const char *const header[LIST_COLUMNS] = {"NAME", "SIZE",    "OWNER",    "GROUP",
+                                                     "MODE", "PRIMARY", "SECONDARY"};
+    g_autoptr(GPtrArray) cells = g_ptr_array_new_with_free_func(g_free);
+    size_t width[LIST_COLUMNS];
+    for (int c = 0; c < LIST_COLUMNS; c++) {
+        g_ptr_array_add(cells, g_strdup(header[c]));
+        width[c] = strlen(header[c]);
+    }
+    for (guint i = 0; i < vdisks->len; i++) {
+        const struct ndfs_vdisk *v = vdisks->pdata[i];
+        char *row[LIST_COLUMNS] = {
+            g_strdup(v->name),
+            ndfs_format_size(v->size),
+            g_strdup(v->owner),
+            g_strdup(v->group),
+            format_mode(v->mode),
+            format_node_path(v->primary_node, v->primary_path),
+            v->secondary_node ? format_node_path(v->secondary_node, v->secondary_path)
+                              : g_strdup("-"),
+        };
+        for (int c = 0; c < LIST_COLUMNS; c++) {
+            width[c] = MAX(width[c], strlen(row[c]));
+            g_ptr_array_add(cells, row[c]);
+        }
+    }
+    for (guint i = 0; i < cells->len; i++) {
+        int c = (int)(i % LIST_COLUMNS);
+        const char *cell = cells->pdata[i];
+        if (c == LIST_COLUMNS - 1)
+            printf("%s\n", cell);
+        else
+            printf("%-*s  ", (int)width[c], cell);
+    }
+}
+
+int adm_print_vdisk_list(const struct adm *adm, GVariant *result)
+{
+    g_autoptr(GVariant) list = g_variant_lookup_value(result, "vdisks", G_VARIANT_TYPE("aa{sv}"));
+    if (!list)
+        return malformed_answer("no vdisks list");
+
+    g_autoptr(GPtrArray) vdisks = g_ptr_array_new_with_free_func(free_vdisk);
+    GVariantIter iter;
+    GVariant *dict;
+    g_variant_iter_init(&iter, list);
+    while ((dict = g_variant_iter_next_value(&iter))) {
+        struct ndfs_vdisk *v = g_new0(struct ndfs_vdisk, 1);
+        int rc = ndfs_vdisk_from_dict(dict, v);
+        g_variant_unref(dict);
+        if (rc < 0) {
+            g_free(v);
+            return malformed_answer("a vdisk in the list is not a vdisk");
+        }
+        g_ptr_array_add(vdisks, v);
+    }
+    g_ptr_array_sort(vdisks, compare_vdisk_names);
+
+    if (!adm->json) {
+        print_list_table(vdisks);
+        return ADM_EXIT_OK;
+    }
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "vdisks");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < vdisks->len; i++)
+        json_add_vdisk(b, vdisks->pdata[i], false, 0);
+    json_builder_end_array(b);
+    json_builder_end_object(b);
+    print_json(b);
+    return ADM_EXIT_OK;
+}
+
+int adm_print_status(const struct adm *adm, GVariant *result)
+{
+    const char *node = NULL, *cluster_id = NULL, *leader = NULL;
+    guint64 epoch = 0, vdisks = 0;
+    g_autoptr(GVariant) members =
+        g_variant_lookup_value(result, "members", G_VARIANT_TYPE_STRING_ARRAY);
+    if (!g_variant_lookup(result, "node", "&s", &node) ||
+        !g_variant_lookup(result, "cluster-id", "&s", &cluster_id) ||
+        !g_variant_lookup(result, "epoch", "t", &epoch) ||
+        !g_variant_lookup(result, "leader", "&s", &leader) ||
+        !g_variant_lookup(result, "vdisks", "t", &vdisks) || !members)
+        return malformed_answer("incomplete status");
+    g_autofree const char **member_names = g_variant_get_strv(members, NULL);
+
+    if (adm->json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "cluster_id");
+        json_builder_add_string_value(b, cluster_id);
+        json_builder_set_member_name(b, "node");
+        json_builder_add_string_value(b, node);
+        json_builder_set_member_name(b, "epoch");
+        json_builder_add_int_value(b, (gint64)epoch);
+        /* no leader known (an election is running): null */
+        json_builder_set_member_name(b, "leader");
+        if (leader[0])
+            json_builder_add_string_value(b, leader);
+        else
+            json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "members");
+        json_builder_begin_array(b);
+        for (const char **m = member_names; *m; m++)
+            json_builder_add_string_value(b, *m);
+        json_builder_end_array(b);
+        json_builder_set_member_name(b, "vdisks");
+        json_builder_add_int_value(b, (gint64)vdisks);
+        json_builder_end_object(b);
+        print_json(b);
+        return ADM_EXIT_OK;
+    }
+
+    struct kv_lines kv = {g_ptr_array_new(), g_ptr_array_new_with_free_func(g_free)};
+    kv_add(&kv, "cluster id", g_strdup(cluster_id));
+    kv_add(&kv, "node", g_strdup(node));
+    kv_add(&kv, "epoch", g_strdup_printf("%" G_GUINT64_FORMAT, epoch));
+    kv_add(&kv, "leader", g_strdup(leader[0] ? leader : "-"));
+    kv_add(&kv, "members",
+           member_names[0] ? g_strjoinv(" ", (char **)member_names) : g_strdup("-"));
+    kv_add(&kv, "vdisks", g_strdup_printf("%" G_GUINT64_FORMAT, vdisks));
+    kv_print_and_clear(&kv);
+    return ADM_EXIT_OK;
+}
+
+int adm_print_removed(const struct adm *adm, const char *name)
+{
+    if (adm->json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "removed");
+        json_builder_add_string_value(b, name);
+        json_builder_end_object(b);
+        print_json(b);
+    } else {
+        printf("vdisk \"%s\" removed\n", name);
+    }
+    return ADM_EXIT_OK;
+}
