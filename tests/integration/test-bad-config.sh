@@ -13,6 +13,7 @@ bad_config()
     err=$(timeout 20 "$NDFSD" -c "$conf" -f 2>&1) || rc=$?
     [ "$rc" -ne 124 ] || fail "$label: ndfsd kept running"
     [ "$rc" -ne 0 ] || fail "$label: ndfsd accepted it"
+    [ "$rc" -lt 128 ] || fail "$label: ndfsd crashed (status $rc): $err"
     grep -qF "$conf" <<<"$err" || fail "$label: '$err' does not name the file $conf"
     grep -qiE -- "$key" <<<"$err" || fail "$label: '$err' does not match /$key/"
     [ "$(grep -c . <<<"$err")" -le 3 ] || fail "$label: more than a short error: $err"

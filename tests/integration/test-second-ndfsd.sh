@@ -18,6 +18,7 @@ for c in "$CONF" "$conf2"; do
         err=$(timeout 20 "$NDFSD" -c "$c" $fg 2>&1 >/dev/null) || rc=$?
         [ "$rc" -ne 124 ] || fail "ndfsd -c $c $fg did not fail at once (still running after 20 s)"
         [ "$rc" -ne 0 ] || fail "a second ndfsd -c $c $fg started"
+        [ "$rc" -lt 128 ] || fail "the second ndfsd -c $c $fg crashed (status $rc): $err"
         grep -qiE "lock|in use|$NDFSD_PID|running" <<<"$err" ||
             fail "second ndfsd -c $c $fg: '$err' does not name the lock or pid $NDFSD_PID"
     done
