@@ -334,8 +334,14 @@ int ndfs_control_client_call(struct ndfs_control_client *c, const char *command,
     g_mutex_unlock(&c->lock);
     g_cond_clear(&call.cond);
 
-    if (!call.done)
-        return local_error(r, errmsg, r == -ETIMEDOUT ? "timed out waiting for ndfsd" : NULL);
+    /* a failed send wins over the reset it may have caused meanwhile */
+    if (r < 0) {
+        g_clear_pointer(&call.response, g_variant_unref);
+        return local_error(r, errmsg,
+                           r == -ETIMEDOUT    ? "timed out waiting for ndfsd"
+                           : r == -ECONNRESET ? "connection to ndfsd lost"
+                                              : NULL);
+    }
     if (!call.response)
         return local_error(call.status, errmsg, "connection to ndfsd lost");
 

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <string.h>
@@ -770,4 +771,31 @@ Test(control_client, request_from_server_resets_connection)
 Test(control_client, positive_status_resets_connection)
 {
     assert_call_resets(scenario_positive_status);
+}
+
+/* Reads nothing until the client hangs up. */
+static void scenario_never_read(struct server *s, int fd)
+{
+    (void)s;
+    struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+    cr_assert_eq(poll(&pfd, 1, 10000), 1, "the client did not hang up");
+}
+
+Test(control_client, stuck_write_times_out_and_resets)
+{
+    struct server s;
+    struct observed o = {0};
+    server_start(&s, scenario_never_read);
+    struct ndfs_control_client *c = connect_to(&s, &o);
+
+    /* larger than the socket buffers, so the write cannot finish */
+    g_autofree char *blob = g_strnfill(900 * 1024, 'x');
+    GVariant *args = g_variant_new_parsed("{'blob': <%s>}", blob);
+    cr_assert_eq(ndfs_control_client_call(c, "vdisk.create", args, 200, NULL, NULL), -ETIMEDOUT);
+    /* half a frame went out: the stream is torn, so the connection closes */
+    wait_for_count(&o, &o.closed, 1);
+    cr_assert_eq(ndfs_control_client_call(c, "status", NULL, 200, NULL, NULL), -ECONNRESET);
+    server_stop(&s);
+    ndfs_control_client_close(c);
+    observed_clear(&o);
 }
