@@ -1,1 +1,706 @@
-typedef int ndfs_placeholder_t; /* replaced by the real module */
+/* The CCD object: the data-directory lock, the LMDB store, Raft (raft_uv on
+ * <data_dir>/raft) and the public API of include/ndfs/ccd.h.
+ *
+ * Durability: the Raft log (with its snapshots) is the only durable record.
+ * LMDB is opened with MDB_NOSYNC | MDB_NOMETASYNC and is rebuilt at every
+ * start: ndfs_ccd_start() empties every table in one transaction, raft_start()
+ * restores the latest snapshot through fsm->restore, and the entries after it
+ * are applied again once they are known to be committed. ready_cb runs only
+ * after a barrier of the current term has been applied, so the local replica
+ * is then current. This keeps LMDB and the log consistent after any crash
+ * without storing the last applied index next to the tables. */
+#define G_LOG_DOMAIN "ndfs-ccd"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ccd_private.h"
+
+#define RAFT_SERVER_ID      1
+#define ELECTION_TIMEOUT_MS 1000
+#define HEARTBEAT_MS        100
+#define BARRIER_RETRY_MS    100
+#define DEFAULT_THRESHOLD   1024
+#define DEFAULT_TRAILING    128
+
+struct ndfs_ccd {
+    uv_loop_t *loop;
+    char *data_dir;
+    char *node_name;
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    int lock_fd;
+    struct ccd_store store;
+    struct raft_uv_transport transport;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct raft raft;
+    struct raft_barrier barrier;
+    uv_timer_t retry_timer; /* retries the start barrier until we lead */
+    bool started;
+    bool ready;
+    bool closing;
+    ndfs_ccd_ready_cb ready_cb;
+    void *ready_data;
+    ndfs_ccd_closed_cb closed_cb;
+    void *closed_data;
+    ndfs_ccd_watch_cb watch_cb;
+    void *watch_data;
+    char *errmsg;
+};
+
+/* A change proposed to Raft, freed when its callback has run. */
+struct proposal {
+    struct raft_apply req;
+    struct ndfs_ccd *ccd;
+    ndfs_ccd_done_cb cb;
+    void *data;
+};
+
+static void set_errmsg(struct ndfs_ccd *ccd, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static void set_errmsg(struct ndfs_ccd *ccd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    g_free(ccd->errmsg);
+    ccd->errmsg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+}
+
+static int raft_errno(int rv)
+{
+    switch (rv) {
+    case 0:
+        return 0;
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+        return -ENOTCONN;
+    case RAFT_CANCELED:
+    case RAFT_SHUTDOWN:
+        return -ECANCELED;
+    case RAFT_NOMEM:
+        return -ENOMEM;
+    default:
+        return -EIO;
+    }
+}
+
+/* Maps a Raft error and keeps raft's own words in errmsg. */
+static int raft_fail(struct ndfs_ccd *ccd, int rv, const char *what)
+{
+    const char *detail = raft_errmsg(&ccd->raft);
+    if (detail == NULL || *detail == '\0')
+        detail = raft_strerror(rv);
+    set_errmsg(ccd, "%s: %s", what, detail);
+    return raft_errno(rv);
+}
+
+struct ccd_store *ccd_get_store(struct ndfs_ccd *ccd)
+{
+    return &ccd->store;
+}
+
+void ccd_notify(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key, bool removed)
+{
+    /* while the tables are rebuilt at start, readers wait for ready_cb */
+    if (ccd->ready && ccd->watch_cb)
+        ccd->watch_cb(ccd, table, key, removed, ccd->watch_data);
+}
+
+static int take_lock(const char *data_dir, int *fd_out, char **errmsg)
+{
+    g_autofree char *path = g_build_filename(data_dir, "lock", NULL);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int err = errno;
+        *errmsg = g_strdup_printf("%s: %s", path, g_strerror(err));
+        return -err;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        if (n > 0)
+            pid[n] = '\0';
+        g_strstrip(pid);
+        close(fd);
+        if (err == EWOULDBLOCK) {
+            *errmsg = g_strdup_printf("data-dir %s is in use by another ndfsd (pid %s)", data_dir,
+                                      *pid ? pid : "unknown");
+            return -EBUSY;
+        }
+        *errmsg = g_strdup_printf("lock %s: %s", path, g_strerror(err));
+        return -err;
+    }
+    g_autofree char *mine = g_strdup_printf("%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, mine, strlen(mine), 0) != (ssize_t)strlen(mine)) {
+        int err = errno ? errno : EIO;
+        *errmsg = g_strdup_printf("%s: %s", path, g_strerror(err));
+        close(fd);
+        return -err;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static int make_dir(const char *path, char **errmsg)
+{
+    if (g_mkdir_with_parents(path, 0700) != 0) {
+        int err = errno;
+        *errmsg = g_strdup_printf("cannot create %s: %s", path, g_strerror(err));
+        return -err;
+    }
+    return 0;
+}
+
+static void ccd_free(struct ndfs_ccd *ccd)
+{
+    ccd_store_close(&ccd->store);
+    if (ccd->lock_fd >= 0)
+        close(ccd->lock_fd); /* releases the flock */
+    g_free(ccd->data_dir);
+    g_free(ccd->node_name);
+    g_free(ccd->errmsg);
+    g_free(ccd);
+}
+
+int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndfs_ccd **out,
+                  char **errmsg)
+{
+    *out = NULL;
+    *errmsg = NULL;
+    if (cfg->data_dir == NULL || *cfg->data_dir == '\0') {
+        *errmsg = g_strdup("no data directory");
+        return -EINVAL;
+    }
+    if (!ccd_valid_node_name(cfg->node_name)) {
+        *errmsg = g_strdup_printf("invalid node name \"%s\"", cfg->node_name ? cfg->node_name : "");
+        return -EINVAL;
+    }
+
+    struct ndfs_ccd *ccd = g_new0(struct ndfs_ccd, 1);
+    ccd->loop = loop;
+    ccd->lock_fd = -1;
+    ccd->data_dir = g_strdup(cfg->data_dir);
+    ccd->node_name = g_strdup(cfg->node_name);
+    ccd->snapshot_threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold : DEFAULT_THRESHOLD;
+    ccd->snapshot_trailing = cfg->snapshot_trailing ? cfg->snapshot_trailing : DEFAULT_TRAILING;
+
+    g_autofree char *lmdb_dir = g_build_filename(cfg->data_dir, "ccd", NULL);
+    g_autofree char *raft_dir = g_build_filename(cfg->data_dir, "raft", NULL);
+    int rc = make_dir(cfg->data_dir, errmsg);
+    if (rc == 0)
+        rc = take_lock(cfg->data_dir, &ccd->lock_fd, errmsg);
+    if (rc == 0)
+        rc = make_dir(lmdb_dir, errmsg);
+    if (rc == 0)
+        rc = make_dir(raft_dir, errmsg);
+    if (rc == 0)
+        rc = ccd_store_open(&ccd->store, lmdb_dir, errmsg);
+    if (rc != 0) {
+        ccd_free(ccd);
+        return rc;
+    }
+
+    ccd_null_transport_init(&ccd->transport);
+    ccd_fsm_init(&ccd->fsm, ccd);
+    int rv = raft_uv_init(&ccd->io, loop, raft_dir, &ccd->transport);
+    if (rv != 0) {
+        *errmsg = g_strdup_printf("raft log %s: %s", raft_dir,
+                                  *ccd->io.errmsg ? ccd->io.errmsg : raft_strerror(rv));
+        ccd_free(ccd);
+        return raft_errno(rv);
+    }
+    rv = raft_init(&ccd->raft, &ccd->io, &ccd->fsm, RAFT_SERVER_ID, ccd->node_name);
+    if (rv != 0) {
+        *errmsg = g_strdup_printf("raft log %s: %s", raft_dir, raft_errmsg(&ccd->raft));
+        raft_uv_close(&ccd->io);
+        ccd_free(ccd);
+        return raft_errno(rv);
+    }
+    ccd->raft.data = ccd;
+    raft_set_election_timeout(&ccd->raft, ELECTION_TIMEOUT_MS);
+    raft_set_heartbeat_timeout(&ccd->raft, HEARTBEAT_MS);
+    raft_set_snapshot_threshold(&ccd->raft, ccd->snapshot_threshold);
+    raft_set_snapshot_trailing(&ccd->raft, ccd->snapshot_trailing);
+    *out = ccd;
+    return 0;
+}
+
+static void finish_ready(struct ndfs_ccd *ccd, int status)
+{
+    ndfs_ccd_ready_cb cb = ccd->ready_cb;
+    if (cb == NULL)
+        return;
+    ccd->ready_cb = NULL;
+    ccd->ready = status == 0;
+    if (status == 0)
+        g_info("CCD ready: node %s, Raft index %llu applied", ccd->node_name,
+               raft_last_applied(&ccd->raft));
+    cb(ccd, status, ccd->ready_data);
+}
+
+static void proposal_cb(struct raft_apply *req, int status, void *result)
+{
+    struct proposal *p = req->data;
+    struct ndfs_ccd *ccd = p->ccd;
+    int rc;
+    if (ccd->closing)
+        rc = -ECANCELED;
+    else if (status != 0)
+        rc = raft_fail(ccd, status, "apply a change");
+    else
+        rc = (int)(intptr_t)result;
+    p->cb(ccd, rc, p->data);
+    g_free(p);
+}
+
+static int propose(struct ndfs_ccd *ccd, struct raft_buffer buf, ndfs_ccd_done_cb cb, void *data)
+{
+    if (ccd->closing || !ccd->started) {
+        raft_free(buf.base);
+        set_errmsg(ccd, "the CCD is %s", ccd->closing ? "shutting down" : "not started");
+        return ccd->closing ? -ECANCELED : -ENOTCONN;
+    }
+    struct proposal *p = g_new0(struct proposal, 1);
+    p->req.data = p;
+    p->ccd = ccd;
+    p->cb = cb;
+    p->data = data;
+    int rv = raft_apply(&ccd->raft, &p->req, &buf, 1, proposal_cb);
+    if (rv != 0) {
+        /* on failure the buffer stays ours */
+        raft_free(buf.base);
+        g_free(p);
+        return raft_fail(ccd, rv, "propose a change");
+    }
+    return 0;
+}
+
+static void bootstrap_done(struct ndfs_ccd *ccd, int status, void *data)
+{
+    (void)data;
+    if (status == 0)
+        g_info("bootstrapped a new one-voter cluster with node %s", ccd->node_name);
+    /* -EEXIST: an earlier bootstrap entry was applied first; fine */
+    finish_ready(ccd, status == -EEXIST ? 0 : status);
+}
+
+static int propose_bootstrap(struct ndfs_ccd *ccd)
+{
+    g_autofree char *cluster_id = g_uuid_string_random();
+    char *members[] = {ccd->node_name, NULL};
+    struct ndfs_node node = {
+        .id = RAFT_SERVER_ID, .role = NDFS_NODE_VOTER, .name = ccd->node_name, .address = ""};
+    struct ccd_membership m = {.epoch = 1, .members = members};
+    struct raft_buffer buf;
+    int rc = ccd_cmd_bootstrap(cluster_id, &node, &m, &buf);
+    if (rc != 0)
+        return rc;
+    return propose(ccd, buf, bootstrap_done, NULL);
+}
+
+static bool is_bootstrapped(struct ndfs_ccd *ccd)
+{
+    MDB_txn *txn;
+    MDB_val val;
+    if (mdb_txn_begin(ccd->store.env, NULL, MDB_RDONLY, &txn) != 0)
+        return false;
+    bool found = ccd_txn_get(txn, ccd->store.dbi[NDFS_CCD_META], CCD_META_CLUSTER_ID, &val) == 0;
+    mdb_txn_abort(txn);
+    return found;
+}
+
+static void retry_timer_cb(uv_timer_t *timer);
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct ndfs_ccd *ccd = req->data;
+    if (ccd->closing) {
+        finish_ready(ccd, -ECANCELED);
+        return;
+    }
+    if (status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST) {
+        uv_timer_start(&ccd->retry_timer, retry_timer_cb, BARRIER_RETRY_MS, 0);
+        return;
+    }
+    if (status != 0) {
+        finish_ready(ccd, raft_fail(ccd, status, "wait for the Raft log"));
+        return;
+    }
+    if (is_bootstrapped(ccd)) {
+        finish_ready(ccd, 0);
+        return;
+    }
+    int rc = propose_bootstrap(ccd);
+    if (rc != 0)
+        finish_ready(ccd, rc);
+}
+
+/* The start barrier needs a leader; until this node leads, try again. */
+static int try_barrier(struct ndfs_ccd *ccd)
+{
+    ccd->barrier.data = ccd;
+    int rv = raft_barrier(&ccd->raft, &ccd->barrier, barrier_cb);
+    if (rv == RAFT_NOTLEADER) {
+        uv_timer_start(&ccd->retry_timer, retry_timer_cb, BARRIER_RETRY_MS, 0);
+        return 0;
+    }
+    return rv == 0 ? 0 : raft_fail(ccd, rv, "wait for the Raft log");
+}
+
+static void retry_timer_cb(uv_timer_t *timer)
+{
+    struct ndfs_ccd *ccd = timer->data;
+    if (ccd->closing)
+        return;
+    int rc = try_barrier(ccd);
+    if (rc != 0)
+        finish_ready(ccd, rc);
+}
+
+int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data)
+{
+    struct raft_configuration conf;
+    int rv;
+
+    if (ccd->started || ccd->closing) {
+        set_errmsg(ccd, "the CCD is already started");
+        return -EALREADY;
+    }
+    raft_configuration_init(&conf);
+    rv = raft_configuration_add(&conf, RAFT_SERVER_ID, ccd->node_name, RAFT_VOTER);
+    if (rv == 0)
+        rv = raft_bootstrap(&ccd->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP)
+        return raft_fail(ccd, rv, "bootstrap the Raft log");
+
+    int rc = ccd_store_clear(&ccd->store);
+    if (rc != 0) {
+        set_errmsg(ccd, "empty the LMDB tables: %s", g_strerror(-rc));
+        return rc;
+    }
+    rv = raft_start(&ccd->raft);
+    if (rv != 0)
+        return raft_fail(ccd, rv, "start Raft");
+    ccd->started = true;
+    uv_timer_init(ccd->loop, &ccd->retry_timer);
+    ccd->retry_timer.data = ccd;
+    ccd->ready_cb = cb;
+    ccd->ready_data = data;
+
+    rc = try_barrier(ccd);
+    if (rc != 0)
+        ccd->ready_cb = NULL; /* we return the error: the callback never runs */
+    return rc;
+}
+
+static void finish_close(struct ndfs_ccd *ccd)
+{
+    ndfs_ccd_closed_cb cb = ccd->closed_cb;
+    void *data = ccd->closed_data;
+    finish_ready(ccd, -ECANCELED);
+    ccd_free(ccd);
+    if (cb)
+        cb(data);
+}
+
+static void retry_timer_closed(uv_handle_t *handle)
+{
+    finish_close(handle->data);
+}
+
+static void raft_closed(struct raft *r)
+{
+    struct ndfs_ccd *ccd = r->data;
+    /* raft_uv has closed the transport; now release their memory */
+    raft_uv_close(&ccd->io);
+    ccd_null_transport_close(&ccd->transport);
+    if (ccd->started)
+        uv_close((uv_handle_t *)&ccd->retry_timer, retry_timer_closed);
+    else
+        finish_close(ccd);
+}
+
+void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data)
+{
+    g_return_if_fail(!ccd->closing);
+    ccd->closing = true;
+    ccd->closed_cb = cb;
+    ccd->closed_data = data;
+    if (ccd->started)
+        uv_timer_stop(&ccd->retry_timer);
+    /* pending proposals and the start barrier get their callbacks here */
+    raft_close(&ccd->raft, raft_closed);
+}
+
+const char *ndfs_ccd_errmsg(const struct ndfs_ccd *ccd)
+{
+    return ccd->errmsg ? ccd->errmsg : "";
+}
+
+void ndfs_ccd_set_watch(struct ndfs_ccd *ccd, ndfs_ccd_watch_cb cb, void *data)
+{
+    ccd->watch_cb = cb;
+    ccd->watch_data = data;
+}
+
+static int read_begin(struct ndfs_ccd *ccd, MDB_txn **txn)
+{
+    int rc = ccd_mdb_errno(mdb_txn_begin(ccd->store.env, NULL, MDB_RDONLY, txn));
+    if (rc != 0)
+        set_errmsg(ccd, "LMDB read transaction: %s", g_strerror(-rc));
+    return rc;
+}
+
+int ndfs_ccd_vdisk_get(struct ndfs_ccd *ccd, const char *name, struct ndfs_vdisk *out)
+{
+    MDB_txn *txn;
+    MDB_val val;
+    memset(out, 0, sizeof *out);
+    if (!ccd_valid_vdisk_name(name))
+        return -ENOENT;
+    int rc = read_begin(ccd, &txn);
+    if (rc != 0)
+        return rc;
+    rc = ccd_txn_get(txn, ccd->store.dbi[NDFS_CCD_VDISKS], name, &val);
+    if (rc == 0 && ndfs_vdisk_decode(val.mv_data, val.mv_size, out) != 0) {
+        set_errmsg(ccd, "vdisk \"%s\": the stored row is corrupt", name);
+        rc = -EIO;
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ndfs_ccd_node_get(struct ndfs_ccd *ccd, const char *name, struct ndfs_node *out)
+{
+    MDB_txn *txn;
+    MDB_val val;
+    memset(out, 0, sizeof *out);
+    if (!ccd_valid_node_name(name))
+        return -ENOENT;
+    int rc = read_begin(ccd, &txn);
+    if (rc != 0)
+        return rc;
+    rc = ccd_txn_get(txn, ccd->store.dbi[NDFS_CCD_NODES], name, &val);
+    if (rc == 0 && ndfs_node_decode(val.mv_data, val.mv_size, out) != 0) {
+        set_errmsg(ccd, "node \"%s\": the stored row is corrupt", name);
+        rc = -EIO;
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Calls row_fn for every value of a table, in key order, inside one read
+ * transaction (the env uses MDB_NOTLS, so row_fn may read again). */
+static int foreach_row(struct ndfs_ccd *ccd, enum ndfs_ccd_table table,
+                       int (*row_fn)(const MDB_val *val, void *ctx), void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = read_begin(ccd, &txn);
+    if (rc != 0)
+        return rc;
+    int mrc = mdb_cursor_open(txn, ccd->store.dbi[table], &cur);
+    if (mrc != 0) {
+        mdb_txn_abort(txn);
+        return ccd_mdb_errno(mrc);
+    }
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        rc = row_fn(&v, ctx);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc == 0 && mrc != MDB_NOTFOUND)
+        rc = ccd_mdb_errno(mrc);
+    return rc;
+}
+
+struct vdisk_visit {
+    int (*fn)(const struct ndfs_vdisk *v, void *data);
+    void *data;
+};
+
+static int visit_vdisk(const MDB_val *val, void *ctx)
+{
+    struct vdisk_visit *visit = ctx;
+    struct ndfs_vdisk v;
+    if (ndfs_vdisk_decode(val->mv_data, val->mv_size, &v) != 0) {
+        g_warning("skipping a corrupt row of the vdisks table");
+        return 0;
+    }
+    int rc = visit->fn(&v, visit->data);
+    ndfs_vdisk_clear(&v);
+    return rc;
+}
+
+int ndfs_ccd_vdisk_foreach(struct ndfs_ccd *ccd, int (*fn)(const struct ndfs_vdisk *v, void *data),
+                           void *data)
+{
+    struct vdisk_visit visit = {fn, data};
+    return foreach_row(ccd, NDFS_CCD_VDISKS, visit_vdisk, &visit);
+}
+
+struct node_visit {
+    int (*fn)(const struct ndfs_node *n, void *data);
+    void *data;
+};
+
+static int visit_node(const MDB_val *val, void *ctx)
+{
+    struct node_visit *visit = ctx;
+    struct ndfs_node n;
+    if (ndfs_node_decode(val->mv_data, val->mv_size, &n) != 0) {
+        g_warning("skipping a corrupt row of the nodes table");
+        return 0;
+    }
+    int rc = visit->fn(&n, visit->data);
+    ndfs_node_clear(&n);
+    return rc;
+}
+
+int ndfs_ccd_node_foreach(struct ndfs_ccd *ccd, int (*fn)(const struct ndfs_node *n, void *data),
+                          void *data)
+{
+    struct node_visit visit = {fn, data};
+    return foreach_row(ccd, NDFS_CCD_NODES, visit_node, &visit);
+}
+
+struct leader_search {
+    raft_id id;
+    char *name;
+};
+
+static int match_leader(const struct ndfs_node *n, void *data)
+{
+    struct leader_search *s = data;
+    if (n->id != s->id)
+        return 0;
+    s->name = g_strdup(n->name);
+    return 1;
+}
+
+static void status_leader(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out)
+{
+    raft_id id = 0;
+    const char *address = NULL;
+    if (!ccd->started || ccd->closing)
+        return;
+    raft_leader(&ccd->raft, &id, &address);
+    if (id == 0)
+        return;
+    struct leader_search s = {.id = id};
+    ndfs_ccd_node_foreach(ccd, match_leader, &s);
+    /* before the node rows exist, the Raft address is the node name */
+    const char *name = s.name ? s.name : address;
+    if (name && ccd_valid_node_name(name))
+        g_strlcpy(out->leader, name, sizeof out->leader);
+    g_free(s.name);
+}
+
+int ndfs_ccd_status(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out)
+{
+    MDB_txn *txn;
+    MDB_val val;
+    MDB_stat st;
+    memset(out, 0, sizeof *out);
+    int rc = read_begin(ccd, &txn);
+    if (rc != 0)
+        return rc;
+    if (ccd_txn_get(txn, ccd->store.dbi[NDFS_CCD_META], CCD_META_CLUSTER_ID, &val) == 0 &&
+        val.mv_size < sizeof out->cluster_id)
+        memcpy(out->cluster_id, val.mv_data, val.mv_size);
+    rc = ccd_meta_get_u64(txn, &ccd->store, CCD_META_EPOCH, &out->epoch);
+    if (rc == 0 &&
+        ccd_txn_get(txn, ccd->store.dbi[NDFS_CCD_MEMBERSHIP], CCD_MEMBERSHIP_KEY, &val) == 0) {
+        struct ccd_membership m;
+        if (ccd_membership_decode(val.mv_data, val.mv_size, &m) == 0)
+            out->members = g_steal_pointer(&m.members);
+        ccd_membership_clear(&m);
+    }
+    if (rc == 0)
+        rc = ccd_mdb_errno(mdb_stat(txn, ccd->store.dbi[NDFS_CCD_VDISKS], &st));
+    if (rc == 0)
+        out->vdisks = st.ms_entries;
+    mdb_txn_abort(txn);
+    if (rc != 0) {
+        set_errmsg(ccd, "read the cluster status: %s", g_strerror(-rc));
+        ndfs_ccd_status_clear(out);
+        return rc;
+    }
+    if (out->members == NULL)
+        out->members = g_new0(char *, 1);
+    out->applied_index = ccd->started ? raft_last_applied(&ccd->raft) : 0;
+    status_leader(ccd, out);
+    return 0;
+}
+
+void ndfs_ccd_status_clear(struct ndfs_ccd_status *st)
+{
+    g_strfreev(st->members);
+    memset(st, 0, sizeof *st);
+}
+
+static uint64_t now_ns(void)
+{
+    return (uint64_t)g_get_real_time() * 1000u;
+}
+
+static int propose_vdisk(struct ndfs_ccd *ccd, enum ccd_op op, const struct ndfs_vdisk *v,
+                         ndfs_ccd_done_cb cb, void *data)
+{
+    struct ndfs_vdisk row = *v; /* shallow: the strings stay the caller's */
+    struct raft_buffer buf;
+    row.mtime_ns = now_ns();
+    if (op == CCD_OP_VDISK_CREATE) {
+        row.id = 0;
+        row.version = 1;
+    }
+    int rc = ccd_cmd_vdisk(op, &row, &buf);
+    if (rc != 0) {
+        set_errmsg(ccd, "vdisk \"%s\": invalid name, size, mode, owner, group or node:path",
+                   v->name ? v->name : "");
+        return rc;
+    }
+    return propose(ccd, buf, cb, data);
+}
+
+int ndfs_ccd_vdisk_create(struct ndfs_ccd *ccd, const struct ndfs_vdisk *v, ndfs_ccd_done_cb cb,
+                          void *data)
+{
+    return propose_vdisk(ccd, CCD_OP_VDISK_CREATE, v, cb, data);
+}
+
+int ndfs_ccd_vdisk_update(struct ndfs_ccd *ccd, const struct ndfs_vdisk *v, ndfs_ccd_done_cb cb,
+                          void *data)
+{
+    return propose_vdisk(ccd, CCD_OP_VDISK_UPDATE, v, cb, data);
+}
+
+int ndfs_ccd_vdisk_remove(struct ndfs_ccd *ccd, const char *name, ndfs_ccd_done_cb cb, void *data)
+{
+    struct raft_buffer buf;
+    int rc = ccd_cmd_vdisk_remove(name, &buf);
+    if (rc != 0) {
+        set_errmsg(ccd, "invalid vdisk name \"%s\"", name ? name : "");
+        return rc;
+    }
+    return propose(ccd, buf, cb, data);
+}
+
+int ccd_propose_raw(struct ndfs_ccd *ccd, const void *entry, size_t len, ndfs_ccd_done_cb cb,
+                    void *data)
+{
+    if (len == 0)
+        return -EINVAL;
+    struct raft_buffer buf;
+    if (ccd_entry_alloc(entry, len, &buf) != 0)
+        return -ENOMEM;
+    return propose(ccd, buf, cb, data);
+}

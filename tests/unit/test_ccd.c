@@ -1,6 +1,496 @@
+/* The CCD on a real data directory under /tmp with a real libuv loop: the
+ * loop runs until the awaited callback has set its flag (with a deadline). */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
 
-Test(placeholder_ccd, builds)
+#include "ccd/ccd_private.h"
+#include "ndfs/ccd.h"
+
+#define NODE        "n1"
+#define DEADLINE_MS 30000
+
+struct event {
+    enum ndfs_ccd_table table;
+    char *key;
+    bool removed;
+};
+
+struct env {
+    uv_loop_t loop;
+    char *dir;
+    struct ndfs_ccd *ccd;
+    GArray *events; /* struct event */
+};
+
+static struct env E;
+
+static void deadline_cb(uv_timer_t *t)
 {
-    cr_assert(1);
+    *(bool *)t->data = true;
+}
+
+static void run_until(bool *flag)
+{
+    uv_timer_t deadline;
+    bool expired = false;
+    uv_timer_init(&E.loop, &deadline);
+    deadline.data = &expired;
+    uv_timer_start(&deadline, deadline_cb, DEADLINE_MS, 0);
+    while (!*flag && !expired)
+        uv_run(&E.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&deadline, NULL);
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+    cr_assert(*flag, "timed out waiting for the CCD");
+}
+
+struct wait {
+    bool done;
+    int status;
+};
+
+static void ready_cb(struct ndfs_ccd *ccd, int status, void *data)
+{
+    (void)ccd;
+    struct wait *w = data;
+    w->done = true;
+    w->status = status;
+}
+
+static void done_cb(struct ndfs_ccd *ccd, int status, void *data)
+{
+    ready_cb(ccd, status, data);
+}
+
+static void closed_cb(void *data)
+{
+    *(bool *)data = true;
+}
+
+static void watch_cb(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key, bool removed,
+                     void *data)
+{
+    (void)ccd;
+    (void)data;
+    struct event ev = {table, g_strdup(key), removed};
+    g_array_append_val(E.events, ev);
+}
+
+static int open_ccd(unsigned threshold, unsigned trailing, char **errmsg, struct ndfs_ccd **out)
+{
+    struct ndfs_ccd_config cfg = {.data_dir = E.dir,
+                                  .node_name = NODE,
+                                  .snapshot_threshold = threshold,
+                                  .snapshot_trailing = trailing};
+    return ndfs_ccd_open(&E.loop, &cfg, out, errmsg);
+}
+
+static void start_ccd(unsigned threshold, unsigned trailing)
+{
+    g_autofree char *errmsg = NULL;
+    cr_assert_eq(open_ccd(threshold, trailing, &errmsg, &E.ccd), 0, "open: %s", errmsg);
+    ndfs_ccd_set_watch(E.ccd, watch_cb, NULL);
+    struct wait w = {0};
+    cr_assert_eq(ndfs_ccd_start(E.ccd, ready_cb, &w), 0, "start: %s", ndfs_ccd_errmsg(E.ccd));
+    run_until(&w.done);
+    cr_assert_eq(w.status, 0, "ready: %s", ndfs_ccd_errmsg(E.ccd));
+}
+
+static void close_ccd(void)
+{
+    bool closed = false;
+    ndfs_ccd_close(E.ccd, closed_cb, &closed);
+    run_until(&closed);
+    E.ccd = NULL;
+}
+
+static void clear_events(void)
+{
+    for (guint i = 0; i < E.events->len; i++)
+        g_free(g_array_index(E.events, struct event, i).key);
+    g_array_set_size(E.events, 0);
+}
+
+static void setup(void)
+{
+    cr_assert_eq(uv_loop_init(&E.loop), 0);
+    E.dir = g_dir_make_tmp("ndfs-ccd-XXXXXX", NULL);
+    cr_assert_not_null(E.dir);
+    E.events = g_array_new(FALSE, TRUE, sizeof(struct event));
+    start_ccd(0, 0);
+}
+
+static void teardown(void)
+{
+    if (E.ccd)
+        close_ccd();
+    clear_events();
+    g_array_free(E.events, TRUE);
+    cr_assert_eq(uv_loop_close(&E.loop), 0, "every handle is closed");
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", E.dir);
+    cr_assert_eq(system(cmd), 0);
+    g_free(E.dir);
+}
+
+static struct ndfs_vdisk make_vdisk(const char *name)
+{
+    return (struct ndfs_vdisk){.size = 1 << 20,
+                               .mode = 0660,
+                               .version = 1,
+                               .name = (char *)name,
+                               .owner = "root",
+                               .group = "disk",
+                               .primary_node = NODE,
+                               .primary_path = "/var/lib/ndfs/disk.img"};
+}
+
+static int create(const struct ndfs_vdisk *v)
+{
+    struct wait w = {0};
+    int rc = ndfs_ccd_vdisk_create(E.ccd, v, done_cb, &w);
+    if (rc != 0)
+        return rc;
+    run_until(&w.done);
+    return w.status;
+}
+
+static int update(const struct ndfs_vdisk *v)
+{
+    struct wait w = {0};
+    int rc = ndfs_ccd_vdisk_update(E.ccd, v, done_cb, &w);
+    if (rc != 0)
+        return rc;
+    run_until(&w.done);
+    return w.status;
+}
+
+static int remove_vdisk(const char *name)
+{
+    struct wait w = {0};
+    int rc = ndfs_ccd_vdisk_remove(E.ccd, name, done_cb, &w);
+    if (rc != 0)
+        return rc;
+    run_until(&w.done);
+    return w.status;
+}
+
+static uint64_t epoch(void)
+{
+    struct ndfs_ccd_status st;
+    cr_assert_eq(ndfs_ccd_status(E.ccd, &st), 0);
+    uint64_t e = st.epoch;
+    ndfs_ccd_status_clear(&st);
+    return e;
+}
+
+TestSuite(ccd, .init = setup, .fini = teardown, .timeout = 90);
+
+Test(ccd, bootstrap_fresh_dir_makes_one_voter_cluster)
+{
+    struct ndfs_ccd_status st;
+    cr_assert_eq(ndfs_ccd_status(E.ccd, &st), 0);
+    cr_assert_eq(st.epoch, 1);
+    cr_assert_str_eq(st.leader, NODE);
+    cr_assert_eq(g_strv_length(st.members), 1);
+    cr_assert_str_eq(st.members[0], NODE);
+    cr_assert(g_uuid_string_is_valid(st.cluster_id), "cluster id %s", st.cluster_id);
+    cr_assert_eq(st.vdisks, 0);
+    cr_assert_gt(st.applied_index, 0);
+    ndfs_ccd_status_clear(&st);
+
+    struct ndfs_node n;
+    cr_assert_eq(ndfs_ccd_node_get(E.ccd, NODE, &n), 0);
+    cr_assert_eq(n.id, 1);
+    cr_assert_eq(n.role, NDFS_NODE_VOTER);
+    cr_assert_str_eq(n.address, "");
+    ndfs_node_clear(&n);
+    cr_assert_eq(ndfs_ccd_node_get(E.ccd, "n2", &n), -ENOENT);
+}
+
+static int collect_name(const struct ndfs_vdisk *v, void *data)
+{
+    g_ptr_array_add(data, g_strdup(v->name));
+    return 0;
+}
+
+static int stop_at_first(const struct ndfs_vdisk *v, void *data)
+{
+    (void)v;
+    (*(int *)data)++;
+    return 42;
+}
+
+Test(ccd, create_get_list)
+{
+    struct ndfs_vdisk b = make_vdisk("b-disk"), a = make_vdisk("a.disk");
+    b.secondary_node = "n2";
+    b.secondary_path = "/dev/sdc";
+    b.owner = "alice";
+    b.mode = 0640;
+    cr_assert_eq(create(&b), 0, "%s", ndfs_ccd_errmsg(E.ccd));
+    cr_assert_eq(create(&a), 0);
+
+    struct ndfs_vdisk got;
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "b-disk", &got), 0);
+    cr_assert_eq(got.id, 1);
+    cr_assert_eq(got.version, 1);
+    cr_assert_eq(got.size, 1 << 20);
+    cr_assert_eq(got.mode, 0640);
+    cr_assert_str_eq(got.owner, "alice");
+    cr_assert_str_eq(got.secondary_node, "n2");
+    cr_assert_str_eq(got.secondary_path, "/dev/sdc");
+    cr_assert_gt(got.mtime_ns, 1600000000ull * 1000000000ull);
+    ndfs_vdisk_clear(&got);
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "a.disk", &got), 0);
+    cr_assert_eq(got.id, 2);
+    cr_assert_null(got.secondary_node);
+    ndfs_vdisk_clear(&got);
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "nope", &got), -ENOENT);
+
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    cr_assert_eq(ndfs_ccd_vdisk_foreach(E.ccd, collect_name, names), 0);
+    cr_assert_eq(names->len, 2);
+    cr_assert_str_eq(g_ptr_array_index(names, 0), "a.disk");
+    cr_assert_str_eq(g_ptr_array_index(names, 1), "b-disk");
+    int calls = 0;
+    cr_assert_eq(ndfs_ccd_vdisk_foreach(E.ccd, stop_at_first, &calls), 42);
+    cr_assert_eq(calls, 1);
+
+    struct ndfs_ccd_status st;
+    cr_assert_eq(ndfs_ccd_status(E.ccd, &st), 0);
+    cr_assert_eq(st.vdisks, 2);
+    cr_assert_eq(st.epoch, 3, "each create bumps the epoch");
+    ndfs_ccd_status_clear(&st);
+}
+
+Test(ccd, duplicate_name_is_eexist_and_changes_nothing)
+{
+    struct ndfs_vdisk v = make_vdisk("db1");
+    cr_assert_eq(create(&v), 0);
+    uint64_t before = epoch();
+    v.size = 4096;
+    cr_assert_eq(create(&v), -EEXIST);
+    cr_assert_eq(epoch(), before);
+    struct ndfs_vdisk got;
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "db1", &got), 0);
+    cr_assert_eq(got.size, 1 << 20);
+    ndfs_vdisk_clear(&got);
+}
+
+Test(ccd, update_checks_version_and_keeps_id)
+{
+    struct ndfs_vdisk v = make_vdisk("db1"), got;
+    cr_assert_eq(create(&v), 0);
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "db1", &got), 0);
+    uint64_t id = got.id, before = epoch();
+
+    got.mode = 0600;
+    got.version = 7;
+    cr_assert_eq(update(&got), -ESTALE);
+    got.version = 1;
+    got.id = 999; /* the id cannot change */
+    cr_assert_eq(update(&got), 0);
+    ndfs_vdisk_clear(&got);
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "db1", &got), 0);
+    cr_assert_eq(got.mode, 0600);
+    cr_assert_eq(got.version, 2);
+    cr_assert_eq(got.id, id);
+    cr_assert_eq(epoch(), before, "a permission change is not a mapping change");
+    got.version = 1; /* someone else's change made it 2 */
+    cr_assert_eq(update(&got), -ESTALE);
+    ndfs_vdisk_clear(&got);
+
+    struct ndfs_vdisk missing = make_vdisk("missing");
+    cr_assert_eq(update(&missing), -ENOENT);
+}
+
+Test(ccd, remove_deletes_and_bumps_epoch)
+{
+    struct ndfs_vdisk v = make_vdisk("db1"), got;
+    uint64_t e0 = epoch();
+    cr_assert_eq(create(&v), 0);
+    cr_assert_eq(epoch(), e0 + 1);
+    cr_assert_eq(remove_vdisk("db1"), 0);
+    cr_assert_eq(epoch(), e0 + 2);
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "db1", &got), -ENOENT);
+    cr_assert_eq(remove_vdisk("db1"), -ENOENT);
+    cr_assert_eq(epoch(), e0 + 2);
+
+    /* ids are never reused */
+    cr_assert_eq(create(&v), 0);
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "db1", &got), 0);
+    cr_assert_eq(got.id, 2);
+    ndfs_vdisk_clear(&got);
+}
+
+static bool has_event(enum ndfs_ccd_table table, const char *key, bool removed)
+{
+    for (guint i = 0; i < E.events->len; i++) {
+        struct event *ev = &g_array_index(E.events, struct event, i);
+        if (ev->table == table && strcmp(ev->key, key) == 0 && ev->removed == removed)
+            return true;
+    }
+    return false;
+}
+
+Test(ccd, watch_reports_table_key_and_removal)
+{
+    clear_events();
+    struct ndfs_vdisk v = make_vdisk("db1");
+    cr_assert_eq(create(&v), 0);
+    cr_assert(has_event(NDFS_CCD_VDISKS, "db1", false));
+    cr_assert(has_event(NDFS_CCD_META, "epoch", false));
+    cr_assert_not(has_event(NDFS_CCD_VDISKS, "db1", true));
+    clear_events();
+    cr_assert_eq(create(&v), -EEXIST);
+    cr_assert_eq(E.events->len, 0, "a refused change reports nothing");
+    cr_assert_eq(remove_vdisk("db1"), 0);
+    cr_assert(has_event(NDFS_CCD_VDISKS, "db1", true));
+}
+
+Test(ccd, invalid_changes_are_refused_without_callback)
+{
+    struct ndfs_vdisk v = make_vdisk("..");
+    struct wait w = {0};
+    cr_assert_eq(ndfs_ccd_vdisk_create(E.ccd, &v, done_cb, &w), -EINVAL);
+    v = make_vdisk("ok");
+    v.size = 1000;
+    cr_assert_eq(ndfs_ccd_vdisk_create(E.ccd, &v, done_cb, &w), -EINVAL);
+    cr_assert_eq(ndfs_ccd_vdisk_remove(E.ccd, "a/b", done_cb, &w), -EINVAL);
+    cr_assert_str_neq(ndfs_ccd_errmsg(E.ccd), "");
+    cr_assert_not(w.done);
+}
+
+Test(ccd, undecodable_entry_yields_ebadmsg)
+{
+    const uint8_t garbage[][4] = {{1, 99, 0, 0}, {9, 2, 0, 0}, {1, 2, 0xff, 0xff}};
+    for (size_t i = 0; i < G_N_ELEMENTS(garbage); i++) {
+        struct wait w = {0};
+        cr_assert_eq(ccd_propose_raw(E.ccd, garbage[i], sizeof garbage[i], done_cb, &w), 0);
+        run_until(&w.done);
+        cr_assert_eq(w.status, -EBADMSG);
+    }
+    struct ndfs_vdisk v = make_vdisk("after");
+    cr_assert_eq(create(&v), 0, "the log goes on");
+}
+
+Test(ccd, second_open_is_ebusy_with_pid)
+{
+    struct ndfs_ccd *other = NULL;
+    g_autofree char *errmsg = NULL;
+    cr_assert_eq(open_ccd(0, 0, &errmsg, &other), -EBUSY);
+    cr_assert_null(other);
+    g_autofree char *pid = g_strdup_printf("(pid %ld)", (long)getpid());
+    cr_assert_not_null(strstr(errmsg, "is in use by another ndfsd"), "%s", errmsg);
+    cr_assert_not_null(strstr(errmsg, pid), "%s", errmsg);
+    cr_assert_not_null(strstr(errmsg, E.dir), "%s", errmsg);
+}
+
+Test(ccd, close_cancels_pending_proposals)
+{
+    struct ndfs_vdisk v = make_vdisk("db1");
+    struct wait w = {0};
+    cr_assert_eq(ndfs_ccd_vdisk_create(E.ccd, &v, done_cb, &w), 0);
+    bool closed = false;
+    ndfs_ccd_close(E.ccd, closed_cb, &closed);
+    E.ccd = NULL;
+    run_until(&closed);
+    cr_assert(w.done, "the proposal's callback ran before close completed");
+    cr_assert_eq(w.status, -ECANCELED);
+}
+
+/* name -> encoded row, to compare replicas byte for byte */
+static int dump_vdisk(const struct ndfs_vdisk *v, void *data)
+{
+    uint8_t *buf;
+    size_t len;
+    cr_assert_eq(ndfs_vdisk_encode(v, &buf, &len), 0);
+    g_hash_table_insert(data, g_strdup(v->name), g_bytes_new_take(buf, len));
+    return 0;
+}
+
+static GHashTable *dump_vdisks(void)
+{
+    GHashTable *t =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_bytes_unref);
+    cr_assert_eq(ndfs_ccd_vdisk_foreach(E.ccd, dump_vdisk, t), 0);
+    return t;
+}
+
+static bool has_snapshot_file(const char *dir)
+{
+    g_autofree char *raft_dir = g_build_filename(dir, "raft", NULL);
+    g_autoptr(GDir) d = g_dir_open(raft_dir, 0, NULL);
+    cr_assert_not_null(d);
+    const char *name;
+    while ((name = g_dir_read_name(d)) != NULL)
+        if (g_str_has_prefix(name, "snapshot-"))
+            return true;
+    return false;
+}
+
+Test(ccd, restart_from_snapshot_plus_log)
+{
+    close_ccd();
+    start_ccd(16, 4);
+
+    /* 100 changes: 40 creates, 40 updates, 20 removes */
+    for (int i = 0; i < 40; i++) {
+        g_autofree char *name = g_strdup_printf("vd%02d", i);
+        struct ndfs_vdisk v = make_vdisk(name);
+        v.size = (uint64_t)(i + 1) * 512;
+        cr_assert_eq(create(&v), 0);
+    }
+    for (int i = 0; i < 40; i++) {
+        g_autofree char *name = g_strdup_printf("vd%02d", i);
+        struct ndfs_vdisk v;
+        cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, name, &v), 0);
+        v.mode = 0600 + (uint32_t)i;
+        cr_assert_eq(update(&v), 0);
+        ndfs_vdisk_clear(&v);
+    }
+    for (int i = 0; i < 40; i += 2) {
+        g_autofree char *name = g_strdup_printf("vd%02d", i);
+        cr_assert_eq(remove_vdisk(name), 0);
+    }
+
+    struct ndfs_ccd_status before, after;
+    cr_assert_eq(ndfs_ccd_status(E.ccd, &before), 0);
+    cr_assert_eq(before.vdisks, 20);
+    cr_assert_eq(before.epoch, 1 + 40 + 20);
+    g_autoptr(GHashTable) rows_before = dump_vdisks();
+    close_ccd();
+    cr_assert(has_snapshot_file(E.dir), "Raft took snapshots");
+
+    start_ccd(16, 4);
+    cr_assert_eq(ndfs_ccd_status(E.ccd, &after), 0);
+    cr_assert_str_eq(after.cluster_id, before.cluster_id);
+    cr_assert_eq(after.epoch, before.epoch);
+    cr_assert_eq(after.vdisks, before.vdisks);
+    cr_assert_str_eq(after.leader, NODE);
+    cr_assert_eq(g_strv_length(after.members), 1);
+    cr_assert_str_eq(after.members[0], NODE);
+    cr_assert_geq(after.applied_index, before.applied_index);
+    g_autoptr(GHashTable) rows_after = dump_vdisks();
+    cr_assert_eq(g_hash_table_size(rows_after), g_hash_table_size(rows_before));
+    GHashTableIter it;
+    gpointer key, value;
+    g_hash_table_iter_init(&it, rows_before);
+    while (g_hash_table_iter_next(&it, &key, &value)) {
+        GBytes *now = g_hash_table_lookup(rows_after, key);
+        cr_assert_not_null(now, "%s survived", (char *)key);
+        cr_assert(g_bytes_equal(now, value), "%s is unchanged", (char *)key);
+    }
+
+    struct ndfs_vdisk v = make_vdisk("new-after-restart"), got;
+    cr_assert_eq(create(&v), 0);
+    cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "new-after-restart", &got), 0);
+    cr_assert_eq(got.id, 41, "ids continue after a restart");
+    ndfs_vdisk_clear(&got);
+    cr_assert_eq(epoch(), before.epoch + 1);
+    cr_assert_eq(remove_vdisk("vd01"), 0);
+    ndfs_ccd_status_clear(&before);
+    ndfs_ccd_status_clear(&after);
 }
