@@ -1,1 +1,83 @@
-typedef int ndfs_placeholder_t; /* replaced by the real module */
+#define G_LOG_DOMAIN "ndfs-fuse"
+
+#include "localio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int localio_open(const char *path, bool writable, bool direct, int extra_flags, int *fd)
+{
+    int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | (extra_flags & (O_SYNC | O_DSYNC));
+    if (direct)
+        flags |= O_DIRECT;
+    int rc;
+    do
+        rc = open(path, flags);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0)
+        return -errno;
+    *fd = rc;
+    return 0;
+}
+
+void *localio_alloc(size_t len)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, LOCALIO_BUFFER_ALIGN, len ? len : 1) != 0)
+        return NULL;
+    return p;
+}
+
+bool localio_direct_aligned(uint64_t off, size_t len)
+{
+    return off % LOCALIO_SECTOR == 0 && len % LOCALIO_SECTOR == 0;
+}
+
+ssize_t localio_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t localio_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EIO;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+int localio_sync(int fd, bool datasync)
+{
+    int rc = datasync ? fdatasync(fd) : fsync(fd);
+    return rc < 0 ? -errno : 0;
+}
+
+int localio_fallocate(int fd, int mode, uint64_t off, uint64_t len)
+{
+    int rc;
+    do
+        rc = fallocate(fd, mode, (off_t)off, (off_t)len);
+    while (rc < 0 && errno == EINTR);
+    return rc < 0 ? -errno : 0;
+}

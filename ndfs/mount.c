@@ -1,1 +1,342 @@
-int main(void) { return 1; }
+/* ndfs SOCKET MOUNTPOINT [-o OPTIONS] [-f] [-d]: mounts the vdisks of the
+ * cluster whose local ndfsd listens on SOCKET. Also started by mount.fuse3
+ * for `mount -t fuse.ndfs SOCKET MOUNTPOINT` and fstab lines. */
+#define G_LOG_DOMAIN "ndfs-fuse"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <glib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "control_link.h"
+#include "fuse_ops.h"
+#include "vdisk_table.h"
+
+#define EXIT_USAGE 2
+
+struct mount_options {
+    char *socket;
+    char *mountpoint;
+    int foreground;
+    int debug;
+    int single_thread;
+    int help;
+    int version;
+    int allow_other; /* -1: by default, when root mounts */
+    int has_fsname;
+    int clone_fd;
+    unsigned max_threads;
+    unsigned max_idle_threads;
+    int extra_nonopts;
+};
+
+enum {
+    KEY_DISCARD,
+    KEY_KEEP,
+    KEY_FOREGROUND,
+    KEY_DEBUG,
+    KEY_SINGLE,
+    KEY_HELP,
+    KEY_VERSION,
+    KEY_ALLOW_OTHER,
+    KEY_NOALLOW_OTHER,
+    KEY_FSNAME,
+    KEY_CLONE_FD,
+    KEY_NOCLONE_FD,
+};
+
+#define NDFS_OPT(t, p)                                                                             \
+    {                                                                                              \
+        t, offsetof(struct mount_options, p), 1                                                    \
+    }
+
+static const struct fuse_opt ndfs_opts[] = {
+    NDFS_OPT("max_threads=%u", max_threads),
+    NDFS_OPT("max_idle_threads=%u", max_idle_threads),
+    FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+    FUSE_OPT_KEY("-d", KEY_DEBUG),
+    FUSE_OPT_KEY("debug", KEY_DEBUG),
+    FUSE_OPT_KEY("-s", KEY_SINGLE),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+    FUSE_OPT_KEY("noallow_other", KEY_NOALLOW_OTHER),
+    FUSE_OPT_KEY("fsname=", KEY_FSNAME),
+    FUSE_OPT_KEY("clone_fd", KEY_CLONE_FD),
+    FUSE_OPT_KEY("noclone_fd", KEY_NOCLONE_FD),
+    /* always on */
+    FUSE_OPT_KEY("default_permissions", KEY_DISCARD),
+    /* for mount(8) and fstab only, unknown to the kernel and to libfuse */
+    FUSE_OPT_KEY("defaults", KEY_DISCARD),
+    FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", KEY_DISCARD),
+    FUSE_OPT_KEY("auto", KEY_DISCARD),
+    FUSE_OPT_KEY("noauto", KEY_DISCARD),
+    FUSE_OPT_KEY("user", KEY_DISCARD),
+    FUSE_OPT_KEY("nouser", KEY_DISCARD),
+    FUSE_OPT_KEY("users", KEY_DISCARD),
+    FUSE_OPT_KEY("owner", KEY_DISCARD),
+    FUSE_OPT_KEY("group", KEY_DISCARD),
+    FUSE_OPT_KEY("comment=", KEY_DISCARD),
+    FUSE_OPT_END,
+};
+
+static int parse_one(void *data, const char *arg, int key, struct fuse_args *out)
+{
+    (void)out;
+    struct mount_options *o = data;
+    switch (key) {
+    case FUSE_OPT_KEY_NONOPT:
+        if (!o->socket)
+            o->socket = g_strdup(arg);
+        else if (!o->mountpoint)
+            o->mountpoint = g_strdup(arg);
+        else
+            o->extra_nonopts++;
+        return 0;
+    case FUSE_OPT_KEY_OPT:
+        /* x-systemd.*, x-gvfs-* and the like are for other programs */
+        return strncmp(arg, "x-", 2) == 0 ? 0 : 1;
+    case KEY_FOREGROUND:
+        o->foreground = 1;
+        return 0;
+    case KEY_DEBUG:
+        o->debug = 1;
+        o->foreground = 1;
+        return 1; /* libfuse prints each request */
+    case KEY_SINGLE:
+        o->single_thread = 1;
+        return 0;
+    case KEY_HELP:
+        o->help = 1;
+        return 0;
+    case KEY_VERSION:
+        o->version = 1;
+        return 0;
+    case KEY_ALLOW_OTHER:
+        o->allow_other = 1;
+        return 0;
+    case KEY_NOALLOW_OTHER:
+        o->allow_other = 0;
+        return 0;
+    case KEY_FSNAME:
+        o->has_fsname = 1;
+        return 1;
+    case KEY_CLONE_FD:
+        o->clone_fd = 1;
+        return 0;
+    case KEY_NOCLONE_FD:
+        o->clone_fd = 0;
+        return 0;
+    case KEY_DISCARD:
+        return 0;
+    }
+    return 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: ndfs SOCKET MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d] [-s]\n"
+                 "       mount -t fuse.ndfs SOCKET MOUNTPOINT [-o OPTIONS]\n"
+                 "\n"
+                 "Mounts the vdisks of the NDFS cluster whose local ndfsd listens on SOCKET.\n"
+                 "\n"
+                 "  -f                     stay in the foreground\n"
+                 "  -d, -o debug           print every FUSE request (implies -f)\n"
+                 "  -s                     one thread only\n"
+                 "  -h, --help             this text\n"
+                 "  -V, --version          versions of ndfs and libfuse\n"
+                 "  -o allow_other         all users may use the mount (default when root mounts)\n"
+                 "  -o noallow_other       only the mounting user may use the mount\n"
+                 "  -o max_threads=N       at most N threads serve requests (default 32)\n"
+                 "  -o max_idle_threads=N  keep at most N idle threads (default 8)\n"
+                 "  -o noclone_fd          one /dev/fuse descriptor for all threads\n"
+                 "  -o fsname=NAME         source shown in the mount table (default SOCKET)\n"
+                 "Also the generic mount options (ro, nosuid, nodev, noexec, noatime...) and\n"
+                 "the FUSE mount options of fuse(8). defaults, _netdev, nofail, auto, noauto,\n"
+                 "user, users, nouser and x-* are for mount(8) and ignored here.\n");
+}
+
+static bool log_to_syslog;
+static bool log_debug;
+
+static GLogWriterOutput log_writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields,
+                                   gpointer data)
+{
+    if (!log_to_syslog)
+        return g_log_writer_default(level, fields, n_fields, data);
+    if ((level & G_LOG_LEVEL_DEBUG) && !log_debug)
+        return G_LOG_WRITER_HANDLED;
+    int priority = LOG_INFO;
+    if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+        priority = LOG_ERR;
+    else if (level & G_LOG_LEVEL_WARNING)
+        priority = LOG_WARNING;
+    else if (level & G_LOG_LEVEL_MESSAGE)
+        priority = LOG_NOTICE;
+    else if (level & G_LOG_LEVEL_DEBUG)
+        priority = LOG_DEBUG;
+    for (gsize i = 0; i < n_fields; i++)
+        if (strcmp(fields[i].key, "MESSAGE") == 0) {
+            syslog(priority, "%s", (const char *)fields[i].value);
+            break;
+        }
+    return G_LOG_WRITER_HANDLED;
+}
+
+/* Adds "-oNAME=VALUE" with VALUE's commas escaped for fuse_opt. */
+static int add_escaped_opt(struct fuse_args *args, const char *name, const char *value)
+{
+    char *escaped = NULL;
+    if (fuse_opt_add_opt_escaped(&escaped, value) < 0)
+        return -ENOMEM;
+    g_autofree char *opt = g_strdup_printf("-o%s=%s", name, escaped);
+    free(escaped);
+    return fuse_opt_add_arg(args, opt) < 0 ? -ENOMEM : 0;
+}
+
+static int add_mount_args(struct fuse_args *args, const struct mount_options *o)
+{
+    if (fuse_opt_add_arg(args, "-odefault_permissions") < 0)
+        return -ENOMEM;
+    if (o->allow_other == 1 || (o->allow_other < 0 && geteuid() == 0))
+        if (fuse_opt_add_arg(args, "-oallow_other") < 0)
+            return -ENOMEM;
+    if (!o->has_fsname && add_escaped_opt(args, "fsname", o->socket) < 0)
+        return -ENOMEM;
+    return add_escaped_opt(args, "subtype", "ndfs");
+}
+
+static int serve(struct fuse_session *se, const struct mount_options *o)
+{
+    if (o->single_thread)
+        return fuse_session_loop(se);
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    if (!cfg)
+        return -ENOMEM;
+    fuse_loop_cfg_set_clone_fd(cfg, (unsigned)o->clone_fd);
+    fuse_loop_cfg_set_idle_threads(cfg, o->max_idle_threads);
+    fuse_loop_cfg_set_max_threads(cfg, o->max_threads);
+    int rc = fuse_session_loop_mt(se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+    return rc;
+}
+
+static int run(struct mount_options *o, struct fuse_args *args)
+{
+    struct vdisk_table *table = vdisk_table_new();
+    struct control_link *link = control_link_new(o->socket, table);
+    struct fuse_session *se = NULL;
+    struct ndfs_fs fs;
+    bool mounted = false, signals = false;
+    int status = 1;
+
+    /* fail at once, before the mount, when ndfsd is not there */
+    g_autofree char *errmsg = NULL;
+    if (control_link_connect(link, &errmsg) < 0) {
+        fprintf(stderr, "ndfs: cannot connect to %s: %s (is ndfsd running?)\n", o->socket, errmsg);
+        control_link_free(link);
+        vdisk_table_free(table);
+        return 1;
+    }
+    ndfs_fs_init(&fs, table, link);
+    fs.node_name = control_link_node_name(link);
+
+    se = fuse_session_new(args, &ndfs_fuse_ops, sizeof(ndfs_fuse_ops), &fs);
+    if (!se)
+        goto out; /* libfuse said why */
+    if (fuse_set_signal_handlers(se) < 0)
+        goto out;
+    signals = true;
+    if (fuse_session_mount(se, o->mountpoint) < 0)
+        goto out;
+    mounted = true;
+    if (!o->foreground) {
+        /* the client's reader thread would not survive fork() */
+        control_link_disconnect(link);
+        if (fuse_daemonize(0) < 0)
+            goto out;
+        openlog("ndfs", LOG_PID, LOG_DAEMON);
+        log_to_syslog = true;
+    }
+    if (control_link_start(link, se) < 0)
+        goto out;
+    g_message("mounted %s on %s as node \"%s\"", o->socket, o->mountpoint, fs.node_name);
+    int rc = serve(se, o);
+    /* > 0: ended by that signal, which is how SIGTERM unmounts */
+    status = rc < 0 ? 1 : 0;
+    if (rc < 0)
+        g_warning("the FUSE session ended: %s", g_strerror(-rc));
+out:
+    if (mounted)
+        fuse_session_unmount(se);
+    if (signals)
+        fuse_remove_signal_handlers(se);
+    /* the link's thread uses the session: stop it first */
+    control_link_free(link);
+    if (se)
+        fuse_session_destroy(se);
+    ndfs_fs_clear(&fs);
+    vdisk_table_free(table);
+    return status;
+}
+
+int main(int argc, char *argv[])
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct mount_options o = {
+        .allow_other = -1,
+        .clone_fd = 1,
+        .max_threads = 32,
+        .max_idle_threads = 8,
+    };
+    g_log_set_writer_func(log_writer, NULL, NULL);
+    if (fuse_opt_parse(&args, &o, ndfs_opts, parse_one) < 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    int status = 0;
+    if (o.help) {
+        usage(stdout);
+    } else if (o.version) {
+        printf("ndfs %s\nlibfuse %s\n", NDFS_VERSION, fuse_pkgversion());
+    } else if (!o.socket || !o.mountpoint || o.extra_nonopts) {
+        fprintf(stderr, "ndfs: %s\n",
+                o.extra_nonopts ? "too many arguments" : "SOCKET and MOUNTPOINT are needed");
+        usage(stderr);
+        status = EXIT_USAGE;
+    } else if (o.max_threads < 1) {
+        fprintf(stderr, "ndfs: max_threads must be at least 1\n");
+        status = EXIT_USAGE;
+    } else {
+        log_debug = o.debug;
+        if (o.debug)
+            g_log_set_debug_enabled(TRUE);
+        /* fuse_daemonize() changes to /: keep the paths meaningful */
+        char *socket = g_canonicalize_filename(o.socket, NULL);
+        g_free(o.socket);
+        o.socket = socket;
+        char real_mp[PATH_MAX];
+        if (realpath(o.mountpoint, real_mp)) {
+            g_free(o.mountpoint);
+            o.mountpoint = g_strdup(real_mp);
+        }
+        if (add_mount_args(&args, &o) < 0) {
+            fprintf(stderr, "ndfs: out of memory\n");
+            status = 1;
+        } else {
+            status = run(&o, &args);
+        }
+    }
+    fuse_opt_free_args(&args);
+    g_free(o.socket);
+    g_free(o.mountpoint);
+    return status;
+}

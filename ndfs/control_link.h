@@ -1,0 +1,58 @@
+/* A mount's connection to its local ndfsd: hello, watch and vdisk.list
+ * fill the vdisk table; vdisk.changed / vdisk.removed events keep it up to
+ * date and tell the kernel (inode and entry invalidations). When ndfsd goes
+ * away the mount keeps serving I/O from the table while a background thread
+ * reconnects (100 ms doubling to 1 s), lists again, drops what was removed
+ * meanwhile and announces the open files again (vdisk.open).
+ *
+ * Events and reconnection run on the link's own thread, never on the
+ * client's reader thread (a FUSE handler may be waiting for a response
+ * there while the kernel holds an inode lock that an invalidation needs). */
+#ifndef NDFS_CONTROL_LINK_H
+#define NDFS_CONTROL_LINK_H
+
+#include <fuse_lowlevel.h>
+#include <glib.h>
+#include <stdint.h>
+
+#include "vdisk_table.h"
+
+struct control_link;
+struct control_link_open;
+
+/* A link to the ndfsd at socket_path feeding table (both kept by the caller
+ * and outliving the link). Nothing happens until _connect or _start. */
+struct control_link *control_link_new(const char *socket_path, struct vdisk_table *table);
+/* Stops the thread if it runs, closes the connection, frees link. */
+void control_link_free(struct control_link *link);
+
+/* Connects, says hello, watches and fills the table, on the calling thread
+ * (the check before the mount goes ahead). On error *errmsg (g_malloc'd)
+ * says what failed: -errno of connect(2) or the server's status. */
+int control_link_connect(struct control_link *link, char **errmsg);
+/* Closes the connection without reconnecting (before fork(): the client's
+ * reader thread would not survive it); _start connects again. */
+void control_link_disconnect(struct control_link *link);
+/* This node's name, as the first hello answered; NULL before. */
+const char *control_link_node_name(struct control_link *link);
+
+/* Starts the link's thread: it processes events, tells se's kernel about
+ * changes, and reconnects when needed. */
+int control_link_start(struct control_link *link, struct fuse_session *se);
+
+/* A call to ndfsd (see control.h). While the mount is disconnected it waits
+ * up to wait_ms for the link to come back (and retries a call that the loss
+ * of the connection interrupted), then returns -EIO. Otherwise the server's
+ * status. args: floating refs are consumed, NULL means {}. */
+int control_link_call(struct control_link *link, const char *command, GVariant *args, int wait_ms,
+                      GVariant **result, char **errmsg);
+
+/* Announces that a vdisk file was opened (vdisk.open), and remembers it to
+ * announce it again after a reconnection. While disconnected it does not
+ * wait: the reconnection announces it. -errno when ndfsd refuses. */
+int control_link_open_vdisk(struct control_link *link, const char *name,
+                            struct control_link_open **out);
+/* vdisk.close for an open announced by _open_vdisk; frees o. */
+void control_link_close_vdisk(struct control_link *link, struct control_link_open *o);
+
+#endif
