@@ -235,3 +235,29 @@ Test(config, load_reads_a_file)
     g_unlink(path);
     g_rmdir(dir);
 }
+
+/* Mutations of a valid file are accepted or rejected with a message that
+ * names the file, never a crash. */
+Test(config, mutated_files_never_crash)
+{
+    GRand *rand = g_rand_new_with_seed(4242);
+    const size_t len = strlen(full_example);
+    for (int i = 0; i < 5000; i++) {
+        g_autofree char *text = g_strdup(full_example);
+        int flips = g_rand_int_range(rand, 1, 4);
+        for (int f = 0; f < flips; f++)
+            text[g_rand_int_range(rand, 0, (gint32)len)] = (char)g_rand_int_range(rand, 1, 256);
+        struct ndfs_config c;
+        g_autoptr(GError) error = NULL;
+        int r = ndfs_config_load_data(text, len, LABEL, &c, &error);
+        if (r == 0) {
+            cr_assert_not_null(c.node_name);
+            cr_assert_not_null(c.data_dir);
+            ndfs_config_clear(&c);
+        } else {
+            cr_assert_eq(r, -EINVAL);
+            cr_assert(g_str_has_prefix(error->message, LABEL ": "), "%s", error->message);
+        }
+    }
+    g_rand_free(rand);
+}
