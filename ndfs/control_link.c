@@ -364,6 +364,22 @@ int control_link_call(struct control_link *link, const char *command, GVariant *
     }
 }
 
+int control_link_fetch_vdisk(struct control_link *link, const char *name)
+{
+    g_autoptr(GVariant) result = NULL;
+    int rc = control_link_call(link, "vdisk.show", args_with_name(name), 0, &result, NULL);
+    if (rc < 0)
+        return rc == -EIO ? -ENOENT : rc;
+    struct ndfs_vdisk v;
+    if (ndfs_vdisk_from_dict(result, &v) < 0)
+        return -EIO;
+    /* no invalidation: a lookup holds the root's lock, and the kernel has
+     * nothing of a vdisk it never saw */
+    vdisk_table_upsert(link->table, &v, NULL);
+    ndfs_vdisk_clear(&v);
+    return 0;
+}
+
 /* Sends vdisk.open for o unless it was already sent on this connection. */
 static int announce_open(struct control_link *link, struct control_link_open *o, int wait_ms)
 {

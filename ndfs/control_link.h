@@ -47,6 +47,12 @@ int control_link_start(struct control_link *link, struct fuse_session *se);
 int control_link_call(struct control_link *link, const char *command, GVariant *args, int wait_ms,
                       GVariant **result, char **errmsg);
 
+/* Asks ndfsd for the vdisk called name (vdisk.show) and adds it to the
+ * table without telling the kernel, for a lookup that missed it (the event
+ * of a vdisk created just now may still be on its way). Does not wait while
+ * disconnected. -ENOENT when ndfsd does not know it either. */
+int control_link_fetch_vdisk(struct control_link *link, const char *name);
+
 /* Announces that a vdisk file was opened (vdisk.open), and remembers it to
  * announce it again after a reconnection. While disconnected it does not
  * wait: the reconnection announces it. -errno when ndfsd refuses. */

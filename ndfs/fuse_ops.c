@@ -16,6 +16,7 @@
 
 #include "control.h"
 #include "localio.h"
+#include "parse.h"
 
 /* An open vdisk file: fi->fh. */
 struct ndfs_handle {
@@ -123,8 +124,14 @@ static void ndfs_init(void *userdata, struct fuse_conn_info *conn)
 
 static void ndfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    struct ndfs_fs *fs = fs_of(req);
     struct vdisk_attr a;
-    if (parent != VDISK_TABLE_ROOT_INO || vdisk_table_find(fs_of(req)->table, name, &a) < 0) {
+    int rc = parent == VDISK_TABLE_ROOT_INO ? vdisk_table_find(fs->table, name, &a) : -ENOENT;
+    /* created a moment ago, its event still on the way? */
+    if (rc == -ENOENT && parent == VDISK_TABLE_ROOT_INO && ndfs_vdisk_name_valid(name) &&
+        control_link_fetch_vdisk(fs->link, name) == 0)
+        rc = vdisk_table_find(fs->table, name, &a);
+    if (rc < 0) {
         fuse_reply_err(req, ENOENT);
         return;
     }
