@@ -286,6 +286,8 @@ static void bootstrap_done(struct ndfs_ccd *ccd, int status, void *data)
     (void)data;
     if (status == 0)
         g_info("bootstrapped a new one-voter cluster with node %s", ccd->node_name);
+    else if (status != -EEXIST && status != -ECANCELED)
+        set_errmsg(ccd, "bootstrap a new cluster: %s", g_strerror(-status));
     /* -EEXIST: an earlier bootstrap entry was applied first; fine */
     finish_ready(ccd, status == -EEXIST ? 0 : status);
 }
@@ -404,6 +406,8 @@ static void finish_close(struct ndfs_ccd *ccd)
 {
     ndfs_ccd_closed_cb cb = ccd->closed_cb;
     void *data = ccd->closed_data;
+    if (ccd->ready_cb)
+        set_errmsg(ccd, "closed before the Raft log was applied");
     finish_ready(ccd, -ECANCELED);
     ccd_free(ccd);
     if (cb)
@@ -657,7 +661,8 @@ static int propose_vdisk(struct ndfs_ccd *ccd, enum ccd_op op, const struct ndfs
 {
     struct ndfs_vdisk row = *v; /* shallow: the strings stay the caller's */
     struct raft_buffer buf;
-    row.mtime_ns = now_ns();
+    if (row.mtime_ns == 0)
+        row.mtime_ns = now_ns(); /* the FSM never reads a clock: replicas stay identical */
     if (op == CCD_OP_VDISK_CREATE) {
         row.id = 0;
         row.version = 1;

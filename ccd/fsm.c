@@ -384,6 +384,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     }
     /* on success the FSM owns the buffer */
     raft_free(buf->base);
+    /* every table was replaced: a NULL key tells watchers to reread it */
+    for (int t = NDFS_CCD_NODES; t < CCD_NTABLES; t++)
+        ccd_notify(fsm->data, t, NULL, false);
     return 0;
 }
 

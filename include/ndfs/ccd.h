@@ -98,7 +98,8 @@ void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data);
 const char *ndfs_ccd_errmsg(const struct ndfs_ccd *ccd);
 
 /* Called after a committed change has been applied to LMDB. key is the row key
- * (vdisk or node name); removed is true when the row was deleted. */
+ * (vdisk or node name); removed is true when the row was deleted. key is NULL
+ * when a Raft snapshot replaced the whole table: reread it. */
 typedef void (*ndfs_ccd_watch_cb)(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key,
                                   bool removed, void *data);
 void ndfs_ccd_set_watch(struct ndfs_ccd *ccd, ndfs_ccd_watch_cb cb, void *data);

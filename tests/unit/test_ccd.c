@@ -234,6 +234,7 @@ Test(ccd, create_get_list)
     b.secondary_path = "/dev/sdc";
     b.owner = "alice";
     b.mode = 0640;
+    a.mtime_ns = 12345; /* the proposer's clock, kept as given */
     cr_assert_eq(create(&b), 0, "%s", ndfs_ccd_errmsg(E.ccd));
     cr_assert_eq(create(&a), 0);
 
@@ -250,6 +251,7 @@ Test(ccd, create_get_list)
     ndfs_vdisk_clear(&got);
     cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "a.disk", &got), 0);
     cr_assert_eq(got.id, 2);
+    cr_assert_eq(got.mtime_ns, 12345);
     cr_assert_null(got.secondary_node);
     ndfs_vdisk_clear(&got);
     cr_assert_eq(ndfs_ccd_vdisk_get(E.ccd, "nope", &got), -ENOENT);
@@ -334,7 +336,7 @@ static bool has_event(enum ndfs_ccd_table table, const char *key, bool removed)
 {
     for (guint i = 0; i < E.events->len; i++) {
         struct event *ev = &g_array_index(E.events, struct event, i);
-        if (ev->table == table && strcmp(ev->key, key) == 0 && ev->removed == removed)
+        if (ev->table == table && g_strcmp0(ev->key, key) == 0 && ev->removed == removed)
             return true;
     }
     return false;
