@@ -3,7 +3,9 @@
  *
  * Durability: the Raft log (with its snapshots) is the only durable record.
  * LMDB is opened with MDB_NOSYNC | MDB_NOMETASYNC and is rebuilt at every
- * start: ndfs_ccd_start() empties every table in one transaction, raft_start()
+ * start: ndfs_ccd_open() starts from new LMDB files (an unsynced file may be
+ * corrupt after a crash), ndfs_ccd_start() empties every table in one
+ * transaction all the same, raft_start()
  * restores the latest snapshot through fsm->restore, and the entries after it
  * are applied again once they are known to be committed. ready_cb runs only
  * after a barrier of the current term has been applied, so the local replica

@@ -24,6 +24,7 @@ struct ccd_store {
     MDB_dbi dbi[CCD_NTABLES];
 };
 
+/* Opens new, empty tables in dir (LMDB files left from before are removed). */
 int ccd_store_open(struct ccd_store *s, const char *dir, char **errmsg);
 void ccd_store_close(struct ccd_store *s);
 /* Maps an LMDB return code to 0 or -errno. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ccd_private.h"
 
@@ -39,6 +40,17 @@ int ccd_store_open(struct ccd_store *s, const char *dir, char **errmsg)
     int rc;
 
     memset(s, 0, sizeof *s);
+    /* The tables are derived from the Raft log, and a crash without fsync can
+     * leave LMDB's files corrupt: start from new files every time. */
+    const char *files[] = {"data.mdb", "lock.mdb"};
+    for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
+        g_autofree char *path = g_build_filename(dir, files[i], NULL);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            int err = errno;
+            *errmsg = g_strdup_printf("cannot remove %s: %s", path, g_strerror(err));
+            return -err;
+        }
+    }
     rc = mdb_env_create(&s->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(s->env, 8);
