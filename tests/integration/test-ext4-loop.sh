@@ -34,6 +34,7 @@ umount "$FS"
 # The ndfs mount outlives its ndfsd: restart ndfsd under it.
 stop_ndfsd "$CONF"
 start_ndfsd "$CONF"
+adm vdisk show fs >/dev/null || fail "vdisk fs is gone after the ndfsd restart"
 wait_until 10 stat "$MP/fs" || fail "the mount does not answer after the ndfsd restart"
 [ "$(stat -c %s "$MP/fs")" -eq $((64 << 20)) ] || fail "size after restart: $(stat -c %s "$MP/fs")"
 

@@ -23,7 +23,11 @@ expect_eacces()
 }
 expect_eacces dd if="$MP/a" of=/dev/null bs=4k count=1 status=none
 expect_eacces dd if=/dev/zero of="$MP/a" bs=4k count=1 conv=notrunc status=none
-expect_eacces chmod 0666 "$MP/a"
+# chmod by someone who is not the owner: EPERM, as on any file.
+if err=$(as_nobody chmod 0666 "$MP/a" 2>&1); then
+    fail "nobody could chmod a vdisk it does not own"
+fi
+grep -q 'Operation not permitted' <<<"$err" || fail "nobody chmod: '$err', expected EPERM"
 # ... while root (the owner's peer) may, and the mount is visible to nobody.
 dd if="$MP/a" of=/dev/null bs=4k count=1 status=none
 as_nobody ls -l "$MP" >/dev/null || fail "nobody cannot list the mount (allow_other?)"
