@@ -543,3 +543,37 @@ Test(ccd, restart_from_snapshot_plus_log)
     ndfs_ccd_status_clear(&before);
     ndfs_ccd_status_clear(&after);
 }
+
+static void count_ready(struct ndfs_ccd *ccd, int status, void *data)
+{
+    (void)ccd;
+    struct wait *w = data;
+    cr_assert_not(w->done, "ready_cb runs once");
+    w->done = true;
+    w->status = status;
+}
+
+Test(ccd, close_before_ready_reports_ecanceled_once)
+{
+    close_ccd();
+    g_autofree char *errmsg = NULL;
+    cr_assert_eq(open_ccd(0, 0, &errmsg, &E.ccd), 0, "%s", errmsg);
+    struct wait w = {0};
+    cr_assert_eq(ndfs_ccd_start(E.ccd, count_ready, &w), 0);
+    bool closed = false;
+    ndfs_ccd_close(E.ccd, closed_cb, &closed);
+    E.ccd = NULL;
+    run_until(&closed);
+    cr_assert(w.done);
+    cr_assert_eq(w.status, -ECANCELED);
+}
+
+Test(ccd, close_without_start)
+{
+    close_ccd();
+    g_autofree char *errmsg = NULL;
+    cr_assert_eq(open_ccd(0, 0, &errmsg, &E.ccd), 0, "%s", errmsg);
+    close_ccd();
+    /* the lock is released: the directory opens again */
+    cr_assert_eq(open_ccd(0, 0, &errmsg, &E.ccd), 0, "%s", errmsg);
+}
