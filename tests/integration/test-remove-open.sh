@@ -13,6 +13,8 @@ mount_ndfs "$SOCK" "$MP"
 
 exec 7<"$MP/a"
 exec 8<"$MP/b"
+[ "$(json_get "$(adm --json vdisk show a)" .open_count)" = 1 ] ||
+    fail "open_count while open: $(adm --json vdisk show a)"
 expect_error 1 'a.*(open|in use|busy)' adm vdisk remove a
 adm vdisk show a >/dev/null || fail "a refused remove removed a"
 adm vdisk remove b --force || fail "remove --force of an open vdisk failed"
