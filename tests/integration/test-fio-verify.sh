@@ -9,6 +9,8 @@ start_node n1
 adm vdisk create f --size 64M --primary "n1:$TESTDIR/f.img"
 MP=$TESTDIR/mnt
 mount_ndfs "$SOCK" "$MP"
+# fio saves its verify state files in the working directory
+cd "$TESTDIR"
 
 run_fio()
 {
