@@ -36,8 +36,10 @@ struct daemon {
     struct ndfs_ccd *ccd;
     struct ndfs_server *server;
     uv_signal_t sigterm, sigint;
-    int ready_fd; /* daemonised: pipe to the waiting parent, -1 once told */
+    uv_idle_t stopper; /* runs the shutdown outside of the callback that asked for it */
+    int ready_fd;      /* daemonised: pipe to the waiting parent, -1 once told */
     bool foreground;
+    bool started; /* past the data-dir lock: "stopped" is worth a log line */
     bool ready;
     bool stopping;
     int exit_status;
@@ -171,7 +173,7 @@ static void report_startup(struct daemon *d, const char *error)
     d->ready_fd = -1;
 }
 
-static void on_signal_closed(uv_handle_t *handle)
+static void on_handle_closed(uv_handle_t *handle)
 {
     (void)handle;
 }
@@ -182,23 +184,33 @@ static void on_ccd_closed(void *data)
     d->ccd = NULL;
     ndfs_server_free(d->server);
     d->server = NULL;
-    uv_close((uv_handle_t *)&d->sigterm, on_signal_closed);
-    uv_close((uv_handle_t *)&d->sigint, on_signal_closed);
-    g_message("stopped");
+    uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
+    uv_close((uv_handle_t *)&d->stopper, on_handle_closed);
+    if (d->started)
+        g_message("stopped");
 }
 
-static void shutdown_daemon(struct daemon *d, int exit_status)
+static void on_stopper(uv_idle_t *handle)
 {
-    if (d->stopping)
-        return;
-    d->stopping = true;
-    d->exit_status = exit_status;
+    struct daemon *d = handle->data;
+    uv_idle_stop(handle);
     if (d->server != NULL)
         ndfs_server_stop(d->server);
     if (d->ccd != NULL)
         ndfs_ccd_close(d->ccd, on_ccd_closed, d);
     else
         on_ccd_closed(d);
+}
+
+/* The CCD may be inside one of its callbacks: close it on the next turn. */
+static void shutdown_daemon(struct daemon *d, int exit_status)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    d->exit_status = exit_status;
+    uv_idle_start(&d->stopper, on_stopper);
 }
 
 static void startup_failed(struct daemon *d, const char *error)
@@ -250,8 +262,7 @@ static void on_ccd_ready(struct ndfs_ccd *ccd, int status, void *data)
         return;
     }
     g_autofree char *errmsg = NULL;
-    int rc = ndfs_server_start(&d->loop, ccd, d->cfg.node_name, d->cfg.control_socket,
-                               d->cfg.admin_group, &d->server, &errmsg);
+    int rc = ndfs_server_listen(d->server, &errmsg);
     if (rc < 0) {
         startup_failed(d, errmsg);
         return;
@@ -303,6 +314,8 @@ static int run(struct daemon *d, const char *log_file)
     d->sigint.data = d;
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
     uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_idle_init(&d->loop, &d->stopper);
+    d->stopper.data = d;
 
     struct ndfs_ccd_config ccd_cfg = {
         .data_dir = d->cfg.data_dir,
@@ -320,14 +333,24 @@ static int run(struct daemon *d, const char *log_file)
         startup_failed(d, error);
         goto run_loop;
     }
+    /* before the CCD starts: a refusal here leaves the data-dir untouched */
+    g_clear_pointer(&errmsg, g_free);
+    rc = ndfs_server_new(&d->loop, d->ccd, d->cfg.node_name, d->cfg.control_socket,
+                         d->cfg.admin_group, &d->server, &errmsg);
+    if (rc < 0) {
+        startup_failed(d, errmsg);
+        goto run_loop;
+    }
     if (!d->foreground && !log_target.to_journald && log_file == NULL) {
         g_autofree char *path = g_build_filename(d->cfg.data_dir, "ndfsd.log", NULL);
+        g_clear_pointer(&errmsg, g_free);
         log_target.fd = open_log_file(path, &errmsg);
         if (log_target.fd < 0) {
             startup_failed(d, errmsg);
             goto run_loop;
         }
     }
+    d->started = true;
     g_message("starting node %s, data-dir %s, version %s", d->cfg.node_name, d->cfg.data_dir,
               NDFS_VERSION);
 

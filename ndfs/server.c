@@ -321,9 +321,9 @@ static void server_on_listener_close(uv_handle_t *handle)
     g_free(handle);
 }
 
-int ndfs_server_start(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_name,
-                      const char *socket_path, const char *admin_group, struct ndfs_server **out,
-                      char **errmsg)
+int ndfs_server_new(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_name,
+                    const char *socket_path, const char *admin_group, struct ndfs_server **out,
+                    char **errmsg)
 {
     *out = NULL;
     *errmsg = NULL;
@@ -377,10 +377,19 @@ int ndfs_server_start(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_na
     s->admin_gid = admin_gid;
     s->vdisk_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     s->pending_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    *out = s;
+    return 0;
+}
 
+int ndfs_server_listen(struct ndfs_server *s, char **errmsg)
+{
+    const char *socket_path = s->socket_path;
     const char *step = "";
+    int rc;
+
+    *errmsg = NULL;
     s->listener = g_new0(uv_pipe_t, 1);
-    rc = uv_pipe_init(loop, s->listener, 0);
+    rc = uv_pipe_init(s->loop, s->listener, 0);
     if (rc < 0) {
         g_free(s->listener);
         s->listener = NULL;
@@ -402,14 +411,14 @@ int ndfs_server_start(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_na
         step = "cannot chmod";
         goto fail;
     }
-    if (admin_gid != (gid_t)-1 && chown(socket_path, (uid_t)-1, admin_gid) < 0) {
+    if (s->admin_gid != (gid_t)-1 && chown(socket_path, (uid_t)-1, s->admin_gid) < 0) {
         rc = -errno;
         step = "cannot chgrp";
         goto fail;
     }
     rc = ndfs_commands_watch_start(s);
     if (rc < 0) {
-        *errmsg = g_strdup_printf("cannot read the vdisks table: %s", ndfs_ccd_errmsg(ccd));
+        *errmsg = g_strdup_printf("cannot read the vdisks table: %s", ndfs_ccd_errmsg(s->ccd));
         goto fail_quiet;
     }
     rc = uv_listen((uv_stream_t *)s->listener, 64, server_on_connection);
@@ -417,15 +426,12 @@ int ndfs_server_start(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_na
         step = "cannot listen on";
         goto fail;
     }
-    *out = s;
     return 0;
 
 fail:
     *errmsg = g_strdup_printf("%s control socket %s: %s", step, socket_path, g_strerror(-rc));
 fail_quiet:
-    /* the listener frees itself when its close completes */
     ndfs_server_stop(s);
-    ndfs_server_free(s);
     return rc;
 }
 

@@ -45,13 +45,17 @@ struct ndfs_conn {
     char readbuf[64 * 1024];
 };
 
-/* Binds and listens on cfg's socket path: creates its parent directory
- * (0755), refuses a path a live server listens on, replaces a stale socket,
- * makes it mode 0660 and group admin_group. The CCD must be ready. On error
- * *errmsg (g_malloc'd) says what failed and nothing is left behind. */
-int ndfs_server_start(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_name,
-                      const char *socket_path, const char *admin_group, struct ndfs_server **out,
-                      char **errmsg);
+/* Prepares the control socket at socket_path: checks that admin_group
+ * exists, creates the parent directory (0755), refuses a path a live server
+ * listens on and removes a stale socket. Listens on nothing yet. On error
+ * *errmsg (g_malloc'd) says what failed. */
+int ndfs_server_new(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_name,
+                    const char *socket_path, const char *admin_group, struct ndfs_server **out,
+                    char **errmsg);
+/* Once the CCD is ready: binds the socket (mode 0660, group admin_group),
+ * starts the vdisk events and accepts clients. On error *errmsg says what
+ * failed and the server is stopped (free it as usual). */
+int ndfs_server_listen(struct ndfs_server *s, char **errmsg);
 /* Stops accepting, closes every connection and unlinks the socket. The
  * handles finish closing during the next loop iterations; free the server
  * with ndfs_server_free() after the CCD is closed (its cancelled proposals
