@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -417,6 +418,14 @@ int main(int argc, char **argv)
                 "ndfsd: %s: [cluster] listen = %s: networking is not available in this "
                 "version yet; leave listen empty for a single-node cluster\n",
                 config_file, d.cfg.listen);
+        ndfs_config_clear(&d.cfg);
+        return 1;
+    }
+    /* checked here too, before anything is touched, to name the file */
+    if (d.cfg.admin_group != NULL && d.cfg.admin_group[0] != '\0' &&
+        getgrnam(d.cfg.admin_group) == NULL) {
+        fprintf(stderr, "ndfsd: %s: [node] admin-group: group \"%s\" does not exist\n", config_file,
+                d.cfg.admin_group);
         ndfs_config_clear(&d.cfg);
         return 1;
     }
