@@ -281,8 +281,10 @@ static void cmd_vdisk_show(struct cmd_request *r)
     struct ndfs_vdisk v = {0};
     if (cmd_arg_vdisk_name(r, &name) < 0 || read_vdisk(r, name, &v) < 0)
         return;
+    /* g_variant_dict_init does not sink a floating ref: hold it here */
+    g_autoptr(GVariant) dict = g_variant_ref_sink(ndfs_vdisk_to_dict(&v));
     GVariantDict d;
-    g_variant_dict_init(&d, ndfs_vdisk_to_dict(&v));
+    g_variant_dict_init(&d, dict);
     g_variant_dict_insert(&d, "open-count", "u", ndfs_server_open_count(r->s, name, NULL));
     ndfs_vdisk_clear(&v);
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
