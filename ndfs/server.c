@@ -248,9 +248,13 @@ static void server_on_connection(uv_stream_t *listener, int status)
     struct ndfs_server *s = listener->data;
 
     if (status < 0) {
-        g_warning("control: accept on %s failed: %s", s->socket_path, uv_strerror(status));
+        /* e.g. out of fds: say it once, not once per client */
+        if (status != s->last_accept_error)
+            g_warning("control: accept on %s failed: %s", s->socket_path, uv_strerror(status));
+        s->last_accept_error = status;
         return;
     }
+    s->last_accept_error = 0;
     struct ndfs_conn *c = g_new0(struct ndfs_conn, 1);
     c->server = s;
     c->refs = 1; /* the handle's */

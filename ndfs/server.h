@@ -25,6 +25,7 @@ struct ndfs_server {
     uv_pipe_t *listener; /* NULL once closing; frees itself on close */
     bool socket_created; /* we bound socket_path: unlink it on stop */
     bool stopping;
+    int last_accept_error;     /* logged once until an accept succeeds */
     GList *conns;              /* struct ndfs_conn *, open ones only */
     GHashTable *vdisk_ids;     /* name -> uint64_t id, to announce removals */
     GHashTable *pending_paths; /* "node:path" of vdisk creates in flight */
