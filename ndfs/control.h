@@ -29,6 +29,19 @@
  *   watch        {}                        -> {}  then events on this connection
  *   vdisk.open   {name s}                  -> {}  a mount opened the vdisk file
  *   vdisk.close  {name s}                  -> {}  ... and closed it
+ *   node.list    {}                        -> {nodes aa{sv}}: name s, id t,
+ *                                              addresses as, role s ("voter" |
+ *                                              "standby"), up b, leader b,
+ *                                              links-up u, links-total u
+ *   node.remove  {name s}                  -> {}
+ *   link.list    {}                        -> {links aa{sv}}: peer s, index u,
+ *                                              local s, remote s, up b, rtt-us u,
+ *                                              bytes-sent t, bytes-received t
+ *   (cluster nodes) hello also returns {key-file s} ("" without network):
+ *   a mount on this node reads the cluster key from it to reach masters.
+ * Changes sent to a node that is not the CCD leader are forwarded to the
+ * leader; without a majority they fail at once with -EAGAIN
+ * "no quorum: 1 of 3 voters reachable". status also returns {quorum b}.
  * Events (only after "watch"):
  *   vdisk.changed {vdisk...}   a vdisk was created or its row changed
  *   vdisk.removed {name s, id t}
