@@ -3,6 +3,7 @@
 
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -16,6 +17,11 @@
 #define SNAPSHOT_THRESHOLD_MIN     16
 #define SNAPSHOT_THRESHOLD_MAX     1000000
 #define SNAPSHOT_THRESHOLD_DEFAULT 1024
+#define ELECTION_TIMEOUT_DEFAULT   1000
+#define HEARTBEAT_DEFAULT          200
+#define FAILURE_TIMEOUT_DEFAULT    1500
+#define INTERVAL_MIN               10
+#define INTERVAL_MAX               600000
 
 struct known_group {
     const char *name;
@@ -23,12 +29,14 @@ struct known_group {
 };
 
 static const char *const node_keys[] = {"name", "data-dir", "control-socket", "admin-group", NULL};
-static const char *const cluster_keys[] = {"listen", "key-file", NULL};
-static const char *const ccd_keys[] = {"snapshot-threshold", NULL};
+static const char *const cluster_keys[] = {"listen", "join", "key-file", NULL};
+static const char *const ccd_keys[] = {"snapshot-threshold", "election-timeout-ms", NULL};
+static const char *const membership_keys[] = {"heartbeat-interval-ms", "failure-timeout-ms", NULL};
 static const struct known_group known_groups[] = {
     {"node", node_keys},
     {"cluster", cluster_keys},
     {"ccd", ccd_keys},
+    {"membership", membership_keys},
 };
 
 static const struct known_group *find_group(const char *name)
@@ -164,17 +172,120 @@ static int load_node(GKeyFile *kf, const char *label, struct ndfs_config *out, G
     return 0;
 }
 
+gboolean ndfs_config_address_valid(const char *address)
+{
+    const char *colon = strrchr(address, ':');
+    if (colon == NULL || colon == address || colon - address > 15)
+        return FALSE;
+    char host[16];
+    memcpy(host, address, (size_t)(colon - address));
+    host[colon - address] = '\0';
+    struct in_addr in;
+    guint64 port;
+    return inet_pton(AF_INET, host, &in) == 1 &&
+           g_ascii_string_to_unsigned(colon + 1, 10, 1, 65535, &port, NULL);
+}
+
 static int load_cluster(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
 {
+    const int invalid = G_KEY_FILE_ERROR_INVALID_VALUE;
+
     out->listen = get_string(kf, "cluster", "listen");
     if (!out->listen)
         out->listen = g_strdup("");
+    g_strstrip(out->listen);
+    GPtrArray *addrs = g_ptr_array_new();
+    if (out->listen[0] != '\0') {
+        g_auto(GStrv) parts = g_strsplit(out->listen, ";", -1);
+        for (char **p = parts; *p; p++) {
+            g_strstrip(*p);
+            if (!ndfs_config_address_valid(*p)) {
+                g_ptr_array_add(addrs, NULL);
+                g_strfreev((char **)g_ptr_array_free(addrs, FALSE));
+                return key_error(error, invalid, label, "cluster", "listen",
+                                 "\"%s\" is not an IPv4 address and port (A.B.C.D:PORT; "
+                                 "one per link, separated by ';')",
+                                 *p);
+            }
+            for (guint i = 0; i < addrs->len; i++) {
+                if (strcmp(addrs->pdata[i], *p) == 0) {
+                    g_ptr_array_add(addrs, NULL);
+                    g_strfreev((char **)g_ptr_array_free(addrs, FALSE));
+                    return key_error(error, invalid, label, "cluster", "listen",
+                                     "\"%s\" is given twice", *p);
+                }
+            }
+            g_ptr_array_add(addrs, g_strdup(*p));
+        }
+    }
+    g_ptr_array_add(addrs, NULL);
+    out->listen_addrs = (char **)g_ptr_array_free(addrs, FALSE);
+    if (g_strv_length(out->listen_addrs) > NDFS_CONFIG_MAX_LINKS)
+        return key_error(error, invalid, label, "cluster", "listen",
+                         "%u addresses, at most %d (one per link)",
+                         g_strv_length(out->listen_addrs), NDFS_CONFIG_MAX_LINKS);
+    bool network = out->listen_addrs[0] != NULL;
+
+    out->join = get_string(kf, "cluster", "join");
+    if (!out->join)
+        out->join = g_strdup("");
+    g_strstrip(out->join);
+    if (out->join[0] != '\0') {
+        if (!ndfs_config_address_valid(out->join))
+            return key_error(error, invalid, label, "cluster", "join",
+                             "\"%s\" is not an IPv4 address and port (A.B.C.D:PORT)", out->join);
+        if (!network)
+            return key_error(error, invalid, label, "cluster", "join",
+                             "needs [cluster] listen: a node joins with its own addresses");
+        for (char **a = out->listen_addrs; *a; a++)
+            if (strcmp(*a, out->join) == 0)
+                return key_error(error, invalid, label, "cluster", "join",
+                                 "\"%s\" is one of this node's own listen addresses", out->join);
+    }
+
     out->key_file = get_string(kf, "cluster", "key-file");
     if (!out->key_file)
         out->key_file = g_strdup("");
     if (out->key_file[0] != '\0' && !g_path_is_absolute(out->key_file))
-        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "cluster", "key-file",
+        return key_error(error, invalid, label, "cluster", "key-file",
                          "\"%s\" is not an absolute path", out->key_file);
+    if (network && out->key_file[0] == '\0')
+        return key_error(error, G_KEY_FILE_ERROR_KEY_NOT_FOUND, label, "cluster", "key-file",
+                         "missing: required when [cluster] listen is set");
+    return 0;
+}
+
+/* An optional number of milliseconds in [min, max]; absent: def. */
+static int get_ms(GKeyFile *kf, const char *label, const char *group, const char *key, unsigned min,
+                  unsigned max, unsigned def, unsigned *out, GError **error)
+{
+    g_autofree char *text = get_string(kf, group, key);
+    guint64 value;
+
+    *out = def;
+    if (!text)
+        return 0;
+    if (!g_ascii_string_to_unsigned(text, 10, min, max, &value, NULL))
+        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, group, key,
+                         "\"%s\" is not a number of milliseconds from %u to %u", text, min, max);
+    *out = (unsigned)value;
+    return 0;
+}
+
+static int load_membership(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
+{
+    int r;
+    if ((r = get_ms(kf, label, "membership", "heartbeat-interval-ms", INTERVAL_MIN, INTERVAL_MAX,
+                    HEARTBEAT_DEFAULT, &out->heartbeat_interval_ms, error)) < 0 ||
+        (r = get_ms(kf, label, "membership", "failure-timeout-ms", INTERVAL_MIN, INTERVAL_MAX,
+                    FAILURE_TIMEOUT_DEFAULT, &out->failure_timeout_ms, error)) < 0)
+        return r;
+    /* one lost heartbeat must not make a node look down */
+    if (out->failure_timeout_ms <= 2 * out->heartbeat_interval_ms)
+        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "membership",
+                         "failure-timeout-ms",
+                         "%u must be more than twice heartbeat-interval-ms (%u)",
+                         out->failure_timeout_ms, out->heartbeat_interval_ms);
     return 0;
 }
 
@@ -193,6 +304,12 @@ static int load_ccd(GKeyFile *kf, const char *label, struct ndfs_config *out, GE
                          SNAPSHOT_THRESHOLD_MAX);
     out->snapshot_threshold = (unsigned)value;
     return 0;
+}
+
+static int load_election(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
+{
+    return get_ms(kf, label, "ccd", "election-timeout-ms", 100, INTERVAL_MAX,
+                  ELECTION_TIMEOUT_DEFAULT, &out->election_timeout_ms, error);
 }
 
 int ndfs_config_load_data(const char *data, gsize len, const char *label, struct ndfs_config *out,
@@ -214,7 +331,9 @@ int ndfs_config_load_data(const char *data, gsize len, const char *label, struct
     out->file = g_strdup(label);
     if ((r = check_known(kf, label, error)) < 0 || (r = load_node(kf, label, out, error)) < 0 ||
         (r = load_cluster(kf, label, out, error)) < 0 ||
-        (r = load_ccd(kf, label, out, error)) < 0) {
+        (r = load_ccd(kf, label, out, error)) < 0 ||
+        (r = load_election(kf, label, out, error)) < 0 ||
+        (r = load_membership(kf, label, out, error)) < 0) {
         ndfs_config_clear(out);
         return r;
     }
@@ -291,6 +410,8 @@ void ndfs_config_clear(struct ndfs_config *c)
     g_free(c->control_socket);
     g_free(c->admin_group);
     g_free(c->listen);
+    g_strfreev(c->listen_addrs);
+    g_free(c->join);
     g_free(c->key_file);
     memset(c, 0, sizeof(*c));
 }

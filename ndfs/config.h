@@ -7,15 +7,26 @@
 #include <glib.h>
 
 struct ndfs_config {
-    char *file;                  /* the file it was loaded from */
-    char *node_name;             /* [node] name, required */
-    char *data_dir;              /* [node] data-dir, required, absolute */
-    char *control_socket;        /* [node] control-socket, default /run/ndfs/<name>.sock */
-    char *admin_group;           /* [node] admin-group, NULL: only root may change */
-    char *listen;                /* [cluster] listen, "" when absent */
-    char *key_file;              /* [cluster] key-file, "" when absent */
-    unsigned snapshot_threshold; /* [ccd] snapshot-threshold, default 1024 */
+    char *file;                     /* the file it was loaded from */
+    char *node_name;                /* [node] name, required */
+    char *data_dir;                 /* [node] data-dir, required, absolute */
+    char *control_socket;           /* [node] control-socket, default /run/ndfs/<name>.sock */
+    char *admin_group;              /* [node] admin-group, NULL: only root may change */
+    char *listen;                   /* [cluster] listen, "" when absent */
+    char **listen_addrs;            /* listen split: "IPv4:port" per link, NULL-terminated,
+                                       empty when there is no network */
+    char *join;                     /* [cluster] join, "" when absent */
+    char *key_file;                 /* [cluster] key-file, "" when absent; required with listen */
+    unsigned snapshot_threshold;    /* [ccd] snapshot-threshold, default 1024 */
+    unsigned election_timeout_ms;   /* [ccd] election-timeout-ms, default 1000 */
+    unsigned heartbeat_interval_ms; /* [membership] heartbeat-interval-ms, default 200 */
+    unsigned failure_timeout_ms;    /* [membership] failure-timeout-ms, default 1500 */
 };
+
+#define NDFS_CONFIG_MAX_LINKS 8
+
+/* "A.B.C.D:PORT" with a port from 1 to 65535. */
+gboolean ndfs_config_address_valid(const char *address);
 
 /* Returns 0, or -errno with *error set (G_KEY_FILE_ERROR or G_FILE_ERROR). */
 int ndfs_config_load(const char *file, struct ndfs_config *out, GError **error);

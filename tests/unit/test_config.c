@@ -47,6 +47,11 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_str_eq(c.listen, "");
     cr_assert_str_eq(c.key_file, "");
     cr_assert_eq(c.snapshot_threshold, 1024);
+    cr_assert_null(c.listen_addrs[0]);
+    cr_assert_str_eq(c.join, "");
+    cr_assert_eq(c.heartbeat_interval_ms, 200);
+    cr_assert_eq(c.failure_timeout_ms, 1500);
+    cr_assert_eq(c.election_timeout_ms, 1000);
     ndfs_config_clear(&c);
     cr_assert_null(c.node_name);
 }
@@ -110,8 +115,10 @@ Test(config, unknown_group_and_key)
                  G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [node] nmae: unknown key");
     assert_error("[node]\nname=n1\ndata-dir=/d\n[clutser]\nlisten=\n", G_KEY_FILE_ERROR,
                  G_KEY_FILE_ERROR_GROUP_NOT_FOUND, LABEL ": [clutser]: unknown group");
-    assert_error("[node]\nname=n1\ndata-dir=/d\n[cluster]\njoin=n2\n", G_KEY_FILE_ERROR,
-                 G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [cluster] join: unknown key");
+    assert_error("[node]\nname=n1\ndata-dir=/d\n[cluster]\njion=n2\n", G_KEY_FILE_ERROR,
+                 G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [cluster] jion: unknown key");
+    assert_error("[node]\nname=n1\ndata-dir=/d\n[membership]\nheartbeat=1\n", G_KEY_FILE_ERROR,
+                 G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [membership] heartbeat: unknown key");
     assert_error("[node]\nname=n1\ndata-dir=/d\nname[de]=n2\n", G_KEY_FILE_ERROR,
                  G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [node] name[de]: unknown key");
 }
@@ -260,4 +267,108 @@ Test(config, mutated_files_never_crash)
         }
     }
     g_rand_free(rand);
+}
+
+#define NODE "[node]\nname=n2\ndata-dir=/d\n"
+
+Test(config, cluster_keys)
+{
+    struct ndfs_config c;
+    g_autoptr(GError) error = NULL;
+
+    cr_assert_eq(load(NODE "[cluster]\n"
+                           "listen = 127.0.1.2:7400; 127.0.2.2:7401  # two links\n"
+                           "join = 127.0.1.1:7400\n"
+                           "key-file = /etc/ndfs/cluster.key\n"
+                           "[membership]\n"
+                           "heartbeat-interval-ms = 100\n"
+                           "failure-timeout-ms = 201\n"
+                           "[ccd]\n"
+                           "election-timeout-ms = 300\n",
+                      &c, &error),
+                 0, "%s", error ? error->message : "");
+    cr_assert_eq(g_strv_length(c.listen_addrs), 2);
+    cr_assert_str_eq(c.listen_addrs[0], "127.0.1.2:7400");
+    cr_assert_str_eq(c.listen_addrs[1], "127.0.2.2:7401");
+    cr_assert_str_eq(c.join, "127.0.1.1:7400");
+    cr_assert_str_eq(c.key_file, "/etc/ndfs/cluster.key");
+    cr_assert_eq(c.heartbeat_interval_ms, 100);
+    cr_assert_eq(c.failure_timeout_ms, 201);
+    cr_assert_eq(c.election_timeout_ms, 300);
+    ndfs_config_clear(&c);
+
+    /* the first node: listen without join */
+    cr_assert_eq(load(NODE "[cluster]\nlisten=10.0.0.1:1\nkey-file=/k\n", &c, &error), 0, "%s",
+                 error ? error->message : "");
+    cr_assert_eq(g_strv_length(c.listen_addrs), 1);
+    cr_assert_str_eq(c.join, "");
+    ndfs_config_clear(&c);
+
+    /* eight links is the most */
+    cr_assert_eq(load(NODE "[cluster]\nkey-file=/k\nlisten=127.0.0.1:1;127.0.0.1:2;127.0.0.1:3;"
+                           "127.0.0.1:4;127.0.0.1:5;127.0.0.1:6;127.0.0.1:7;127.0.0.1:8\n",
+                      &c, &error),
+                 0, "%s", error ? error->message : "");
+    cr_assert_eq(g_strv_length(c.listen_addrs), 8);
+    ndfs_config_clear(&c);
+}
+
+Test(config, cluster_errors)
+{
+    const int invalid = G_KEY_FILE_ERROR_INVALID_VALUE;
+    const char *bad_listen = "is not an IPv4 address and port (A.B.C.D:PORT; one per link, "
+                             "separated by ';')";
+    const char *bad[] = {"localhost:7400", "127.0.0.1", "127.0.0.1:0",   "127.0.0.1:65536",
+                         "127.0.0.1:x",    "::1:7400",  "127.0.0.256:1", ":7400"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *text = g_strdup_printf(NODE "[cluster]\nkey-file=/k\nlisten=%s\n", bad[i]);
+        g_autofree char *want =
+            g_strdup_printf(LABEL ": [cluster] listen: \"%s\" %s", bad[i], bad_listen);
+        assert_error(text, G_KEY_FILE_ERROR, invalid, want);
+    }
+    g_autofree char *empty = g_strdup_printf(LABEL ": [cluster] listen: \"\" %s", bad_listen);
+    assert_error(NODE "[cluster]\nkey-file=/k\nlisten=127.0.0.1:1;;127.0.0.1:2\n", G_KEY_FILE_ERROR,
+                 invalid, empty);
+    assert_error(NODE "[cluster]\nkey-file=/k\nlisten=127.0.0.1:1;127.0.0.1:1\n", G_KEY_FILE_ERROR,
+                 invalid, LABEL ": [cluster] listen: \"127.0.0.1:1\" is given twice");
+    assert_error(NODE "[cluster]\nkey-file=/k\nlisten=127.0.0.1:1;127.0.0.1:2;127.0.0.1:3;"
+                      "127.0.0.1:4;127.0.0.1:5;127.0.0.1:6;127.0.0.1:7;127.0.0.1:8;127.0.0.1:9\n",
+                 G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [cluster] listen: 9 addresses, at most 8 (one per link)");
+    assert_error(NODE "[cluster]\nlisten=127.0.0.1:7400\n", G_KEY_FILE_ERROR,
+                 G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+                 LABEL ": [cluster] key-file: missing: required when [cluster] listen is set");
+    assert_error(NODE "[cluster]\nlisten=127.0.0.1:7400\nkey-file=\n", G_KEY_FILE_ERROR,
+                 G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+                 LABEL ": [cluster] key-file: missing: required when [cluster] listen is set");
+    assert_error(NODE "[cluster]\njoin=127.0.0.1:7400\n", G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [cluster] join: needs [cluster] listen: a node joins with its own "
+                       "addresses");
+    assert_error(NODE "[cluster]\nlisten=127.0.0.1:7400\nkey-file=/k\njoin=n1\n", G_KEY_FILE_ERROR,
+                 invalid,
+                 LABEL ": [cluster] join: \"n1\" is not an IPv4 address and port (A.B.C.D:PORT)");
+    assert_error(NODE "[cluster]\nlisten=127.0.0.1:7400\nkey-file=/k\njoin=127.0.0.1:7400\n",
+                 G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [cluster] join: \"127.0.0.1:7400\" is one of this node's own listen "
+                       "addresses");
+}
+
+Test(config, membership_errors)
+{
+    const int invalid = G_KEY_FILE_ERROR_INVALID_VALUE;
+    assert_error(NODE "[membership]\nheartbeat-interval-ms=fast\n", G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [membership] heartbeat-interval-ms: \"fast\" is not a number of "
+                       "milliseconds from 10 to 600000");
+    assert_error(NODE "[membership]\nfailure-timeout-ms=0\n", G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [membership] failure-timeout-ms: \"0\" is not a number of "
+                       "milliseconds from 10 to 600000");
+    assert_error(NODE "[membership]\nfailure-timeout-ms=400\n", G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [membership] failure-timeout-ms: 400 must be more than twice "
+                       "heartbeat-interval-ms (200)");
+    assert_error(NODE "[membership]\nheartbeat-interval-ms=1000\n", G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [membership] failure-timeout-ms: 1500 must be more than twice "
+                       "heartbeat-interval-ms (1000)");
+    assert_error(NODE "[ccd]\nelection-timeout-ms=99\n", G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [ccd] election-timeout-ms: \"99\" is not a number of milliseconds "
+                       "from 100 to 600000");
 }
