@@ -1,0 +1,340 @@
+/* The membership state machine (membership/view.c), driven by a fake clock. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <glib.h>
+#include <string.h>
+
+#include "membership/view.h"
+
+#define MS         1000000ull
+#define FAILURE_NS (1500 * MS)
+#define LEASE_NS   (1000 * MS)
+#define HB_NS      (200 * MS)
+#define T0         (1000000 * MS) /* the fake clock never reads 0 */
+
+static struct mview *view_new(const char *self)
+{
+    struct mview_config cfg = {.failure_timeout_ns = FAILURE_NS, .lease_ns = LEASE_NS};
+    struct mview *v = mview_new(self, &cfg);
+    cr_assert_not_null(v);
+    return v;
+}
+
+/* Three voters n1..n3, committed members n1..n3 at epoch 5. */
+static struct mview *three_nodes(const char *self, bool leader, uint64_t now)
+{
+    struct mview *v = view_new(self);
+    struct mview_node_row rows[] = {{"n1", true}, {"n2", true}, {"n3", true}};
+    mview_set_nodes(v, rows, 3, now);
+    const char *members[] = {"n1", "n2", "n3", NULL};
+    mview_set_committed(v, 5, members);
+    mview_set_leader(v, leader, now);
+    return v;
+}
+
+static bool strv_eq(char **got, const char *const *want)
+{
+    if (got == NULL || want == NULL)
+        return got == NULL && want == NULL;
+    return g_strv_equal((const gchar *const *)got, (const gchar *const *)want);
+}
+
+/* Applies a commit as the CCD would: next epoch, these members. */
+static void land(struct mview *v, char **members)
+{
+    mview_set_committed(v, mview_epoch(v) + 1, (const char *const *)members);
+    mview_commit_done(v);
+    g_strfreev(members);
+}
+
+Test(membership, config_needs_lease_shorter_than_failure_timeout)
+{
+    struct mview_config eq = {.failure_timeout_ns = FAILURE_NS, .lease_ns = FAILURE_NS};
+    struct mview_config zero = {.failure_timeout_ns = 0, .lease_ns = 0};
+    cr_assert_null(mview_new("n1", &eq));
+    cr_assert_null(mview_new("n1", &zero));
+}
+
+Test(membership, heartbeats_keep_a_node_up)
+{
+    uint64_t now = T0;
+    struct mview *v = three_nodes("n1", true, now);
+    for (int i = 0; i < 100; i++) {
+        uint64_t lease;
+        mview_on_heartbeat(v, "n2", now, &lease);
+        mview_on_heartbeat(v, "n3", now, &lease);
+        cr_assert(mview_node_up(v, "n2", now));
+        cr_assert_null(mview_commit_next(v, now), "no change while heartbeats flow");
+        now += HB_NS;
+    }
+    cr_assert_eq(mview_epoch(v), 5);
+    mview_free(v);
+}
+
+Test(membership, silence_past_failure_timeout_marks_down_exactly_once)
+{
+    uint64_t now = T0, lease;
+    struct mview *v = three_nodes("n1", true, now);
+    now += FAILURE_NS; /* past the takeover grace */
+    mview_on_heartbeat(v, "n2", now, &lease);
+    mview_on_heartbeat(v, "n3", now, &lease);
+    uint64_t last_n3 = now;
+    int commits = 0;
+    for (int i = 0; i < 50; i++) {
+        now += HB_NS;
+        mview_on_heartbeat(v, "n2", now, &lease);
+        char **m = mview_commit_next(v, now);
+        if (m == NULL)
+            continue;
+        commits++;
+        const char *want[] = {"n1", "n2", NULL};
+        cr_assert(strv_eq(m, want));
+        cr_assert_geq(now - last_n3, FAILURE_NS, "declared down too early");
+        cr_assert_lt(now - last_n3, FAILURE_NS + HB_NS, "declared down too late");
+        land(v, m);
+    }
+    cr_assert_eq(commits, 1);
+    cr_assert_eq(mview_epoch(v), 6);
+    cr_assert_not(mview_is_member(v, "n3"));
+    mview_free(v);
+}
+
+Test(membership, a_node_that_returns_is_committed_again)
+{
+    uint64_t now = T0, lease;
+    struct mview *v = three_nodes("n1", true, now);
+    now += FAILURE_NS + HB_NS;
+    mview_on_heartbeat(v, "n2", now, &lease);
+    char **m = mview_commit_next(v, now); /* n3 never heard: down */
+    const char *two[] = {"n1", "n2", NULL};
+    cr_assert(strv_eq(m, two));
+    land(v, m);
+    cr_assert_not(mview_on_heartbeat(v, "n3", now, &lease), "no lease for a node declared down");
+    m = mview_commit_next(v, now);
+    const char *three[] = {"n1", "n2", "n3", NULL};
+    cr_assert(strv_eq(m, three));
+    land(v, m);
+    cr_assert_eq(mview_epoch(v), 7);
+    cr_assert(mview_on_heartbeat(v, "n3", now + HB_NS, &lease));
+    cr_assert_eq(lease, LEASE_NS);
+    mview_free(v);
+}
+
+Test(membership, grant_gives_expiry_send_time_plus_lease)
+{
+    uint64_t now = T0;
+    struct mview *v = three_nodes("n2", false, now);
+    cr_assert_eq(mview_lease_expiry(v), 0);
+    cr_assert_not(mview_lease_valid(v, now));
+    uint64_t sent = now;
+    now += 300 * MS; /* a slow network changes nothing */
+    mview_on_grant(v, sent, LEASE_NS, now);
+    cr_assert_eq(mview_lease_expiry(v), sent + LEASE_NS);
+    cr_assert(mview_lease_valid(v, now));
+    cr_assert_not(mview_lease_valid(v, sent + LEASE_NS));
+    /* an older grant arriving late does not shorten it */
+    mview_on_grant(v, sent - HB_NS, LEASE_NS, now);
+    cr_assert_eq(mview_lease_expiry(v), sent + LEASE_NS);
+    /* a send time from the future is bogus */
+    mview_on_grant(v, now + HB_NS, LEASE_NS, now);
+    cr_assert_eq(mview_lease_expiry(v), sent + LEASE_NS);
+    mview_free(v);
+}
+
+Test(membership, lease_has_expired_when_the_leader_declares_down)
+{
+    uint64_t now = T0, lease = 0;
+    struct mview *leader = three_nodes("n1", true, now);
+    struct mview *node = three_nodes("n3", false, now);
+    now += FAILURE_NS;
+    /* n2 keeps the leader's majority; n3 is heard once then falls silent,
+     * its grant arriving after 400 ms of network delay */
+    mview_on_heartbeat(leader, "n2", now, &lease);
+    uint64_t sent = now - 400 * MS;
+    cr_assert(mview_on_heartbeat(leader, "n3", now, &lease));
+    mview_on_grant(node, sent, lease, now + 400 * MS);
+    for (;; now += MS) {
+        mview_on_heartbeat(leader, "n2", now, &lease);
+        char **m = mview_commit_next(leader, now);
+        if (m != NULL) {
+            cr_assert_not(mview_lease_valid(node, now),
+                          "n3 still holds a lease when declared down");
+            g_strfreev(m);
+            break;
+        }
+    }
+    mview_free(leader);
+    mview_free(node);
+}
+
+Test(membership, leader_lease_needs_a_majority)
+{
+    uint64_t now = T0, lease;
+    struct mview *v = three_nodes("n1", true, now);
+    cr_assert_not(mview_lease_valid(v, now), "no voter heard yet");
+    mview_on_heartbeat(v, "n2", now, &lease);
+    cr_assert(mview_lease_valid(v, now), "n1 + n2 are 2 of 3");
+    cr_assert_eq(mview_lease_expiry(v), now + LEASE_NS);
+    now += LEASE_NS;
+    cr_assert_not(mview_lease_valid(v, now), "majority not heard within the lease");
+    mview_free(v);
+
+    /* five voters: two others needed, the second most recent counts */
+    now = T0;
+    v = view_new("a");
+    struct mview_node_row rows[] = {{"a", true}, {"b", true}, {"c", true},
+                                    {"d", true}, {"e", true}, {"s", false}};
+    mview_set_nodes(v, rows, 6, now);
+    mview_set_leader(v, true, now);
+    mview_on_heartbeat(v, "s", now, &lease); /* a standby does not count */
+    mview_on_heartbeat(v, "b", now, &lease);
+    cr_assert_not(mview_lease_valid(v, now));
+    mview_on_heartbeat(v, "c", now + 10 * MS, &lease);
+    mview_on_heartbeat(v, "d", now + 20 * MS, &lease);
+    cr_assert_eq(mview_lease_expiry(v), now + 10 * MS + LEASE_NS);
+    /* no grant from a leader without its own lease */
+    const char *members[] = {"a", "b", "c", "d", "e", NULL};
+    mview_set_committed(v, 1, members);
+    cr_assert(mview_on_heartbeat(v, "e", now + 30 * MS, &lease));
+    cr_assert_not(mview_on_heartbeat(v, "e", now + 20 * MS + LEASE_NS, &lease));
+    mview_free(v);
+}
+
+Test(membership, single_voter_lease_never_runs_out)
+{
+    struct mview *v = view_new("n1");
+    struct mview_node_row rows[] = {{"n1", true}};
+    mview_set_nodes(v, rows, 1, T0);
+    const char *members[] = {"n1", NULL};
+    mview_set_committed(v, 1, members);
+    mview_set_leader(v, true, T0);
+    cr_assert_eq(mview_lease_expiry(v), UINT64_MAX);
+    cr_assert_null(mview_commit_next(v, T0 + 100 * FAILURE_NS));
+    mview_free(v);
+}
+
+Test(membership, new_leader_waits_before_declaring_anyone_down)
+{
+    uint64_t now = T0;
+    struct mview *v = three_nodes("n2", false, now);
+    now += 10 * FAILURE_NS; /* n1 and n3 silent for ages: but we were not leader */
+    mview_set_leader(v, true, now);
+    uint64_t takeover = now;
+    for (; now < takeover + FAILURE_NS; now += HB_NS)
+        cr_assert_null(mview_commit_next(v, now), "down before the takeover grace ended");
+    char **m = mview_commit_next(v, now);
+    const char *want[] = {"n2", NULL};
+    cr_assert(strv_eq(m, want));
+    g_strfreev(m);
+    mview_free(v);
+}
+
+Test(membership, one_commit_in_flight_then_recompute)
+{
+    uint64_t now = T0, lease;
+    struct mview *v = three_nodes("n1", true, now);
+    now += FAILURE_NS + HB_NS;
+    mview_on_heartbeat(v, "n2", now, &lease);
+    mview_on_heartbeat(v, "n3", now, &lease);
+    now += FAILURE_NS - HB_NS; /* n2 silent, n3 heard */
+    mview_on_heartbeat(v, "n3", now, &lease);
+    now += 2 * HB_NS;
+    char **m = mview_commit_next(v, now);
+    const char *want1[] = {"n1", "n3", NULL};
+    cr_assert(strv_eq(m, want1));
+    cr_assert(mview_commit_in_flight(v));
+    /* n3 falls silent too while the first commit is in flight */
+    now += FAILURE_NS;
+    cr_assert_null(mview_commit_next(v, now));
+    cr_assert_null(mview_commit_next(v, now));
+    land(v, m);
+    m = mview_commit_next(v, now);
+    const char *want2[] = {"n1", NULL};
+    cr_assert(strv_eq(m, want2));
+    /* a failed commit (no quorum) is retried */
+    mview_commit_done(v);
+    char **again = mview_commit_next(v, now);
+    cr_assert(strv_eq(again, want2));
+    g_strfreev(again);
+    g_strfreev(m);
+    mview_free(v);
+}
+
+Test(membership, commits_are_minimal)
+{
+    uint64_t now = T0;
+    struct mview *v = three_nodes("n1", true, now);
+    const char *members[] = {"n3", "n1", "n2", NULL}; /* same set, other order */
+    cr_assert_not(mview_set_committed(v, 5, members));
+    cr_assert_null(mview_commit_next(v, now));
+    cr_assert_eq(mview_epoch(v), 5);
+    cr_assert(mview_set_committed(v, 6, members), "an epoch bump is a change");
+    mview_free(v);
+}
+
+Test(membership, new_node_is_committed_and_dropped_if_never_heard)
+{
+    uint64_t now = T0, lease;
+    struct mview *v = three_nodes("n1", true, now);
+    now += FAILURE_NS;
+    mview_on_heartbeat(v, "n2", now, &lease);
+    mview_on_heartbeat(v, "n3", now, &lease);
+    struct mview_node_row rows[] = {{"n1", true}, {"n2", true}, {"n3", true}, {"n4", false}};
+    cr_assert(mview_set_nodes(v, rows, 4, now));
+    char **m = mview_commit_next(v, now);
+    const char *four[] = {"n1", "n2", "n3", "n4", NULL};
+    cr_assert(strv_eq(m, four));
+    land(v, m);
+    for (int i = 0; i < 7; i++) {
+        now += HB_NS;
+        mview_on_heartbeat(v, "n2", now, &lease);
+        mview_on_heartbeat(v, "n3", now, &lease);
+        cr_assert_null(mview_commit_next(v, now));
+    }
+    m = mview_commit_next(v, now + FAILURE_NS - 7 * HB_NS);
+    const char *three[] = {"n1", "n2", "n3", NULL};
+    cr_assert(strv_eq(m, three));
+    land(v, m);
+    /* removing a node from the table drops it from the members */
+    struct mview_node_row two[] = {{"n1", true}, {"n2", true}};
+    mview_set_nodes(v, two, 2, now);
+    m = mview_commit_next(v, now);
+    const char *want[] = {"n1", "n2", NULL};
+    cr_assert(strv_eq(m, want));
+    g_strfreev(m);
+    mview_free(v);
+}
+
+Test(membership, a_follower_never_commits)
+{
+    struct mview *v = three_nodes("n2", false, T0);
+    cr_assert_null(mview_commit_next(v, T0 + 10 * FAILURE_NS));
+    uint64_t lease;
+    cr_assert_not(mview_on_heartbeat(v, "n3", T0, &lease));
+    mview_free(v);
+}
+
+Test(membership, message_codec_round_trip_and_rejects)
+{
+    struct mview_msg in = {.type = MVIEW_GRANT,
+                           .send_ns = 0x0102030405060708ull,
+                           .lease_ns = LEASE_NS,
+                           .epoch = 42},
+                     out;
+    uint8_t buf[MVIEW_MSG_LEN];
+    mview_msg_encode(&in, buf);
+    cr_assert_eq(mview_msg_decode(buf, sizeof(buf), &out), 0);
+    cr_assert_eq(out.type, in.type);
+    cr_assert_eq(out.send_ns, in.send_ns);
+    cr_assert_eq(out.lease_ns, in.lease_ns);
+    cr_assert_eq(out.epoch, in.epoch);
+    for (size_t len = 0; len < sizeof(buf); len++)
+        cr_assert_eq(mview_msg_decode(buf, len, &out), -EBADMSG);
+    uint8_t bad[MVIEW_MSG_LEN];
+    memcpy(bad, buf, sizeof(bad));
+    bad[0] = 2;
+    cr_assert_eq(mview_msg_decode(bad, sizeof(bad), &out), -EBADMSG);
+    memcpy(bad, buf, sizeof(bad));
+    bad[1] = 3;
+    cr_assert_eq(mview_msg_decode(bad, sizeof(bad), &out), -EBADMSG);
+}
