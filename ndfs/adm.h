@@ -4,6 +4,7 @@
 #define NDFS_ADM_H
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -55,8 +56,20 @@ int adm_print_status(const struct adm *adm, GVariant *result);
 int adm_print_vdisk(const struct adm *adm, GVariant *result, bool with_open_count);
 int adm_print_vdisk_list(const struct adm *adm, GVariant *result);
 int adm_print_removed(const struct adm *adm, const char *name);
+/* "malformed answer from ndfsd: <what>"; returns ADM_EXIT_ERROR. */
+int adm_malformed_answer(const char *what);
+/* Prints b's document, pretty, on stdout. */
+void adm_print_json(JsonBuilder *b);
+/* Prints cells (strings, row after row, the header first) in n_columns
+ * columns padded to their widest cell; the last column is not padded. */
+void adm_print_table(int n_columns, GPtrArray *cells);
 
 /* "vdisk SUBCOMMAND ..." with argv[0] the subcommand. */
 int adm_cmd_vdisk(struct adm *adm, int argc, char **argv);
+/* "node list|remove ...", "link list" (adm_cluster.c). */
+int adm_cmd_node(struct adm *adm, int argc, char **argv);
+int adm_cmd_link(struct adm *adm, int argc, char **argv);
+/* "cluster init-key FILE" (adm_key.c): needs no ndfsd. */
+int adm_cmd_cluster(struct adm *adm, int argc, char **argv);
 
 #endif

@@ -10,12 +10,12 @@
 #include "adm.h"
 #include "parse.h"
 
-static int malformed_answer(const char *what)
+int adm_malformed_answer(const char *what)
 {
     return adm_error("malformed answer from ndfsd: %s", what);
 }
 
-static void print_json(JsonBuilder *b)
+void adm_print_json(JsonBuilder *b)
 {
     g_autoptr(JsonNode) root = json_builder_get_root(b);
     g_autoptr(JsonGenerator) gen = json_generator_new();
@@ -118,16 +118,16 @@ int adm_print_vdisk(const struct adm *adm, GVariant *result, bool with_open_coun
     struct ndfs_vdisk v;
     uint32_t open_count = 0;
     if (ndfs_vdisk_from_dict(result, &v) < 0)
-        return malformed_answer("not a vdisk");
+        return adm_malformed_answer("not a vdisk");
     if (with_open_count && !g_variant_lookup(result, "open-count", "u", &open_count)) {
         ndfs_vdisk_clear(&v);
-        return malformed_answer("no open-count");
+        return adm_malformed_answer("no open-count");
     }
 
     if (adm->json) {
         g_autoptr(JsonBuilder) b = json_builder_new();
         json_add_vdisk(b, &v, with_open_count, open_count);
-        print_json(b);
+        adm_print_json(b);
         ndfs_vdisk_clear(&v);
         return ADM_EXIT_OK;
     }
@@ -165,6 +165,23 @@ static void free_vdisk(gpointer p)
     g_free(p);
 }
 
+void adm_print_table(int n_columns, GPtrArray *cells)
+{
+    g_autofree size_t *width = g_new0(size_t, (gsize)n_columns);
+    for (guint i = 0; i < cells->len; i++) {
+        size_t *w = &width[i % (guint)n_columns];
+        *w = MAX(*w, strlen(cells->pdata[i]));
+    }
+    for (guint i = 0; i < cells->len; i++) {
+        int c = (int)(i % (guint)n_columns);
+        const char *cell = cells->pdata[i];
+        if (c == n_columns - 1)
+            printf("%s\n", cell);
+        else
+            printf("%-*s  ", (int)width[c], cell);
+    }
+}
+
 enum { LIST_COLUMNS = 7 };
 
 static void print_list_table(GPtrArray *vdisks)
@@ -172,43 +189,28 @@ static void print_list_table(GPtrArray *vdisks)
     static const char *const header[LIST_COLUMNS] = {"NAME", "SIZE",    "OWNER",    "GROUP",
                                                      "MODE", "PRIMARY", "SECONDARY"};
     g_autoptr(GPtrArray) cells = g_ptr_array_new_with_free_func(g_free);
-    size_t width[LIST_COLUMNS];
-    for (int c = 0; c < LIST_COLUMNS; c++) {
+    for (int c = 0; c < LIST_COLUMNS; c++)
         g_ptr_array_add(cells, g_strdup(header[c]));
-        width[c] = strlen(header[c]);
-    }
     for (guint i = 0; i < vdisks->len; i++) {
         const struct ndfs_vdisk *v = vdisks->pdata[i];
-        char *row[LIST_COLUMNS] = {
-            g_strdup(v->name),
-            ndfs_format_size(v->size),
-            g_strdup(v->owner),
-            g_strdup(v->group),
-            format_mode(v->mode),
-            format_node_path(v->primary_node, v->primary_path),
-            v->secondary_node ? format_node_path(v->secondary_node, v->secondary_path)
-                              : g_strdup("-"),
-        };
-        for (int c = 0; c < LIST_COLUMNS; c++) {
-            width[c] = MAX(width[c], strlen(row[c]));
-            g_ptr_array_add(cells, row[c]);
-        }
+        g_ptr_array_add(cells, g_strdup(v->name));
+        g_ptr_array_add(cells, ndfs_format_size(v->size));
+        g_ptr_array_add(cells, g_strdup(v->owner));
+        g_ptr_array_add(cells, g_strdup(v->group));
+        g_ptr_array_add(cells, format_mode(v->mode));
+        g_ptr_array_add(cells, format_node_path(v->primary_node, v->primary_path));
+        g_ptr_array_add(cells, v->secondary_node
+                                   ? format_node_path(v->secondary_node, v->secondary_path)
+                                   : g_strdup("-"));
     }
-    for (guint i = 0; i < cells->len; i++) {
-        int c = (int)(i % LIST_COLUMNS);
-        const char *cell = cells->pdata[i];
-        if (c == LIST_COLUMNS - 1)
-            printf("%s\n", cell);
-        else
-            printf("%-*s  ", (int)width[c], cell);
-    }
+    adm_print_table(LIST_COLUMNS, cells);
 }
 
 int adm_print_vdisk_list(const struct adm *adm, GVariant *result)
 {
     g_autoptr(GVariant) list = g_variant_lookup_value(result, "vdisks", G_VARIANT_TYPE("aa{sv}"));
     if (!list)
-        return malformed_answer("no vdisks list");
+        return adm_malformed_answer("no vdisks list");
 
     g_autoptr(GPtrArray) vdisks = g_ptr_array_new_with_free_func(free_vdisk);
     GVariantIter iter;
@@ -220,7 +222,7 @@ int adm_print_vdisk_list(const struct adm *adm, GVariant *result)
         g_variant_unref(dict);
         if (rc < 0) {
             g_free(v);
-            return malformed_answer("a vdisk in the list is not a vdisk");
+            return adm_malformed_answer("a vdisk in the list is not a vdisk");
         }
         g_ptr_array_add(vdisks, v);
     }
@@ -238,7 +240,7 @@ int adm_print_vdisk_list(const struct adm *adm, GVariant *result)
         json_add_vdisk(b, vdisks->pdata[i], false, 0);
     json_builder_end_array(b);
     json_builder_end_object(b);
-    print_json(b);
+    adm_print_json(b);
     return ADM_EXIT_OK;
 }
 
@@ -253,8 +255,11 @@ int adm_print_status(const struct adm *adm, GVariant *result)
         !g_variant_lookup(result, "epoch", "t", &epoch) ||
         !g_variant_lookup(result, "leader", "&s", &leader) ||
         !g_variant_lookup(result, "vdisks", "t", &vdisks) || !members)
-        return malformed_answer("incomplete status");
+        return adm_malformed_answer("incomplete status");
     g_autofree const char **member_names = g_variant_get_strv(members, NULL);
+    /* an ndfsd older than the cluster release does not say: null / "-" */
+    gboolean quorum = FALSE;
+    bool quorum_known = g_variant_lookup(result, "quorum", "b", &quorum);
 
     if (adm->json) {
         g_autoptr(JsonBuilder) b = json_builder_new();
@@ -276,10 +281,15 @@ int adm_print_status(const struct adm *adm, GVariant *result)
         for (const char **m = member_names; *m; m++)
             json_builder_add_string_value(b, *m);
         json_builder_end_array(b);
+        json_builder_set_member_name(b, "quorum");
+        if (quorum_known)
+            json_builder_add_boolean_value(b, quorum);
+        else
+            json_builder_add_null_value(b);
         json_builder_set_member_name(b, "vdisks");
         json_builder_add_int_value(b, (gint64)vdisks);
         json_builder_end_object(b);
-        print_json(b);
+        adm_print_json(b);
         return ADM_EXIT_OK;
     }
 
@@ -290,6 +300,10 @@ int adm_print_status(const struct adm *adm, GVariant *result)
     kv_add(&kv, "leader", g_strdup(leader[0] ? leader : "-"));
     kv_add(&kv, "members",
            member_names[0] ? g_strjoinv(" ", (char **)member_names) : g_strdup("-"));
+    kv_add(&kv, "quorum",
+           g_strdup(!quorum_known ? "-"
+                    : quorum      ? "yes"
+                                  : "no (changes are refused)"));
     kv_add(&kv, "vdisks", g_strdup_printf("%" G_GUINT64_FORMAT, vdisks));
     kv_print_and_clear(&kv);
     return ADM_EXIT_OK;
@@ -303,7 +317,7 @@ int adm_print_removed(const struct adm *adm, const char *name)
         json_builder_set_member_name(b, "removed");
         json_builder_add_string_value(b, name);
         json_builder_end_object(b);
-        print_json(b);
+        adm_print_json(b);
     } else {
         printf("vdisk \"%s\" removed\n", name);
     }

@@ -21,7 +21,8 @@ static const char usage_text[] =
     "Administer an NDFS cluster through a node's ndfsd control socket.\n"
     "\n"
     "Commands:\n"
-    "  status                          cluster id, node, epoch, leader, members, vdisks\n"
+    "  status                          cluster id, node, epoch, leader, members, quorum,\n"
+    "                                  vdisks\n"
     "  vdisk create NAME --size SIZE --primary NODE:PATH [--secondary NODE:PATH]\n"
     "               [--owner USER] [--group GROUP] [--mode MODE]\n"
     "                                  create a virtual disk\n"
@@ -31,6 +32,9 @@ static const char usage_text[] =
     "  vdisk chmod NAME MODE           change its permission bits (octal, e.g. 0660)\n"
     "  vdisk chown NAME USER[:GROUP]   change its owner and/or group (\":GROUP\": group only)\n"
     "  vdisk resize NAME SIZE          grow it to SIZE\n"
+    "  node list                       the nodes: up/down, links up, voter/standby, leader\n"
+    "  node remove NAME                remove a node from the cluster\n"
+    "  link list                       this node's links: addresses, state, RTT, traffic\n"
     "  help                            show this help\n"
     "\n"
     "Options:\n"
@@ -252,6 +256,10 @@ static int run_command(struct adm *adm, int argc, char **argv)
         return cmd_status(adm, sub_argc, sub_argv);
     if (strcmp(command, "vdisk") == 0)
         return adm_cmd_vdisk(adm, sub_argc, sub_argv);
+    if (strcmp(command, "node") == 0)
+        return adm_cmd_node(adm, sub_argc, sub_argv);
+    if (strcmp(command, "link") == 0)
+        return adm_cmd_link(adm, sub_argc, sub_argv);
     if (command[0] == '-' && first == 0)
         return adm_usage_error("unknown option '%s'", command);
     return adm_usage_error("unknown command '%s'", command);
