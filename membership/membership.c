@@ -1,1 +1,356 @@
-typedef int ndfs_placeholder_t; /* replaced by the real module */
+/* Membership wiring: a heartbeat timer, the membership channel of the
+ * transport and the CCD around the pure state machine of view.c.
+ *
+ * The CCD keeps one watcher, which ndfsd uses; so every tick rereads the
+ * nodes table and the membership row from the local replica (two LMDB
+ * read transactions) and reports a changed row to change_cb. */
+#define G_LOG_DOMAIN "ndfs-membership"
+
+#include <ndfs/membership.h>
+
+#include <errno.h>
+#include <glib.h>
+#include <string.h>
+#include <time.h>
+
+#include "membership/view.h"
+
+#define DEFAULT_HEARTBEAT_MS 200
+#define DEFAULT_FAILURE_MS   1500
+
+struct ndfs_membership {
+    uv_loop_t *loop;
+    struct ndfs_transport *transport; /* NULL: no network, always leader and member */
+    struct ndfs_ccd *ccd;
+    char *self;
+    unsigned heartbeat_ms;
+    uint64_t lease_ns;
+    struct mview *view;
+    uv_timer_t tick;
+    bool started;
+    bool closing;
+    bool tick_closed;
+    char leader[NDFS_NODE_NAME_MAX + 1]; /* as last read from the CCD; "" if none */
+    char **members;                      /* last reported to change_cb */
+    ndfs_membership_change_cb change_cb;
+    void *change_data;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    /* CLOCK_MONOTONIC cannot fail with a valid pointer; the lease is on this clock */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int ndfs_membership_new(uv_loop_t *loop, const struct ndfs_membership_config *cfg,
+                        struct ndfs_transport *transport, struct ndfs_ccd *ccd,
+                        struct ndfs_membership **out, char **errmsg)
+{
+    *out = NULL;
+    unsigned hb = cfg->heartbeat_interval_ms ? cfg->heartbeat_interval_ms : DEFAULT_HEARTBEAT_MS;
+    unsigned failure = cfg->failure_timeout_ms ? cfg->failure_timeout_ms : DEFAULT_FAILURE_MS;
+    unsigned lease = cfg->lease_ms ? cfg->lease_ms : failure * 2 / 3;
+    if (cfg->node_name == NULL || cfg->node_name[0] == '\0') {
+        *errmsg = g_strdup("membership: no node name");
+        return -EINVAL;
+    }
+    if (lease == 0 || lease >= failure) {
+        *errmsg = g_strdup_printf("membership: the lease (%u ms) must be shorter than the failure "
+                                  "timeout (%u ms)",
+                                  lease, failure);
+        return -EINVAL;
+    }
+    if (hb >= lease) {
+        *errmsg = g_strdup_printf("membership: the heartbeat interval (%u ms) must be shorter "
+                                  "than the lease (%u ms)",
+                                  hb, lease);
+        return -EINVAL;
+    }
+    struct mview_config vc = {
+        .failure_timeout_ns = (uint64_t)failure * 1000000ull,
+        .lease_ns = (uint64_t)lease * 1000000ull,
+    };
+    struct ndfs_membership *m = g_new0(struct ndfs_membership, 1);
+    m->view = mview_new(cfg->node_name, &vc);
+    if (m->view == NULL) {
+        g_free(m);
+        *errmsg = g_strdup("membership: invalid timeouts");
+        return -EINVAL;
+    }
+    int rc = uv_timer_init(loop, &m->tick);
+    if (rc < 0) {
+        mview_free(m->view);
+        g_free(m);
+        *errmsg = g_strdup_printf("membership: timer: %s", uv_strerror(rc));
+        return rc;
+    }
+    m->tick.data = m;
+    m->loop = loop;
+    m->transport = transport;
+    m->ccd = ccd;
+    m->self = g_strdup(cfg->node_name);
+    m->heartbeat_ms = hb;
+    m->lease_ns = vc.lease_ns;
+    *out = m;
+    return 0;
+}
+
+/* Commits members with the next epoch through the CCD (we lead). */
+static void commit_done(struct ndfs_ccd *ccd, int status, void *data);
+static void maybe_free(struct ndfs_membership *m);
+static int ccd_commit_members(struct ndfs_membership *m, char **members)
+{
+    (void)m;
+    (void)members;
+    (void)commit_done;
+    return -ENOSYS; /* until ndfs_ccd_membership_set() lands in ccd.h */
+}
+
+struct node_rows {
+    GArray *rows; /* struct mview_node_row, names g_strdup'd */
+};
+
+static int collect_node(const struct ndfs_node *n, void *data)
+{
+    struct node_rows *nr = data;
+    struct mview_node_row row = {.name = g_strdup(n->name), .voter = n->role == NDFS_NODE_VOTER};
+    g_array_append_val(nr->rows, row);
+    return 0;
+}
+
+static void report_change(struct ndfs_membership *m, char **members)
+{
+    g_strfreev(m->members);
+    m->members = g_strdupv(members);
+    g_autofree char *list = g_strjoinv(",", members);
+    g_message("epoch %" G_GUINT64_FORMAT ": members %s", mview_epoch(m->view), list);
+    if (m->change_cb)
+        m->change_cb(m, mview_epoch(m->view), (const char *const *)members, m->change_data);
+}
+
+/* Rereads the nodes table, the membership row and the leader from the
+ * local replica into the view. */
+static void refresh(struct ndfs_membership *m)
+{
+    uint64_t now = now_ns();
+    struct node_rows nr = {.rows = g_array_new(FALSE, FALSE, sizeof(struct mview_node_row))};
+    int rc = ndfs_ccd_node_foreach(m->ccd, collect_node, &nr);
+    if (rc == 0)
+        mview_set_nodes(m->view, (struct mview_node_row *)(void *)nr.rows->data, nr.rows->len, now);
+    else
+        g_debug("cannot read the nodes table: %s", g_strerror(-rc));
+    for (guint i = 0; i < nr.rows->len; i++)
+        g_free((char *)g_array_index(nr.rows, struct mview_node_row, i).name);
+    g_array_free(nr.rows, TRUE);
+
+    struct ndfs_ccd_status st = {0};
+    rc = ndfs_ccd_status(m->ccd, &st);
+    if (rc < 0) {
+        g_debug("cannot read the membership row: %s", g_strerror(-rc));
+        return;
+    }
+    g_strlcpy(m->leader, st.leader, sizeof m->leader);
+    mview_set_leader(m->view, m->transport == NULL || strcmp(st.leader, m->self) == 0, now);
+    if (mview_set_committed(m->view, st.epoch, (const char *const *)st.members))
+        report_change(m, st.members);
+    ndfs_ccd_status_clear(&st);
+}
+
+static void maybe_commit(struct ndfs_membership *m)
+{
+    if (m->transport == NULL || m->closing)
+        return;
+    char **members = mview_commit_next(m->view, now_ns());
+    if (members == NULL)
+        return;
+    g_autofree char *list = g_strjoinv(",", members);
+    int rc = ccd_commit_members(m, members);
+    if (rc < 0) {
+        g_debug("cannot commit members %s: %s", list, g_strerror(-rc));
+        mview_commit_done(m->view);
+    } else {
+        g_message("committing members %s (epoch %" G_GUINT64_FORMAT " + 1)", list,
+                  mview_epoch(m->view));
+    }
+    g_strfreev(members);
+}
+
+static void commit_done(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct ndfs_membership *m = data;
+    (void)ccd;
+    if (status < 0)
+        g_message("membership commit failed: %s", g_strerror(-status));
+    mview_commit_done(m->view);
+    if (m->closing) {
+        maybe_free(m);
+        return;
+    }
+    refresh(m);
+    maybe_commit(m);
+}
+
+static void send_msg(struct ndfs_membership *m, const char *peer, const struct mview_msg *msg)
+{
+    uint8_t buf[MVIEW_MSG_LEN];
+    mview_msg_encode(msg, buf);
+    int rc = ndfs_transport_send(m->transport, peer, NDFS_CHANNEL_MEMBERSHIP, 0,
+                                 mview_epoch(m->view), buf, sizeof buf, NULL, 0);
+    if (rc < 0)
+        g_debug("cannot send to %s: %s", peer, g_strerror(-rc));
+}
+
+static void on_tick(uv_timer_t *timer)
+{
+    struct ndfs_membership *m = timer->data;
+    refresh(m);
+    if (m->transport && m->leader[0] != '\0' && strcmp(m->leader, m->self) != 0) {
+        struct mview_msg hb = {
+            .type = MVIEW_HEARTBEAT, .send_ns = now_ns(), .epoch = mview_epoch(m->view)};
+        send_msg(m, m->leader, &hb);
+    }
+    maybe_commit(m);
+}
+
+static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void *data)
+{
+    struct ndfs_membership *m = data;
+    struct mview_msg in;
+    if (m->closing) {
+        ndfs_transport_release(t, msg);
+        return;
+    }
+    if (mview_msg_decode(msg->control, msg->control_len, &in) < 0) {
+        g_debug("dropped a malformed membership message from %s", msg->peer);
+        ndfs_transport_release(t, msg);
+        return;
+    }
+    uint64_t now = now_ns();
+    if (in.type == MVIEW_HEARTBEAT) {
+        uint64_t lease;
+        if (mview_on_heartbeat(m->view, msg->peer, now, &lease)) {
+            struct mview_msg grant = {.type = MVIEW_GRANT,
+                                      .send_ns = in.send_ns,
+                                      .lease_ns = lease,
+                                      .epoch = mview_epoch(m->view)};
+            send_msg(m, msg->peer, &grant);
+        }
+        maybe_commit(m); /* a node heard again is committed without waiting for a tick */
+    } else {
+        mview_heard(m->view, msg->peer, now);
+        mview_on_grant(m->view, in.send_ns, in.lease_ns, now);
+    }
+    ndfs_transport_release(t, msg);
+}
+
+int ndfs_membership_start(struct ndfs_membership *m)
+{
+    if (m->started)
+        return -EALREADY;
+    if (m->transport) {
+        int rc = ndfs_transport_register(m->transport, NDFS_CHANNEL_MEMBERSHIP, on_message, m);
+        if (rc < 0)
+            return rc;
+    }
+    refresh(m);
+    int rc = uv_timer_start(&m->tick, on_tick, m->heartbeat_ms, m->heartbeat_ms);
+    if (rc < 0)
+        return rc;
+    m->started = true;
+    return 0;
+}
+
+/* Frees m once the timer is closed and no commit holds it. */
+static void maybe_free(struct ndfs_membership *m)
+{
+    if (!m->tick_closed || mview_commit_in_flight(m->view))
+        return;
+    mview_free(m->view);
+    g_strfreev(m->members);
+    g_free(m->self);
+    g_free(m);
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    struct ndfs_membership *m = h->data;
+    m->tick_closed = true;
+    maybe_free(m);
+}
+
+void ndfs_membership_close(struct ndfs_membership *m)
+{
+    if (m == NULL)
+        return;
+    m->closing = true;
+    uv_close((uv_handle_t *)&m->tick, on_tick_closed);
+}
+
+bool ndfs_membership_lease_valid(struct ndfs_membership *m)
+{
+    return now_ns() < ndfs_membership_lease_expiry_ns(m);
+}
+
+uint64_t ndfs_membership_lease_expiry_ns(struct ndfs_membership *m)
+{
+    if (m->transport == NULL)
+        return UINT64_MAX;
+    return mview_lease_expiry(m->view);
+}
+
+struct foreach_ctx {
+    struct ndfs_membership *m;
+    int (*fn)(const struct ndfs_member_info *mi, void *data);
+    void *data;
+    uint64_t now;
+    const char *peer;       /* link search: this peer */
+    uint64_t link_heard_ms; /* smallest last_heard_ms_ago over its links */
+};
+
+static int min_link_heard(const struct ndfs_link_info *li, void *data)
+{
+    struct foreach_ctx *c = data;
+    if (strcmp(li->peer, c->peer) == 0 && li->last_heard_ms_ago < c->link_heard_ms)
+        c->link_heard_ms = li->last_heard_ms_ago;
+    return 0;
+}
+
+static int foreach_node(const struct ndfs_node *n, void *data)
+{
+    struct foreach_ctx *c = data;
+    struct ndfs_membership *m = c->m;
+    bool self = strcmp(n->name, m->self) == 0;
+    struct ndfs_member_info mi = {
+        .name = n->name,
+        .up = mview_is_member(m->view, n->name),
+        .reachable = self || (m->transport && ndfs_transport_peer_up(m->transport, n->name)),
+        .last_heard_ms_ago = self ? 0 : UINT64_MAX,
+    };
+    uint64_t heard = mview_last_heard(m->view, n->name);
+    if (!self && heard != 0 && heard <= c->now)
+        mi.last_heard_ms_ago = (c->now - heard) / 1000000ull;
+    if (!self && m->transport) {
+        c->peer = n->name;
+        c->link_heard_ms = UINT64_MAX;
+        ndfs_transport_foreach_link(m->transport, min_link_heard, c);
+        if (c->link_heard_ms < mi.last_heard_ms_ago)
+            mi.last_heard_ms_ago = c->link_heard_ms;
+    }
+    return c->fn(&mi, c->data);
+}
+
+int ndfs_membership_foreach(struct ndfs_membership *m,
+                            int (*fn)(const struct ndfs_member_info *mi, void *data), void *data)
+{
+    struct foreach_ctx c = {.m = m, .fn = fn, .data = data, .now = now_ns()};
+    return ndfs_ccd_node_foreach(m->ccd, foreach_node, &c);
+}
+
+void ndfs_membership_set_change_cb(struct ndfs_membership *m, ndfs_membership_change_cb cb,
+                                   void *data)
+{
+    m->change_cb = cb;
+    m->change_data = data;
+}
