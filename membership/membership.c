@@ -188,8 +188,10 @@ static void commit_done(struct ndfs_ccd *ccd, int status, void *data)
         maybe_free(m);
         return;
     }
-    refresh(m);
-    maybe_commit(m);
+    /* not from inside the CCD's callback: on the next loop turn */
+    int rc = uv_timer_start(&m->tick, on_tick, 0, m->heartbeat_ms);
+    if (rc < 0)
+        g_debug("cannot restart the tick: %s", uv_strerror(rc));
 }
 
 static void send_msg(struct ndfs_membership *m, const char *peer, const struct mview_msg *msg)
@@ -353,4 +355,15 @@ void ndfs_membership_set_change_cb(struct ndfs_membership *m, ndfs_membership_ch
 {
     m->change_cb = cb;
     m->change_data = data;
+}
+
+void ndfs_membership_ccd_changed(struct ndfs_membership *m, enum ndfs_ccd_table table)
+{
+    if (!m->started || m->closing ||
+        (table != NDFS_CCD_NODES && table != NDFS_CCD_MEMBERSHIP && table != NDFS_CCD_META))
+        return;
+    /* not from inside the CCD's callback: on the next loop turn */
+    int rc = uv_timer_start(&m->tick, on_tick, 0, m->heartbeat_ms);
+    if (rc < 0)
+        g_debug("cannot restart the tick: %s", uv_strerror(rc));
 }

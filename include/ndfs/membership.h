@@ -38,6 +38,9 @@ int ndfs_membership_new(uv_loop_t *loop, const struct ndfs_membership_config *cf
                         struct ndfs_membership **out, char **errmsg);
 /* Registers the membership channel and starts the timers. */
 int ndfs_membership_start(struct ndfs_membership *m);
+/* Stops the timers; m is freed once they are closed (run the loop). The
+ * transport has no way to unregister a channel: close the membership in
+ * the same loop turn as the transport, or after it. */
 void ndfs_membership_close(struct ndfs_membership *m);
 
 /* Is this node's lease valid now? A master serves I/O only while it is. */
@@ -62,5 +65,10 @@ typedef void (*ndfs_membership_change_cb)(struct ndfs_membership *m, uint64_t ep
                                           const char *const *members, void *data);
 void ndfs_membership_set_change_cb(struct ndfs_membership *m, ndfs_membership_change_cb cb,
                                    void *data);
+
+/* Optional: the owner of the CCD watch forwards every change here, so the
+ * membership row and the nodes table are reread at once rather than on the
+ * next heartbeat tick (which rereads them anyway). */
+void ndfs_membership_ccd_changed(struct ndfs_membership *m, enum ndfs_ccd_table table);
 
 #endif
