@@ -100,6 +100,7 @@ int ndfs_membership_new(uv_loop_t *loop, const struct ndfs_membership_config *cf
 /* Commits members with the next epoch through the CCD (we lead). */
 static void commit_done(struct ndfs_ccd *ccd, int status, void *data);
 static void maybe_free(struct ndfs_membership *m);
+static void on_tick(uv_timer_t *timer);
 static int ccd_commit_members(struct ndfs_membership *m, char **members)
 {
     (void)m;
@@ -177,6 +178,14 @@ static void maybe_commit(struct ndfs_membership *m)
     g_strfreev(members);
 }
 
+/* Runs the tick on the next loop turn, not inside the CCD's callback. */
+static void kick(struct ndfs_membership *m)
+{
+    int rc = uv_timer_start(&m->tick, on_tick, 0, m->heartbeat_ms);
+    if (rc < 0)
+        g_debug("cannot restart the tick: %s", uv_strerror(rc));
+}
+
 static void commit_done(struct ndfs_ccd *ccd, int status, void *data)
 {
     struct ndfs_membership *m = data;
@@ -188,10 +197,7 @@ static void commit_done(struct ndfs_ccd *ccd, int status, void *data)
         maybe_free(m);
         return;
     }
-    /* not from inside the CCD's callback: on the next loop turn */
-    int rc = uv_timer_start(&m->tick, on_tick, 0, m->heartbeat_ms);
-    if (rc < 0)
-        g_debug("cannot restart the tick: %s", uv_strerror(rc));
+    kick(m);
 }
 
 static void send_msg(struct ndfs_membership *m, const char *peer, const struct mview_msg *msg)
@@ -362,8 +368,5 @@ void ndfs_membership_ccd_changed(struct ndfs_membership *m, enum ndfs_ccd_table 
     if (!m->started || m->closing ||
         (table != NDFS_CCD_NODES && table != NDFS_CCD_MEMBERSHIP && table != NDFS_CCD_META))
         return;
-    /* not from inside the CCD's callback: on the next loop turn */
-    int rc = uv_timer_start(&m->tick, on_tick, 0, m->heartbeat_ms);
-    if (rc < 0)
-        g_debug("cannot restart the tick: %s", uv_strerror(rc));
+    kick(m);
 }
