@@ -163,18 +163,39 @@ socket_of()
     sed -n 's/^control-socket *= *//p' "$1"
 }
 
-# start_ndfsd CONF: runs ndfsd -f in the background, logs to CONF.log, waits
-# until its socket answers "ndfsadm status". Sets NDFSD_PID.
+# add_daemon_log LOG: checked for sanitizer reports at exit (once).
+add_daemon_log()
+{
+    local l
+    for l in "${daemon_logs[@]}"; do
+        [ "$l" != "$1" ] || return 0
+    done
+    daemon_logs+=("$1")
+}
+
+# spawn_ndfsd CONF [WRAPPER...]: runs [WRAPPER...] ndfsd -c CONF -f in the
+# background, logging to CONF.log, without waiting. Sets NDFSD_PID. The
+# wrapper (e.g. ip netns exec NS) must exec ndfsd so that the pid is its.
+spawn_ndfsd()
+{
+    local conf=$1 log
+    shift
+    log=${conf%.conf}.log
+    "$@" "$NDFSD" -c "$conf" -f 2>>"$log" &
+    NDFSD_PID=$!
+    ndfsd_pid[$conf]=$NDFSD_PID
+    add_daemon_log "$log"
+    on_cleanup "kill_ndfsd $NDFSD_PID"
+}
+
+# start_ndfsd CONF [WRAPPER...]: spawn_ndfsd, then waits until its socket
+# answers "ndfsadm status". Sets NDFSD_PID.
 start_ndfsd()
 {
     local conf=$1 sock log
     sock=$(socket_of "$conf")
     log=${conf%.conf}.log
-    "$NDFSD" -c "$conf" -f 2>>"$log" &
-    NDFSD_PID=$!
-    ndfsd_pid[$conf]=$NDFSD_PID
-    daemon_logs+=("$log")
-    on_cleanup "kill_ndfsd $NDFSD_PID"
+    spawn_ndfsd "$@"
     local deadline=$((SECONDS + NDFS_TEST_DEADLINE))
     until "$NDFSADM" -s "$sock" status >/dev/null 2>&1; do
         if ! kill -0 "$NDFSD_PID" 2>/dev/null; then
@@ -193,7 +214,9 @@ kill_ndfsd()
 {
     local pid=$1 rc=0
     if kill -0 "$pid" 2>/dev/null; then
+        # A stopped daemon (SIGSTOP) gets SIGTERM only once continued.
         kill -TERM "$pid" 2>/dev/null
+        kill -CONT "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null || rc=$?
         if [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ]; then
             daemon_crashes+=("ndfsd pid $pid exited with status $rc on SIGTERM")
@@ -240,6 +263,10 @@ adm()
 
 # --- ndfs mounts -----------------------------------------------------------
 
+# A command prefix for ndfs mounts, e.g. (nsenter --net=/run/netns/NS): the
+# mount joins a node's network namespace but stays in ours.
+MOUNT_WRAPPER=()
+
 # mount_ndfs SOCKET MOUNTPOINT [OPTIONS...]: runs ndfs in the foreground (its
 # log is MOUNTPOINT.log) and waits for the mount to appear.
 mount_ndfs()
@@ -247,9 +274,9 @@ mount_ndfs()
     local sock=$1 mp=$2 log=$2.log pid
     shift 2
     mkdir -p "$mp"
-    "$NDFS" "$sock" "$mp" -f "$@" 2>>"$log" &
+    "${MOUNT_WRAPPER[@]}" "$NDFS" "$sock" "$mp" -f "$@" 2>>"$log" &
     pid=$!
-    daemon_logs+=("$log")
+    add_daemon_log "$log"
     on_cleanup "unmount_ndfs '$mp' $pid"
     local deadline=$((SECONDS + NDFS_TEST_DEADLINE))
     until is_mounted "$mp"; do
@@ -326,4 +353,286 @@ expect_error()
     err=$("$@" 2>&1 >/dev/null) || rc=$?
     [[ $rc =~ ^($want)$ ]] || fail "'$*' exited $rc, expected $want (stderr: $err)"
     grep -qE -- "$regex" <<<"$err" || fail "'$*' stderr '$err' does not match /$regex/"
+}
+
+# --- clusters --------------------------------------------------------------
+#
+# Node i (1, 2, ...) is named n$i, with config $TESTDIR/n$i.conf, socket
+# $TESTDIR/n$i.sock and log $TESTDIR/n$i.log. Its link l (1..CLUSTER_LINKS)
+# listens on 127.0.$l.$i:$CLUSTER_PORT on loopback, or on
+# 10.201.$l.$i:$CLUSTER_PORT inside its network namespace after
+# netns_setup. The port is picked per test run so parallel tests never
+# clash. Every node but n1 joins through n1's first address.
+
+CLUSTER_LINKS=2
+CLUSTER_PORT=
+CLUSTER_KEY=$TESTDIR/cluster.key
+CLUSTER_NETNS=0
+NDFS_TEST_HEARTBEAT_MS=${NDFS_TEST_HEARTBEAT_MS:-100}
+NDFS_TEST_FAILURE_MS=${NDFS_TEST_FAILURE_MS:-1000}
+declare -A NODE_CONF=() NODE_SOCK=() NODE_NS=()
+
+# pick_port: a random port that nothing uses (TCP or UDP, any address).
+pick_port()
+{
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        if ! ss -Htuan "sport = :$p" | grep -q .; then
+            echo "$p"
+            return 0
+        fi
+    done
+    fail "no free port found"
+}
+
+# make_key FILE: a new cluster key (ndfsadm cluster init-key).
+make_key()
+{
+    "$NDFSADM" cluster init-key "$1" >/dev/null || fail "ndfsadm cluster init-key $1 failed"
+    [ "$(stat -c %a "$1")" = 600 ] || fail "cluster key $1 is not mode 0600"
+}
+
+# node_addr I LINK: node I's address on link LINK.
+node_addr()
+{
+    if [ "$CLUSTER_NETNS" -eq 1 ]; then
+        echo "10.201.$2.$1:$CLUSTER_PORT"
+    else
+        echo "127.0.$2.$1:$CLUSTER_PORT"
+    fi
+}
+
+node_listen()
+{
+    local l out=""
+    for ((l = 1; l <= CLUSTER_LINKS; l++)); do
+        out+="${out:+;}$(node_addr "$1" "$l")"
+    done
+    echo "$out"
+}
+
+# write_node_config I [KEY-FILE [EXTRA-LINES]]: node I's config; joins
+# through n1 unless I is 1.
+write_node_config()
+{
+    local i=$1 key=${2:-$CLUSTER_KEY} extra=${3:-}
+    local conf=$TESTDIR/n$i.conf join=""
+    [ "$i" -eq 1 ] || join=$(node_addr 1 1)
+    cat >"$conf" <<EOC
+[node]
+name = n$i
+data-dir = $TESTDIR/n$i.data
+control-socket = $TESTDIR/n$i.sock
+[cluster]
+listen = $(node_listen "$i")
+join = $join
+key-file = $key
+[membership]
+heartbeat-interval-ms = $NDFS_TEST_HEARTBEAT_MS
+failure-timeout-ms = $NDFS_TEST_FAILURE_MS
+$extra
+EOC
+    NODE_CONF[$i]=$conf
+    NODE_SOCK[$i]=$TESTDIR/n$i.sock
+}
+
+# in_node I CMD...: runs CMD in node I's network namespace (if any), in our
+# mount namespace (so mounts stay visible to the test).
+in_node()
+{
+    local i=$1
+    shift
+    if [ -n "${NODE_NS[$i]:-}" ]; then
+        nsenter --net="/run/netns/${NODE_NS[$i]}" "$@"
+    else
+        "$@"
+    fi
+}
+
+# spawn_node I: starts node I's ndfsd (in its namespace) without waiting.
+spawn_node()
+{
+    local i=$1
+    if [ -n "${NODE_NS[$i]:-}" ]; then
+        spawn_ndfsd "${NODE_CONF[$i]}" ip netns exec "${NODE_NS[$i]}"
+    else
+        spawn_ndfsd "${NODE_CONF[$i]}"
+    fi
+}
+
+# wait_node_answers I: until node I's socket answers; fails if it exits.
+wait_node_answers()
+{
+    local i=$1 pid=${ndfsd_pid[${NODE_CONF[$1]}]}
+    local deadline=$((SECONDS + NDFS_TEST_DEADLINE))
+    until adm_on "$i" status >/dev/null 2>&1; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" || true
+            fail "n$i (ndfsd -c ${NODE_CONF[$i]}) exited during startup"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || fail "n$i not answering in ${NODE_CONF[$i]} ${NDFS_TEST_DEADLINE}s"
+        sleep 0.05
+    done
+}
+
+start_cluster_node()
+{
+    spawn_node "$1"
+    wait_node_answers "$1"
+}
+
+# start_cluster N [LINKS]: a key, N configs, n1 first, then the others at
+# once; returns when every node reports the same epoch, leader and N members.
+start_cluster()
+{
+    local n=$1 i
+    CLUSTER_LINKS=${2:-2}
+    [ -n "$CLUSTER_PORT" ] || CLUSTER_PORT=$(pick_port)
+    make_key "$CLUSTER_KEY"
+    for ((i = 1; i <= n; i++)); do
+        write_node_config "$i"
+    done
+    start_cluster_node 1
+    for ((i = 2; i <= n; i++)); do
+        spawn_node "$i"
+    done
+    for ((i = 2; i <= n; i++)); do
+        wait_node_answers "$i"
+    done
+    wait_converged "$n" $(seq 1 "$n")
+}
+
+# adm_on I ARGS...: ndfsadm on node I.
+adm_on()
+{
+    local i=$1
+    shift
+    "$NDFSADM" -s "${NODE_SOCK[$i]}" "$@"
+}
+
+# cluster_view I: "EPOCH LEADER MEMBERS" (members sorted, comma-separated)
+# from node I's status --json.
+cluster_view()
+{
+    local j
+    j=$(adm_on "$1" --json status) || return 1
+    jq -er '"\(.epoch) \(.leader) \(.members | sort | join(","))"' <<<"$j"
+}
+
+# converged N I...: nodes I... report the same epoch, a leader and N members.
+# Sets CLUSTER_EPOCH, CLUSTER_LEADER (a name) and CLUSTER_MEMBERS.
+converged()
+{
+    local want=$1 first="" v i e l m
+    shift
+    for i in "$@"; do
+        v=$(cluster_view "$i") || return 1
+        read -r e l m <<<"$v"
+        [ -n "$l" ] && [ "$l" != null ] || return 1
+        [ "$(tr ',' '\n' <<<"$m" | grep -c .)" -eq "$want" ] || return 1
+        [ -z "$first" ] || [ "$v" = "$first" ] || return 1
+        first=$v
+    done
+    CLUSTER_EPOCH=$e
+    CLUSTER_LEADER=$l
+    CLUSTER_MEMBERS=$m
+}
+
+# wait_converged N I...: converged within the deadline, or fails showing
+# every node's view.
+wait_converged()
+{
+    local want=$1 i
+    shift
+    if ! wait_until "$NDFS_TEST_DEADLINE" converged "$want" "$@"; then
+        for i in "$@"; do
+            echo "n$i: $(cluster_view "$i" 2>&1 | tr '\n' ' ')" >&2
+        done
+        fail "nodes $* do not agree on $want members in ${NDFS_TEST_DEADLINE}s"
+    fi
+}
+
+node_pid()
+{
+    echo "${ndfsd_pid[${NODE_CONF[$1]}]}"
+}
+
+# kill_node I [SIGNAL]: SIGKILL (default) node I and reap it.
+kill_node()
+{
+    local pid
+    pid=$(node_pid "$1")
+    kill -"${2:-KILL}" "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+
+# freeze_node I / thaw_node I: SIGSTOP / SIGCONT.
+freeze_node()
+{
+    kill -STOP "$(node_pid "$1")"
+}
+
+thaw_node()
+{
+    kill -CONT "$(node_pid "$1")"
+}
+
+# --- network namespaces ----------------------------------------------------
+#
+# netns_setup N [LINKS]: one namespace per node and a "switch" namespace
+# holding a bridge per link network; node I's link L is a veth ethL in its
+# namespace, 10.201.L.I/24, plugged into bridge brL. The addresses exist only
+# inside these namespaces. Cut a link with link_down I L, restore it with
+# link_up I L. Everything goes away with the namespaces at exit.
+netns_setup()
+{
+    local n=$1 i l ns sw
+    requires_root
+    requires_cmd ip nsenter
+    CLUSTER_LINKS=${2:-2}
+    CLUSTER_NETNS=1
+    CLUSTER_PORT=${CLUSTER_PORT:-7400}
+    sw=ndfs-$$-sw
+    ip netns add "$sw" 2>/dev/null || skip "cannot create network namespaces"
+    on_cleanup "ip netns del '$sw' 2>/dev/null"
+    for ((l = 1; l <= CLUSTER_LINKS; l++)); do
+        ip -n "$sw" link add "br$l" type bridge || fail "cannot create a bridge"
+        ip -n "$sw" link set "br$l" up
+    done
+    for ((i = 1; i <= n; i++)); do
+        ns=ndfs-$$-n$i
+        ip netns add "$ns" || fail "ip netns add $ns failed"
+        on_cleanup "ip netns del '$ns' 2>/dev/null"
+        NODE_NS[$i]=$ns
+        ip -n "$ns" link set lo up
+        for ((l = 1; l <= CLUSTER_LINKS; l++)); do
+            ip -n "$sw" link add "n$i-l$l" type veth peer name "eth$l" netns "$ns" ||
+                fail "cannot create a veth pair"
+            ip -n "$sw" link set "n$i-l$l" master "br$l" up
+            ip -n "$ns" addr add "10.201.$l.$i/24" dev "eth$l"
+            ip -n "$ns" link set "eth$l" up
+        done
+    done
+}
+
+link_down()
+{
+    ip -n "${NODE_NS[$1]}" link set "eth$2" down
+}
+
+link_up()
+{
+    ip -n "${NODE_NS[$1]}" link set "eth$2" up
+}
+
+# node_list I / link_list I: node I's node list and link list as JSON arrays.
+node_list()
+{
+    adm_on "$1" --json node list | jq '.nodes? // .'
+}
+
+link_list()
+{
+    adm_on "$1" --json link list | jq '.links? // .'
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A vdisk attached to n1, mounted on n3: fio --verify=crc32c passes with
+# direct I/O at queue depth 16, and with large requests (split by the
+# driver); the data reaches n1's disk file.
+source "$(dirname "$0")/functions.sh"
+requires_fuse
+requires_cmd fio jq ss
+
+start_cluster 3 2
+adm_on 1 vdisk create r --size 64M --primary "n1:$TESTDIR/r.img"
+# Every node sees it, wherever it was created.
+wait_until "$NDFS_TEST_DEADLINE" adm_on 3 vdisk show r || fail "n3 does not see vdisk r"
+MP=$TESTDIR/mnt3
+mount_ndfs "${NODE_SOCK[3]}" "$MP"
+cd "$TESTDIR"
+
+run_fio()
+{
+    local name=$1
+    shift
+    fio --name="$name" --filename="$MP/r" --verify=crc32c --verify_fatal=1 --do_verify=1 \
+        --direct=1 --group_reporting --output="$TESTDIR/fio-$name.log" "$@" ||
+        { cat "$TESTDIR/fio-$name.log" >&2; fail "fio $name failed"; }
+    grep -q 'err= 0' "$TESTDIR/fio-$name.log" || { cat "$TESTDIR/fio-$name.log" >&2; fail "fio $name: errors"; }
+}
+run_fio randwrite-qd16 --ioengine=libaio --iodepth=16 --rw=randwrite --bs=4k --size=16M
+run_fio large-seq --ioengine=libaio --iodepth=4 --rw=write --bs=4M --size=32M --offset=16M
+run_fio mixed-bs --ioengine=libaio --iodepth=8 --rw=randwrite --bsrange=512-256k --size=8M \
+    --offset=48M
+
+# The bytes are in n1's backing file, not somewhere on n3.
+cmp <(dd if="$MP/r" bs=1M skip=16 count=32 iflag=direct status=none) \
+    <(dd if="$TESTDIR/r.img" bs=1M skip=16 count=32 status=none) ||
+    fail "n1's disk file differs from what n3 reads"
+for i in 1 2 3; do
+    kill -0 "$(node_pid "$i")" || fail "n$i died"
+done
