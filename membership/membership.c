@@ -202,6 +202,9 @@ static void commit_done(struct ndfs_ccd *ccd, int status, void *data)
 
 static void send_msg(struct ndfs_membership *m, const char *peer, const struct mview_msg *msg)
 {
+    /* the transport would queue it for a peer without links: stale by then */
+    if (!ndfs_transport_peer_up(m->transport, peer))
+        return;
     uint8_t buf[MVIEW_MSG_LEN];
     mview_msg_encode(msg, buf);
     int rc = ndfs_transport_send(m->transport, peer, NDFS_CHANNEL_MEMBERSHIP, 0,
