@@ -370,6 +370,7 @@ CLUSTER_KEY=$TESTDIR/cluster.key
 CLUSTER_NETNS=0
 NDFS_TEST_HEARTBEAT_MS=${NDFS_TEST_HEARTBEAT_MS:-100}
 NDFS_TEST_FAILURE_MS=${NDFS_TEST_FAILURE_MS:-1000}
+NDFS_TEST_ELECTION_MS=${NDFS_TEST_ELECTION_MS:-600}
 declare -A NODE_CONF=() NODE_SOCK=() NODE_NS=()
 
 # pick_port: a random port that nothing uses (TCP or UDP, any address).
@@ -431,6 +432,8 @@ key-file = $key
 [membership]
 heartbeat-interval-ms = $NDFS_TEST_HEARTBEAT_MS
 failure-timeout-ms = $NDFS_TEST_FAILURE_MS
+[ccd]
+election-timeout-ms = $NDFS_TEST_ELECTION_MS
 $extra
 EOC
     NODE_CONF[$i]=$conf
