@@ -38,7 +38,10 @@ struct control_link {
     struct fuse_session *se; /* set by _start, before the thread runs */
     GAsyncQueue *queue;      /* struct link_msg *, to the link's thread */
     GThread *thread;
-    char *node_name; /* set by the first hello, then read-only */
+    char *node_name;              /* set by the first hello, then read-only */
+    GMutex cb_lock;               /* held while nodes_cb runs */
+    void (*nodes_cb)(void *data); /* protected by cb_lock */
+    void *nodes_data;             /* protected by cb_lock */
 
     GMutex lock;
     GCond changed;
@@ -47,6 +50,8 @@ struct control_link {
     uint64_t gen;                       /* generation of client; protected by lock */
     unsigned users;                     /* callers using client; protected by lock */
     bool stopping;                      /* protected by lock */
+    char *key_file;                     /* from the last hello; protected by lock */
+    uint64_t epoch;                     /* from the last hello; protected by lock */
 
     GMutex opens_lock;
     GPtrArray *opens; /* struct control_link_open *; protected by opens_lock */
@@ -94,6 +99,7 @@ struct control_link *control_link_new(const char *socket_path, struct vdisk_tabl
     g_mutex_init(&link->lock);
     g_cond_init(&link->changed);
     g_mutex_init(&link->opens_lock);
+    g_mutex_init(&link->cb_lock);
     link->opens = g_ptr_array_new();
     return link;
 }
@@ -151,6 +157,14 @@ static void drop_vdisk(struct control_link *link, uint64_t id)
     notify_root_changed(link);
 }
 
+static void nodes_changed(struct control_link *link)
+{
+    g_mutex_lock(&link->cb_lock);
+    if (link->nodes_cb)
+        link->nodes_cb(link->nodes_data);
+    g_mutex_unlock(&link->cb_lock);
+}
+
 static void handle_event(struct control_link *link, const char *event, GVariant *args)
 {
     if (strcmp(event, "vdisk.changed") == 0) {
@@ -168,6 +182,8 @@ static void handle_event(struct control_link *link, const char *event, GVariant 
             return;
         }
         drop_vdisk(link, id);
+    } else if (g_str_has_prefix(event, "node.")) {
+        nodes_changed(link);
     }
 }
 
@@ -270,10 +286,18 @@ static int connect_and_sync(struct control_link *link, char **errmsg)
         g_warning("ndfsd now says this node is \"%s\", not \"%s\"; keeping \"%s\"", node,
                   link->node_name, link->node_name);
 
+    const char *key_file = "";
+    guint64 epoch = 0;
+    g_variant_lookup(hello_result, "key-file", "&s", &key_file);
+    g_variant_lookup(hello_result, "epoch", "t", &epoch);
+
     g_mutex_lock(&link->lock);
     link->client = c;
     link->conn = conn;
     link->gen = conn->gen;
+    g_free(link->key_file);
+    link->key_file = g_strdup(key_file);
+    link->epoch = epoch;
     g_cond_broadcast(&link->changed);
     g_mutex_unlock(&link->lock);
     return 0;
@@ -522,6 +546,7 @@ static gpointer link_thread(gpointer data)
                 failing = false;
                 backoff_ms = BACKOFF_FIRST_MS;
                 announce_all_opens(link);
+                nodes_changed(link);
                 continue;
             }
             if (!failing)
@@ -573,9 +598,35 @@ void control_link_free(struct control_link *link)
     g_async_queue_unref(link->queue);
     g_ptr_array_free(link->opens, TRUE);
     g_mutex_clear(&link->opens_lock);
+    g_mutex_clear(&link->cb_lock);
     g_cond_clear(&link->changed);
     g_mutex_clear(&link->lock);
     g_free(link->node_name);
+    g_free(link->key_file);
     g_free(link->socket_path);
     g_free(link);
+}
+
+char *control_link_key_file(struct control_link *link)
+{
+    g_mutex_lock(&link->lock);
+    char *path = g_strdup(link->key_file ? link->key_file : "");
+    g_mutex_unlock(&link->lock);
+    return path;
+}
+
+uint64_t control_link_epoch(struct control_link *link)
+{
+    g_mutex_lock(&link->lock);
+    uint64_t epoch = link->epoch;
+    g_mutex_unlock(&link->lock);
+    return epoch;
+}
+
+void control_link_set_nodes_cb(struct control_link *link, void (*cb)(void *data), void *data)
+{
+    g_mutex_lock(&link->cb_lock);
+    link->nodes_cb = cb;
+    link->nodes_data = data;
+    g_mutex_unlock(&link->cb_lock);
 }

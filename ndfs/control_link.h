@@ -36,6 +36,15 @@ void control_link_disconnect(struct control_link *link);
 /* This node's name, as the first hello answered; NULL before. */
 const char *control_link_node_name(struct control_link *link);
 
+/* The cluster key file ndfsd named in its last hello ("" without network),
+ * g_malloc'd; and the epoch it reported. */
+char *control_link_key_file(struct control_link *link);
+uint64_t control_link_epoch(struct control_link *link);
+/* cb runs on the link's thread after every reconnection and on a node.*
+ * event: the node list (addresses of masters) may have changed. It must not
+ * block; once this returns (cb NULL), the previous cb runs no more. */
+void control_link_set_nodes_cb(struct control_link *link, void (*cb)(void *data), void *data);
+
 /* Starts the link's thread: it processes events, tells se's kernel about
  * changes, and reconnects when needed. */
 int control_link_start(struct control_link *link, struct fuse_session *se);

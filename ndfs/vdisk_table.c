@@ -229,6 +229,19 @@ int vdisk_table_size(struct vdisk_table *t, uint64_t ino, uint64_t *size)
     return e ? 0 : -ENOENT;
 }
 
+int vdisk_table_route(struct vdisk_table *t, uint64_t ino, uint64_t *id, uint64_t *size, char *node)
+{
+    g_rw_lock_reader_lock(&t->lock);
+    struct vdisk_entry *e = g_tree_lookup(t->by_ino, &ino);
+    if (e) {
+        *id = e->v.id;
+        *size = e->v.size;
+        g_strlcpy(node, e->v.primary_node ? e->v.primary_node : "", NDFS_NODE_NAME_MAX + 1);
+    }
+    g_rw_lock_reader_unlock(&t->lock);
+    return e ? 0 : -ENOENT;
+}
+
 int vdisk_table_primary_path(struct vdisk_table *t, uint64_t ino, char **path)
 {
     g_rw_lock_reader_lock(&t->lock);

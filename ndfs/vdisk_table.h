@@ -62,6 +62,10 @@ int vdisk_table_get(struct vdisk_table *t, uint64_t ino, struct vdisk_attr *out)
 int vdisk_table_find(struct vdisk_table *t, const char *name, struct vdisk_attr *out);
 /* The current size of ino (cheaper than _get, for every I/O). -ENOENT. */
 int vdisk_table_size(struct vdisk_table *t, uint64_t ino, uint64_t *size);
+/* What a request on ino needs: the vdisk's id, size and the node that
+ * masters it (its primary; node has NDFS_NODE_NAME_MAX + 1 bytes). -ENOENT. */
+int vdisk_table_route(struct vdisk_table *t, uint64_t ino, uint64_t *id, uint64_t *size,
+                      char *node);
 /* The primary disk path of ino, g_malloc'd. -ENOENT. */
 int vdisk_table_primary_path(struct vdisk_table *t, uint64_t ino, char **path);
 
