@@ -26,34 +26,9 @@
 #define ELECTION_TIMEOUT_MS 1000
 #define HEARTBEAT_MS        100
 #define BARRIER_RETRY_MS    100
+#define TICK_MS             100
 #define DEFAULT_THRESHOLD   1024
 #define DEFAULT_TRAILING    128
-
-struct ndfs_ccd {
-    uv_loop_t *loop;
-    char *data_dir;
-    char *node_name;
-    unsigned snapshot_threshold;
-    unsigned snapshot_trailing;
-    int lock_fd;
-    struct ccd_store store;
-    struct raft_uv_transport transport;
-    struct raft_io io;
-    struct raft_fsm fsm;
-    struct raft raft;
-    struct raft_barrier barrier;
-    uv_timer_t retry_timer; /* retries the start barrier until we lead */
-    bool started;
-    bool ready;
-    bool closing;
-    ndfs_ccd_ready_cb ready_cb;
-    void *ready_data;
-    ndfs_ccd_closed_cb closed_cb;
-    void *closed_data;
-    ndfs_ccd_watch_cb watch_cb;
-    void *watch_data;
-    char *errmsg;
-};
 
 /* A change proposed to Raft, freed when its callback has run. */
 struct proposal {
@@ -63,8 +38,9 @@ struct proposal {
     void *data;
 };
 
-static void set_errmsg(struct ndfs_ccd *ccd, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
-static void set_errmsg(struct ndfs_ccd *ccd, const char *fmt, ...)
+static void commit_reply_cb(void *data, const char *peer, uint64_t commit_index);
+
+void ccd_set_errmsg(struct ndfs_ccd *ccd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -92,12 +68,12 @@ static int raft_errno(int rv)
 }
 
 /* Maps a Raft error and keeps raft's own words in errmsg. */
-static int raft_fail(struct ndfs_ccd *ccd, int rv, const char *what)
+int ccd_raft_fail(struct ndfs_ccd *ccd, int rv, const char *what)
 {
     const char *detail = raft_errmsg(&ccd->raft);
     if (detail == NULL || *detail == '\0')
         detail = raft_strerror(rv);
-    set_errmsg(ccd, "%s: %s", what, detail);
+    ccd_set_errmsg(ccd, "%s: %s", what, detail);
     return raft_errno(rv);
 }
 
@@ -166,6 +142,9 @@ static void ccd_free(struct ndfs_ccd *ccd)
         close(ccd->lock_fd); /* releases the flock */
     g_free(ccd->data_dir);
     g_free(ccd->node_name);
+    g_strfreev(ccd->addresses);
+    if (ccd->peers)
+        g_hash_table_destroy(ccd->peers);
     g_free(ccd->errmsg);
     g_free(ccd);
 }
@@ -191,12 +170,22 @@ int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndf
     ccd->node_name = g_strdup(cfg->node_name);
     ccd->snapshot_threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold : DEFAULT_THRESHOLD;
     ccd->snapshot_trailing = cfg->snapshot_trailing ? cfg->snapshot_trailing : DEFAULT_TRAILING;
+    ccd->election_timeout_ms =
+        cfg->election_timeout_ms ? cfg->election_timeout_ms : ELECTION_TIMEOUT_MS;
+    ccd->heartbeat_timeout_ms =
+        cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : HEARTBEAT_MS;
+    ccd->net = cfg->transport;
+    ccd->join = cfg->join;
+    ccd->addresses = cfg->addresses ? g_strdupv((char **)cfg->addresses) : g_new0(char *, 1);
+    ccd->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 
     g_autofree char *lmdb_dir = g_build_filename(cfg->data_dir, "ccd", NULL);
     g_autofree char *raft_dir = g_build_filename(cfg->data_dir, "raft", NULL);
     int rc = make_dir(cfg->data_dir, errmsg);
     if (rc == 0)
         rc = take_lock(cfg->data_dir, &ccd->lock_fd, errmsg);
+    if (rc == 0)
+        rc = ccd_node_id_load(ccd, cfg, errmsg);
     if (rc == 0)
         rc = make_dir(lmdb_dir, errmsg);
     if (rc == 0)
@@ -208,25 +197,39 @@ int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndf
         return rc;
     }
 
-    ccd_null_transport_init(&ccd->transport);
+    if (ccd->net)
+        rc = ccd_bridge_init(&ccd->transport, loop, ccd->net);
+    else
+        rc = ccd_null_transport_init(&ccd->transport);
+    if (rc != 0) {
+        *errmsg = g_strdup_printf("Raft over the cluster transport: %s", g_strerror(-rc));
+        ccd_free(ccd);
+        return rc;
+    }
     ccd_fsm_init(&ccd->fsm, ccd);
     int rv = raft_uv_init(&ccd->io, loop, raft_dir, &ccd->transport);
     if (rv != 0) {
         *errmsg = g_strdup_printf("raft log %s: %s", raft_dir,
                                   *ccd->io.errmsg ? ccd->io.errmsg : raft_strerror(rv));
+        if (ccd->net)
+            ccd_bridge_close(&ccd->transport);
         ccd_free(ccd);
         return raft_errno(rv);
     }
-    rv = raft_init(&ccd->raft, &ccd->io, &ccd->fsm, RAFT_SERVER_ID, ccd->node_name);
+    rv = raft_init(&ccd->raft, &ccd->io, &ccd->fsm, ccd->node_id, ccd->node_name);
     if (rv != 0) {
         *errmsg = g_strdup_printf("raft log %s: %s", raft_dir, raft_errmsg(&ccd->raft));
         raft_uv_close(&ccd->io);
+        if (ccd->net)
+            ccd_bridge_close(&ccd->transport);
         ccd_free(ccd);
         return raft_errno(rv);
     }
     ccd->raft.data = ccd;
-    raft_set_election_timeout(&ccd->raft, ELECTION_TIMEOUT_MS);
-    raft_set_heartbeat_timeout(&ccd->raft, HEARTBEAT_MS);
+    raft_set_election_timeout(&ccd->raft, ccd->election_timeout_ms);
+    raft_set_heartbeat_timeout(&ccd->raft, ccd->heartbeat_timeout_ms);
+    if (ccd->net)
+        ccd_bridge_set_commit_handlers(&ccd->transport, &ccd->raft, commit_reply_cb, ccd);
     raft_set_snapshot_threshold(&ccd->raft, ccd->snapshot_threshold);
     raft_set_snapshot_trailing(&ccd->raft, ccd->snapshot_trailing);
     *out = ccd;
@@ -241,6 +244,8 @@ static void finish_ready(struct ndfs_ccd *ccd, int status)
     ccd->ready_cb = NULL;
     ccd->ready = status == 0;
     if (status == 0)
+        ccd_nodes_changed(ccd, NULL, false); /* the tables are current: save the peers */
+    if (status == 0)
         g_info("CCD ready: node %s, Raft index %llu applied", ccd->node_name,
                raft_last_applied(&ccd->raft));
     cb(ccd, status, ccd->ready_data);
@@ -254,18 +259,18 @@ static void proposal_cb(struct raft_apply *req, int status, void *result)
     if (ccd->closing)
         rc = -ECANCELED;
     else if (status != 0)
-        rc = raft_fail(ccd, status, "apply a change");
+        rc = ccd_raft_fail(ccd, status, "apply a change");
     else
         rc = (int)(intptr_t)result;
     p->cb(ccd, rc, p->data);
     g_free(p);
 }
 
-static int propose(struct ndfs_ccd *ccd, struct raft_buffer buf, ndfs_ccd_done_cb cb, void *data)
+int ccd_propose(struct ndfs_ccd *ccd, struct raft_buffer buf, ndfs_ccd_done_cb cb, void *data)
 {
     if (ccd->closing || !ccd->started) {
         raft_free(buf.base);
-        set_errmsg(ccd, "the CCD is %s", ccd->closing ? "shutting down" : "not started");
+        ccd_set_errmsg(ccd, "the CCD is %s", ccd->closing ? "shutting down" : "not started");
         return ccd->closing ? -ECANCELED : -ENOTCONN;
     }
     struct proposal *p = g_new0(struct proposal, 1);
@@ -278,7 +283,7 @@ static int propose(struct ndfs_ccd *ccd, struct raft_buffer buf, ndfs_ccd_done_c
         /* on failure the buffer stays ours */
         raft_free(buf.base);
         g_free(p);
-        return raft_fail(ccd, rv, "propose a change");
+        return ccd_raft_fail(ccd, rv, "propose a change");
     }
     return 0;
 }
@@ -289,7 +294,7 @@ static void bootstrap_done(struct ndfs_ccd *ccd, int status, void *data)
     if (status == 0)
         g_info("bootstrapped a new one-voter cluster with node %s", ccd->node_name);
     else if (status != -EEXIST && status != -ECANCELED)
-        set_errmsg(ccd, "bootstrap a new cluster: %s", g_strerror(-status));
+        ccd_set_errmsg(ccd, "bootstrap a new cluster: %s", g_strerror(-status));
     /* -EEXIST: an earlier bootstrap entry was applied first; fine */
     finish_ready(ccd, status == -EEXIST ? 0 : status);
 }
@@ -298,14 +303,17 @@ static int propose_bootstrap(struct ndfs_ccd *ccd)
 {
     g_autofree char *cluster_id = g_uuid_string_random();
     char *members[] = {ccd->node_name, NULL};
-    struct ndfs_node node = {
-        .id = RAFT_SERVER_ID, .role = NDFS_NODE_VOTER, .name = ccd->node_name, .address = ""};
+    struct ndfs_node node = {.id = ccd->node_id,
+                             .role = NDFS_NODE_VOTER,
+                             .name = ccd->node_name,
+                             .address = "",
+                             .addresses = ccd->addresses};
     struct ccd_membership m = {.epoch = 1, .members = members};
     struct raft_buffer buf;
     int rc = ccd_cmd_bootstrap(cluster_id, &node, &m, &buf);
     if (rc != 0)
         return rc;
-    return propose(ccd, buf, bootstrap_done, NULL);
+    return ccd_propose(ccd, buf, bootstrap_done, NULL);
 }
 
 static bool is_bootstrapped(struct ndfs_ccd *ccd)
@@ -321,25 +329,36 @@ static bool is_bootstrapped(struct ndfs_ccd *ccd)
 
 static void retry_timer_cb(uv_timer_t *timer);
 
+/* Only the first node of a cluster creates it; a node that joined (or may
+ * join) never does, even with an empty log. */
+static bool may_bootstrap(const struct ndfs_ccd *ccd)
+{
+    return !ccd->join && ccd->node_id == RAFT_SERVER_ID;
+}
+
 static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct ndfs_ccd *ccd = req->data;
+    ccd->barrier_pending = false;
     if (ccd->closing) {
         finish_ready(ccd, -ECANCELED);
         return;
     }
     if (status == RAFT_NOTLEADER || status == RAFT_LEADERSHIPLOST) {
-        uv_timer_start(&ccd->retry_timer, retry_timer_cb, BARRIER_RETRY_MS, 0);
+        if (ccd->net == NULL) /* with a network the tick timer tries again */
+            uv_timer_start(&ccd->retry_timer, retry_timer_cb, BARRIER_RETRY_MS, 0);
         return;
     }
     if (status != 0) {
-        finish_ready(ccd, raft_fail(ccd, status, "wait for the Raft log"));
+        finish_ready(ccd, ccd_raft_fail(ccd, status, "wait for the Raft log"));
         return;
     }
     if (is_bootstrapped(ccd)) {
         finish_ready(ccd, 0);
         return;
     }
+    if (!may_bootstrap(ccd))
+        return; /* cannot happen: a leader has the log that made it a voter */
     int rc = propose_bootstrap(ccd);
     if (rc != 0)
         finish_ready(ccd, rc);
@@ -351,10 +370,13 @@ static int try_barrier(struct ndfs_ccd *ccd)
     ccd->barrier.data = ccd;
     int rv = raft_barrier(&ccd->raft, &ccd->barrier, barrier_cb);
     if (rv == RAFT_NOTLEADER) {
-        uv_timer_start(&ccd->retry_timer, retry_timer_cb, BARRIER_RETRY_MS, 0);
+        if (ccd->net == NULL)
+            uv_timer_start(&ccd->retry_timer, retry_timer_cb, BARRIER_RETRY_MS, 0);
         return 0;
     }
-    return rv == 0 ? 0 : raft_fail(ccd, rv, "wait for the Raft log");
+    if (rv == 0)
+        ccd->barrier_pending = true;
+    return rv == 0 ? 0 : ccd_raft_fail(ccd, rv, "wait for the Raft log");
 }
 
 static void retry_timer_cb(uv_timer_t *timer)
@@ -367,37 +389,104 @@ static void retry_timer_cb(uv_timer_t *timer)
         finish_ready(ccd, rc);
 }
 
+/* Follower readiness: the leader's commit index at the time we asked has
+ * been applied, and the tables hold the cluster and our own row. */
+static void check_follower_ready(struct ndfs_ccd *ccd)
+{
+    if (ccd->ready_cb == NULL || ccd->ready_target == 0)
+        return;
+    if (raft_last_applied(&ccd->raft) >= ccd->ready_target && is_bootstrapped(ccd) &&
+        ccd_has_own_row(ccd))
+        finish_ready(ccd, 0);
+}
+
+static void commit_reply_cb(void *data, const char *peer, uint64_t commit_index)
+{
+    struct ndfs_ccd *ccd = data;
+    raft_id id = 0;
+    const char *address = NULL;
+    if (ccd->closing || ccd->ready_cb == NULL || ccd->ready_target != 0 || commit_index == 0)
+        return;
+    raft_leader(&ccd->raft, &id, &address);
+    if (address == NULL || strcmp(address, peer) != 0)
+        return; /* a stale answer from a former leader */
+    ccd->ready_target = commit_index;
+    check_follower_ready(ccd);
+}
+
+/* With a network: until ready, the leader runs the start barrier and a
+ * follower asks the leader for its commit index; once ready, the leader
+ * brings the Raft configuration in line with the nodes table. */
+static void tick_cb(uv_timer_t *timer)
+{
+    struct ndfs_ccd *ccd = timer->data;
+    if (ccd->closing)
+        return;
+    if (ccd->ready) {
+        ccd_reconcile(ccd);
+        return;
+    }
+    if (ccd->ready_cb == NULL)
+        return; /* startup failed */
+    if (raft_state(&ccd->raft) == RAFT_LEADER) {
+        if (!ccd->barrier_pending) {
+            int rc = try_barrier(ccd);
+            if (rc != 0)
+                finish_ready(ccd, rc);
+        }
+        return;
+    }
+    raft_id id = 0;
+    const char *address = NULL;
+    raft_leader(&ccd->raft, &id, &address);
+    if (id == 0 || id == ccd->node_id || address == NULL)
+        return;
+    if (ccd->ready_target == 0)
+        ccd_bridge_query_commit(&ccd->transport, address);
+    else
+        check_follower_ready(ccd);
+}
+
 int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data)
 {
     struct raft_configuration conf;
-    int rv;
+    int rv = 0;
 
     if (ccd->started || ccd->closing) {
-        set_errmsg(ccd, "the CCD is already started");
+        ccd_set_errmsg(ccd, "the CCD is already started");
         return -EALREADY;
     }
-    raft_configuration_init(&conf);
-    rv = raft_configuration_add(&conf, RAFT_SERVER_ID, ccd->node_name, RAFT_VOTER);
-    if (rv == 0)
-        rv = raft_bootstrap(&ccd->raft, &conf);
-    raft_configuration_close(&conf);
-    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP)
-        return raft_fail(ccd, rv, "bootstrap the Raft log");
+    if (may_bootstrap(ccd)) {
+        raft_configuration_init(&conf);
+        rv = raft_configuration_add(&conf, RAFT_SERVER_ID, ccd->node_name, RAFT_VOTER);
+        if (rv == 0)
+            rv = raft_bootstrap(&ccd->raft, &conf);
+        raft_configuration_close(&conf);
+        if (rv != 0 && rv != RAFT_CANTBOOTSTRAP)
+            return ccd_raft_fail(ccd, rv, "bootstrap the Raft log");
+    }
 
     int rc = ccd_store_clear(&ccd->store);
     if (rc != 0) {
-        set_errmsg(ccd, "empty the LMDB tables: %s", g_strerror(-rc));
+        ccd_set_errmsg(ccd, "empty the LMDB tables: %s", g_strerror(-rc));
         return rc;
     }
+    ccd_peers_load(ccd);
     rv = raft_start(&ccd->raft);
     if (rv != 0)
-        return raft_fail(ccd, rv, "start Raft");
+        return ccd_raft_fail(ccd, rv, "start Raft");
     ccd->started = true;
     uv_timer_init(ccd->loop, &ccd->retry_timer);
     ccd->retry_timer.data = ccd;
+    uv_timer_init(ccd->loop, &ccd->tick_timer);
+    ccd->tick_timer.data = ccd;
     ccd->ready_cb = cb;
     ccd->ready_data = data;
 
+    if (ccd->net) {
+        uv_timer_start(&ccd->tick_timer, tick_cb, 0, TICK_MS);
+        return 0;
+    }
     rc = try_barrier(ccd);
     if (rc != 0)
         ccd->ready_cb = NULL; /* we return the error: the callback never runs */
@@ -409,7 +498,7 @@ static void finish_close(struct ndfs_ccd *ccd)
     ndfs_ccd_closed_cb cb = ccd->closed_cb;
     void *data = ccd->closed_data;
     if (ccd->ready_cb)
-        set_errmsg(ccd, "closed before the Raft log was applied");
+        ccd_set_errmsg(ccd, "closed before the Raft log was applied");
     finish_ready(ccd, -ECANCELED);
     ccd_free(ccd);
     if (cb)
@@ -421,14 +510,23 @@ static void retry_timer_closed(uv_handle_t *handle)
     finish_close(handle->data);
 }
 
+static void tick_timer_closed(uv_handle_t *handle)
+{
+    struct ndfs_ccd *ccd = handle->data;
+    uv_close((uv_handle_t *)&ccd->retry_timer, retry_timer_closed);
+}
+
 static void raft_closed(struct raft *r)
 {
     struct ndfs_ccd *ccd = r->data;
     /* raft_uv has closed the transport; now release their memory */
     raft_uv_close(&ccd->io);
-    ccd_null_transport_close(&ccd->transport);
+    if (ccd->net)
+        ccd_bridge_close(&ccd->transport);
+    else
+        ccd_null_transport_close(&ccd->transport);
     if (ccd->started)
-        uv_close((uv_handle_t *)&ccd->retry_timer, retry_timer_closed);
+        uv_close((uv_handle_t *)&ccd->tick_timer, tick_timer_closed);
     else
         finish_close(ccd);
 }
@@ -439,8 +537,10 @@ void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data)
     ccd->closing = true;
     ccd->closed_cb = cb;
     ccd->closed_data = data;
-    if (ccd->started)
+    if (ccd->started) {
         uv_timer_stop(&ccd->retry_timer);
+        uv_timer_stop(&ccd->tick_timer);
+    }
     /* pending proposals and the start barrier get their callbacks here */
     raft_close(&ccd->raft, raft_closed);
 }
@@ -460,7 +560,7 @@ static int read_begin(struct ndfs_ccd *ccd, MDB_txn **txn)
 {
     int rc = ccd_mdb_errno(mdb_txn_begin(ccd->store.env, NULL, MDB_RDONLY, txn));
     if (rc != 0)
-        set_errmsg(ccd, "LMDB read transaction: %s", g_strerror(-rc));
+        ccd_set_errmsg(ccd, "LMDB read transaction: %s", g_strerror(-rc));
     return rc;
 }
 
@@ -476,7 +576,7 @@ int ndfs_ccd_vdisk_get(struct ndfs_ccd *ccd, const char *name, struct ndfs_vdisk
         return rc;
     rc = ccd_txn_get(txn, ccd->store.dbi[NDFS_CCD_VDISKS], name, &val);
     if (rc == 0 && ndfs_vdisk_decode(val.mv_data, val.mv_size, out) != 0) {
-        set_errmsg(ccd, "vdisk \"%s\": the stored row is corrupt", name);
+        ccd_set_errmsg(ccd, "vdisk \"%s\": the stored row is corrupt", name);
         rc = -EIO;
     }
     mdb_txn_abort(txn);
@@ -495,7 +595,7 @@ int ndfs_ccd_node_get(struct ndfs_ccd *ccd, const char *name, struct ndfs_node *
         return rc;
     rc = ccd_txn_get(txn, ccd->store.dbi[NDFS_CCD_NODES], name, &val);
     if (rc == 0 && ndfs_node_decode(val.mv_data, val.mv_size, out) != 0) {
-        set_errmsg(ccd, "node \"%s\": the stored row is corrupt", name);
+        ccd_set_errmsg(ccd, "node \"%s\": the stored row is corrupt", name);
         rc = -EIO;
     }
     mdb_txn_abort(txn);
@@ -636,7 +736,7 @@ int ndfs_ccd_status(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out)
         out->vdisks = st.ms_entries;
     mdb_txn_abort(txn);
     if (rc != 0) {
-        set_errmsg(ccd, "read the cluster status: %s", g_strerror(-rc));
+        ccd_set_errmsg(ccd, "read the cluster status: %s", g_strerror(-rc));
         ndfs_ccd_status_clear(out);
         return rc;
     }
@@ -671,11 +771,11 @@ static int propose_vdisk(struct ndfs_ccd *ccd, enum ccd_op op, const struct ndfs
     }
     int rc = ccd_cmd_vdisk(op, &row, &buf);
     if (rc != 0) {
-        set_errmsg(ccd, "vdisk \"%s\": invalid name, size, mode, owner, group or node:path",
-                   v->name ? v->name : "");
+        ccd_set_errmsg(ccd, "vdisk \"%s\": invalid name, size, mode, owner, group or node:path",
+                       v->name ? v->name : "");
         return rc;
     }
-    return propose(ccd, buf, cb, data);
+    return ccd_propose(ccd, buf, cb, data);
 }
 
 int ndfs_ccd_vdisk_create(struct ndfs_ccd *ccd, const struct ndfs_vdisk *v, ndfs_ccd_done_cb cb,
@@ -695,10 +795,10 @@ int ndfs_ccd_vdisk_remove(struct ndfs_ccd *ccd, const char *name, ndfs_ccd_done_
     struct raft_buffer buf;
     int rc = ccd_cmd_vdisk_remove(name, &buf);
     if (rc != 0) {
-        set_errmsg(ccd, "invalid vdisk name \"%s\"", name ? name : "");
+        ccd_set_errmsg(ccd, "invalid vdisk name \"%s\"", name ? name : "");
         return rc;
     }
-    return propose(ccd, buf, cb, data);
+    return ccd_propose(ccd, buf, cb, data);
 }
 
 int ccd_propose_raw(struct ndfs_ccd *ccd, const void *entry, size_t len, ndfs_ccd_done_cb cb,
@@ -709,5 +809,5 @@ int ccd_propose_raw(struct ndfs_ccd *ccd, const void *entry, size_t len, ndfs_cc
     struct raft_buffer buf;
     if (ccd_entry_alloc(entry, len, &buf) != 0)
         return -ENOMEM;
-    return propose(ccd, buf, cb, data);
+    return ccd_propose(ccd, buf, cb, data);
 }

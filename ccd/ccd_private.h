@@ -16,6 +16,8 @@
 #define CCD_META_CLUSTER_ID    "cluster-id"
 #define CCD_META_EPOCH         "epoch"
 #define CCD_META_NEXT_VDISK_ID "next-vdisk-id"
+#define CCD_META_NEXT_NODE_ID  "next-node-id"
+#define CCD_MAX_VOTERS         5
 #define CCD_MEMBERSHIP_KEY     "current"
 
 /* LMDB environment with one sub-database per table (index: enum ndfs_ccd_table). */
@@ -23,6 +25,55 @@ struct ccd_store {
     MDB_env *env;
     MDB_dbi dbi[CCD_NTABLES];
 };
+
+struct ndfs_ccd {
+    uv_loop_t *loop;
+    char *data_dir;
+    char *node_name;
+    uint64_t node_id; /* Raft server id */
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    unsigned election_timeout_ms;
+    unsigned heartbeat_timeout_ms;
+    int lock_fd;
+    struct ccd_store store;
+    struct raft_uv_transport transport;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct raft raft;
+    struct raft_barrier barrier;
+    uv_timer_t retry_timer; /* retries the start barrier until we lead */
+    bool started;
+    bool ready;
+    bool closing;
+    ndfs_ccd_ready_cb ready_cb;
+    void *ready_data;
+    ndfs_ccd_closed_cb closed_cb;
+    void *closed_data;
+    ndfs_ccd_watch_cb watch_cb;
+    void *watch_data;
+    char *errmsg;
+
+    /* cluster (net != NULL) */
+    struct ndfs_transport *net;
+    char **addresses; /* ours, for the bootstrap row */
+    bool join;
+    bool barrier_pending;
+    uint64_t ready_target; /* follower: the leader's commit index to reach; 0: not known */
+    uv_timer_t tick_timer; /* ready polling, then the leader's Raft reconfiguration */
+    bool change_pending;   /* a raft_add/assign/remove/transfer is in flight */
+    GHashTable *peers;     /* name -> addresses as given to ndfs_transport_peer_set */
+};
+
+/* cluster.c: the multi-node parts of the CCD. */
+int ccd_node_id_load(struct ndfs_ccd *ccd, const struct ndfs_ccd_config *cfg, char **errmsg);
+void ccd_peers_load(struct ndfs_ccd *ccd);
+/* Drives the Raft configuration towards the nodes table (leader only). */
+void ccd_reconcile(struct ndfs_ccd *ccd);
+bool ccd_has_own_row(struct ndfs_ccd *ccd);
+int ccd_propose(struct ndfs_ccd *ccd, struct raft_buffer buf, ndfs_ccd_done_cb cb, void *data);
+void ccd_set_errmsg(struct ndfs_ccd *ccd, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+int ccd_raft_fail(struct ndfs_ccd *ccd, int rv, const char *what);
 
 /* Opens new, empty tables in dir (LMDB files left from before are removed). */
 int ccd_store_open(struct ccd_store *s, const char *dir, char **errmsg);
@@ -49,6 +100,9 @@ enum ccd_op {
     CCD_OP_VDISK_UPDATE = 3,
     CCD_OP_VDISK_REMOVE = 4,
     CCD_OP_NODE_PUT = 5,
+    CCD_OP_NODE_ADD = 6,
+    CCD_OP_NODE_REMOVE = 7,
+    CCD_OP_MEMBERSHIP_SET = 8,
 };
 
 /* A log entry holding len bytes of data, zero-padded to a multiple of 8
@@ -60,6 +114,10 @@ int ccd_cmd_bootstrap(const char *cluster_id, const struct ndfs_node *node,
 int ccd_cmd_vdisk(enum ccd_op op, const struct ndfs_vdisk *v, struct raft_buffer *out);
 int ccd_cmd_vdisk_remove(const char *name, struct raft_buffer *out);
 int ccd_cmd_node_put(const struct ndfs_node *n, struct raft_buffer *out);
+/* n->id is ignored: the FSM assigns it and returns it as the result (> 0). */
+int ccd_cmd_node_add(const struct ndfs_node *n, struct raft_buffer *out);
+int ccd_cmd_node_remove(const char *name, struct raft_buffer *out);
+int ccd_cmd_membership_set(const char *const *members, struct raft_buffer *out);
 
 /* Proposes an arbitrary log entry (copied); for tests of the FSM's decoder. */
 int ccd_propose_raw(struct ndfs_ccd *ccd, const void *entry, size_t len, ndfs_ccd_done_cb cb,
@@ -72,8 +130,31 @@ void ccd_notify(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key
 void ccd_fsm_init(struct raft_fsm *fsm, struct ndfs_ccd *ccd);
 struct ccd_store *ccd_get_store(struct ndfs_ccd *ccd);
 
+/* Called by the FSM after a committed change of the nodes table (name NULL:
+ * the whole table was replaced): keeps the transport's peers in step. */
+void ccd_nodes_changed(struct ndfs_ccd *ccd, const char *name, bool removed);
+
 /* A transport that has no network: listening succeeds, connecting fails. */
 int ccd_null_transport_init(struct raft_uv_transport *t);
 void ccd_null_transport_close(struct raft_uv_transport *t);
+
+/* The Raft transport over the cluster transport's NDFS_CHANNEL_RAFT: every
+ * Raft connection is a socketpair whose far end is pumped into messages. */
+struct ndfs_transport;
+int ccd_bridge_init(struct raft_uv_transport *rt, uv_loop_t *loop, struct ndfs_transport *t);
+/* After raft closed rt: frees what is left (the bridge stops receiving). */
+void ccd_bridge_close(struct raft_uv_transport *rt);
+/* Asks peer (the leader) for its commit index; cb runs on the answer only
+ * (no answer: no call; ask again). */
+typedef void (*ccd_commit_cb)(void *data, const char *peer, uint64_t commit_index);
+int ccd_bridge_query_commit(struct raft_uv_transport *rt, const char *peer);
+/* ndfs_transport_peer_set / _remove, kept here with the rest of the
+ * transport's use by the CCD. */
+int ccd_bridge_peer_set(struct ndfs_transport *t, const char *name, const char *const *addresses);
+int ccd_bridge_peer_remove(struct ndfs_transport *t, const char *name);
+/* Closes every stream to peer (it restarted or is down). */
+void ccd_bridge_peer_lost(struct raft_uv_transport *rt, const char *peer);
+void ccd_bridge_set_commit_handlers(struct raft_uv_transport *rt, struct raft *raft,
+                                    ccd_commit_cb cb, void *data);
 
 #endif

@@ -10,10 +10,11 @@
 
 #include "ndfs/ccd.h"
 
-#define CCD_ROW_VERSION  1
-#define CCD_PATH_MAX     4095
-#define CCD_ADDRESS_MAX  255
-#define CCD_USERNAME_MAX 32
+#define CCD_ROW_VERSION      1
+#define CCD_NODE_ROW_VERSION 2
+#define CCD_PATH_MAX         4095
+#define CCD_ADDRESS_MAX      255
+#define CCD_USERNAME_MAX     32
 
 void ccd_put_u8(GByteArray *b, uint8_t v);
 void ccd_put_u16(GByteArray *b, uint16_t v);

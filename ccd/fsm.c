@@ -103,6 +103,43 @@ int ccd_cmd_node_put(const struct ndfs_node *n, struct raft_buffer *out)
     return finish_cmd(b, out);
 }
 
+int ccd_cmd_node_add(const struct ndfs_node *n, struct raft_buffer *out)
+{
+    g_autofree uint8_t *row = NULL;
+    size_t len;
+    struct ndfs_node placeholder = *n;
+    placeholder.id = 1; /* a valid row needs an id; the FSM assigns the real one */
+    int rc = ndfs_node_encode(&placeholder, &row, &len);
+    if (rc != 0)
+        return rc;
+    GByteArray *b = start_cmd(CCD_OP_NODE_ADD);
+    ccd_put_blob16(b, row, len);
+    return finish_cmd(b, out);
+}
+
+int ccd_cmd_node_remove(const char *name, struct raft_buffer *out)
+{
+    if (!ccd_valid_node_name(name))
+        return -EINVAL;
+    GByteArray *b = start_cmd(CCD_OP_NODE_REMOVE);
+    ccd_put_str(b, name);
+    return finish_cmd(b, out);
+}
+
+int ccd_cmd_membership_set(const char *const *members, struct raft_buffer *out)
+{
+    g_autofree uint8_t *row = NULL;
+    size_t len;
+    /* the epoch is a placeholder: the FSM sets it */
+    struct ccd_membership m = {.epoch = 1, .members = (char **)members};
+    int rc = ccd_membership_encode(&m, &row, &len);
+    if (rc != 0)
+        return rc;
+    GByteArray *b = start_cmd(CCD_OP_MEMBERSHIP_SET);
+    ccd_put_blob16(b, row, len);
+    return finish_cmd(b, out);
+}
+
 /* One change to report once the transaction has committed. */
 struct change {
     enum ndfs_ccd_table table;
@@ -116,6 +153,7 @@ struct apply_ctx {
     MDB_txn *txn;
     struct change changes[4];
     unsigned n_changes;
+    intptr_t value; /* result on success (a node id), else 0 */
 };
 
 static void record(struct apply_ctx *a, enum ndfs_ccd_table table, const char *key, bool removed)
@@ -299,6 +337,224 @@ static int apply_node_put(struct apply_ctx *a, struct ccd_reader *r)
     return rc;
 }
 
+/* Calls fn on every decodable node row; stops on a non-zero return. */
+static int foreach_node(struct apply_ctx *a,
+                        int (*fn)(struct apply_ctx *a, struct ndfs_node *n, void *ctx), void *ctx)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = ccd_mdb_errno(mdb_cursor_open(a->txn, a->s->dbi[NDFS_CCD_NODES], &cur));
+    if (rc != 0)
+        return rc;
+    int mrc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct ndfs_node n;
+        if (ndfs_node_decode(v.mv_data, v.mv_size, &n) != 0)
+            continue;
+        rc = fn(a, &n, ctx);
+        ndfs_node_clear(&n);
+    }
+    mdb_cursor_close(cur);
+    if (rc == 0 && mrc != MDB_NOTFOUND)
+        rc = ccd_mdb_errno(mrc);
+    return rc;
+}
+
+struct node_census {
+    uint64_t max_id;
+    unsigned voters;
+    struct ndfs_node standby; /* the standby with the lowest id, if any */
+};
+
+static int count_node(struct apply_ctx *a, struct ndfs_node *n, void *ctx)
+{
+    (void)a;
+    struct node_census *c = ctx;
+    if (n->id > c->max_id)
+        c->max_id = n->id;
+    if (n->role == NDFS_NODE_VOTER)
+        c->voters++;
+    else if (c->standby.name == NULL || n->id < c->standby.id) {
+        ndfs_node_clear(&c->standby);
+        ndfs_node_copy(&c->standby, n);
+    }
+    return 0;
+}
+
+static int put_node(struct apply_ctx *a, const struct ndfs_node *n)
+{
+    g_autofree uint8_t *row = NULL;
+    size_t len;
+    int rc = ndfs_node_encode(n, &row, &len);
+    if (rc == 0)
+        rc = ccd_txn_put(a->txn, a->s->dbi[NDFS_CCD_NODES], n->name, row, len);
+    if (rc == 0)
+        record(a, NDFS_CCD_NODES, n->name, false);
+    return rc;
+}
+
+/* Node ids are never reused: next-node-id, or past the largest id stored. */
+static int next_node_id(struct apply_ctx *a, const struct node_census *c, uint64_t *id)
+{
+    int rc = ccd_meta_get_u64(a->txn, a->s, CCD_META_NEXT_NODE_ID, id);
+    if (rc == 0 && *id <= c->max_id)
+        *id = c->max_id + 1;
+    return rc;
+}
+
+static int apply_node_add(struct apply_ctx *a, struct ccd_reader *r)
+{
+    const uint8_t *row;
+    size_t len;
+    struct ndfs_node n;
+    struct node_census census = {0};
+    MDB_val val;
+    uint64_t id = 0;
+
+    if (!ccd_get_blob16(r, &row, &len) || !cmd_done(r))
+        return -EBADMSG;
+    if (ndfs_node_decode(row, len, &n) != 0)
+        return -EBADMSG;
+    int rc = ccd_txn_get(a->txn, a->s->dbi[NDFS_CCD_NODES], n.name, &val);
+    if (rc == 0)
+        rc = -EEXIST;
+    else if (rc == -ENOENT)
+        rc = foreach_node(a, count_node, &census);
+    if (rc == 0)
+        rc = next_node_id(a, &census, &id);
+    if (rc == 0) {
+        n.id = id;
+        if (census.voters >= CCD_MAX_VOTERS)
+            n.role = NDFS_NODE_STANDBY;
+        rc = ccd_meta_put_u64(a->txn, a->s, CCD_META_NEXT_NODE_ID, id + 1);
+    }
+    if (rc == 0)
+        rc = put_node(a, &n);
+    if (rc == 0)
+        a->value = (intptr_t)id;
+    ndfs_node_clear(&n);
+    ndfs_node_clear(&census.standby);
+    return rc;
+}
+
+struct vdisk_user {
+    const char *node;
+    bool found;
+};
+
+static int find_vdisk_user(struct apply_ctx *a, struct vdisk_user *u)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = ccd_mdb_errno(mdb_cursor_open(a->txn, a->s->dbi[NDFS_CCD_VDISKS], &cur));
+    if (rc != 0)
+        return rc;
+    int mrc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && !u->found;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct ndfs_vdisk vd;
+        if (ndfs_vdisk_decode(v.mv_data, v.mv_size, &vd) != 0)
+            continue;
+        u->found = same_str(vd.primary_node, u->node) || same_str(vd.secondary_node, u->node);
+        ndfs_vdisk_clear(&vd);
+    }
+    mdb_cursor_close(cur);
+    return u->found || mrc == MDB_NOTFOUND ? 0 : ccd_mdb_errno(mrc);
+}
+
+static int apply_node_remove(struct apply_ctx *a, struct ccd_reader *r)
+{
+    g_autofree char *name = NULL;
+    struct ndfs_node n;
+    struct node_census census = {0};
+    MDB_val val;
+    uint64_t next;
+
+    if (!ccd_get_str(r, &name) || !cmd_done(r) || !ccd_valid_node_name(name))
+        return -EBADMSG;
+    int rc = ccd_txn_get(a->txn, a->s->dbi[NDFS_CCD_NODES], name, &val);
+    if (rc != 0)
+        return rc;
+    if (ndfs_node_decode(val.mv_data, val.mv_size, &n) != 0)
+        return -EIO;
+    struct vdisk_user user = {.node = name};
+    rc = find_vdisk_user(a, &user);
+    if (rc == 0 && user.found)
+        rc = -EBUSY;
+    if (rc == 0)
+        rc = foreach_node(a, count_node, &census);
+    if (rc == 0 && n.role == NDFS_NODE_VOTER && census.voters <= 1 && census.standby.name == NULL)
+        rc = -EINVAL; /* the cluster would have no voter left */
+    if (rc == 0)
+        rc = next_node_id(a, &census, &next);
+    if (rc == 0)
+        rc = ccd_meta_put_u64(a->txn, a->s, CCD_META_NEXT_NODE_ID, next);
+    if (rc == 0 && n.role == NDFS_NODE_VOTER && census.standby.name != NULL) {
+        census.standby.role = NDFS_NODE_VOTER; /* keep the number of voters */
+        rc = put_node(a, &census.standby);
+    }
+    if (rc == 0)
+        rc = ccd_txn_del(a->txn, a->s->dbi[NDFS_CCD_NODES], name);
+    if (rc == 0)
+        record(a, NDFS_CCD_NODES, name, true);
+    ndfs_node_clear(&n);
+    ndfs_node_clear(&census.standby);
+    return rc;
+}
+
+static bool same_members(char **x, char **y)
+{
+    guint n = g_strv_length(x);
+    if (n != g_strv_length(y))
+        return false;
+    for (guint i = 0; i < n; i++)
+        if (strcmp(x[i], y[i]) != 0)
+            return false;
+    return true;
+}
+
+static int apply_membership_set(struct apply_ctx *a, struct ccd_reader *r)
+{
+    const uint8_t *row;
+    size_t len;
+    struct ccd_membership want, cur = {0};
+    MDB_val val;
+    uint64_t epoch;
+    g_autofree uint8_t *out = NULL;
+    size_t out_len;
+
+    if (!ccd_get_blob16(r, &row, &len) || !cmd_done(r))
+        return -EBADMSG;
+    if (ccd_membership_decode(row, len, &want) != 0)
+        return -EBADMSG;
+    int rc = ccd_txn_get(a->txn, a->s->dbi[NDFS_CCD_MEMBERSHIP], CCD_MEMBERSHIP_KEY, &val);
+    if (rc == 0 && ccd_membership_decode(val.mv_data, val.mv_size, &cur) != 0)
+        rc = -EIO;
+    bool unchanged = rc == 0 && same_members(want.members, cur.members);
+    if (rc == -ENOENT)
+        rc = 0;
+    if (rc == 0 && !unchanged) {
+        rc = ccd_meta_get_u64(a->txn, a->s, CCD_META_EPOCH, &epoch);
+        if (rc == 0) {
+            want.epoch = epoch + 1;
+            rc = ccd_meta_put_u64(a->txn, a->s, CCD_META_EPOCH, want.epoch);
+        }
+        if (rc == 0)
+            rc = ccd_membership_encode(&want, &out, &out_len);
+        if (rc == 0)
+            rc = ccd_txn_put(a->txn, a->s->dbi[NDFS_CCD_MEMBERSHIP], CCD_MEMBERSHIP_KEY, out,
+                             out_len);
+        if (rc == 0) {
+            record(a, NDFS_CCD_META, CCD_META_EPOCH, false);
+            record(a, NDFS_CCD_MEMBERSHIP, CCD_MEMBERSHIP_KEY, false);
+        }
+    }
+    ccd_membership_clear(&want);
+    ccd_membership_clear(&cur);
+    return rc;
+}
+
 static int apply_command(struct apply_ctx *a, const struct raft_buffer *buf)
 {
     struct ccd_reader r;
@@ -319,6 +575,12 @@ static int apply_command(struct apply_ctx *a, const struct raft_buffer *buf)
         return apply_vdisk_remove(a, &r);
     case CCD_OP_NODE_PUT:
         return apply_node_put(a, &r);
+    case CCD_OP_NODE_ADD:
+        return apply_node_add(a, &r);
+    case CCD_OP_NODE_REMOVE:
+        return apply_node_remove(a, &r);
+    case CCD_OP_MEMBERSHIP_SET:
+        return apply_membership_set(a, &r);
     default:
         return -EBADMSG;
     }
@@ -336,17 +598,20 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
             mdb_txn_abort(a.txn);
         if (rc == -EBADMSG)
             g_warning("ignoring an undecodable Raft log entry (%zu bytes)", buf->len);
-        else if (rc != 0 && rc != -EEXIST && rc != -ENOENT && rc != -ESTALE)
+        else if (rc != 0 && rc != -EEXIST && rc != -ENOENT && rc != -ESTALE && rc != -EBUSY &&
+                 rc != -EINVAL)
             g_critical("applying a Raft log entry to LMDB failed: %s", g_strerror(-rc));
     } else {
         g_critical("LMDB write transaction: %s", g_strerror(-rc));
     }
     for (unsigned i = 0; i < a.n_changes; i++) {
+        if (rc == 0 && a.changes[i].table == NDFS_CCD_NODES)
+            ccd_nodes_changed(a.ccd, a.changes[i].key, a.changes[i].removed);
         if (rc == 0)
             ccd_notify(a.ccd, a.changes[i].table, a.changes[i].key, a.changes[i].removed);
         g_free(a.changes[i].key);
     }
-    *result = (void *)(intptr_t)rc;
+    *result = (void *)(rc == 0 ? a.value : (intptr_t)rc);
     return 0;
 }
 
@@ -384,6 +649,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     }
     /* on success the FSM owns the buffer */
     raft_free(buf->base);
+    ccd_nodes_changed(fsm->data, NULL, false);
     /* every table was replaced: a NULL key tells watchers to reread it */
     for (int t = NDFS_CCD_NODES; t < CCD_NTABLES; t++)
         ccd_notify(fsm->data, t, NULL, false);

@@ -238,8 +238,16 @@ bool ccd_vdisk_valid(const struct ndfs_vdisk *v)
 
 bool ccd_node_valid(const struct ndfs_node *n)
 {
-    return n->id >= 1 && (n->role == NDFS_NODE_VOTER || n->role == NDFS_NODE_STANDBY) &&
-           ccd_valid_node_name(n->name) && ccd_valid_address(n->address);
+    if (!(n->id >= 1 && (n->role == NDFS_NODE_VOTER || n->role == NDFS_NODE_STANDBY) &&
+          ccd_valid_node_name(n->name) && ccd_valid_address(n->address)))
+        return false;
+    guint count = n->addresses ? g_strv_length(n->addresses) : 0;
+    if (count > NDFS_NODE_ADDRESSES_MAX)
+        return false;
+    for (guint i = 0; i < count; i++)
+        if (*n->addresses[i] == '\0' || !ccd_valid_address(n->addresses[i]))
+            return false;
+    return true;
 }
 
 static void finish(GByteArray *b, uint8_t **buf, size_t *len)
@@ -328,16 +336,22 @@ void ndfs_vdisk_copy(struct ndfs_vdisk *dst, const struct ndfs_vdisk *src)
     dst->secondary_path = g_strdup(src->secondary_path);
 }
 
+/* Node rows: version 1 ends after the address; version 2 adds a u8 count of
+ * link addresses and the addresses. Both decode; encode writes version 2. */
 int ndfs_node_encode(const struct ndfs_node *n, uint8_t **buf, size_t *len)
 {
     if (!ccd_node_valid(n))
         return -EINVAL;
+    guint count = n->addresses ? g_strv_length(n->addresses) : 0;
     GByteArray *b = g_byte_array_new();
-    ccd_put_u8(b, CCD_ROW_VERSION);
+    ccd_put_u8(b, CCD_NODE_ROW_VERSION);
     ccd_put_u64(b, n->id);
     ccd_put_u8(b, n->role);
     ccd_put_str(b, n->name);
     ccd_put_str(b, n->address);
+    ccd_put_u8(b, (uint8_t)count);
+    for (guint i = 0; i < count; i++)
+        ccd_put_str(b, n->addresses[i]);
     finish(b, buf, len);
     return 0;
 }
@@ -345,7 +359,8 @@ int ndfs_node_encode(const struct ndfs_node *n, uint8_t **buf, size_t *len)
 int ndfs_node_decode(const uint8_t *buf, size_t len, struct ndfs_node *out)
 {
     struct ccd_reader r;
-    uint8_t version = 0;
+    uint8_t version = 0, count = 0;
+    bool ok = true;
 
     memset(out, 0, sizeof *out);
     ccd_reader_init(&r, buf, len);
@@ -354,7 +369,16 @@ int ndfs_node_decode(const uint8_t *buf, size_t len, struct ndfs_node *out)
     ccd_get_u8(&r, &out->role);
     ccd_get_str(&r, &out->name);
     ccd_get_str(&r, &out->address);
-    if (!ccd_reader_done(&r) || version != CCD_ROW_VERSION || !ccd_node_valid(out)) {
+    if (version == CCD_NODE_ROW_VERSION) {
+        ok = ccd_get_u8(&r, &count) && count <= NDFS_NODE_ADDRESSES_MAX;
+        out->addresses = g_new0(char *, (ok ? count : 0) + 1u);
+        for (uint8_t i = 0; ok && i < count; i++)
+            ok = ccd_get_str(&r, &out->addresses[i]);
+    } else {
+        ok = version == 1;
+        out->addresses = g_new0(char *, 1);
+    }
+    if (!ok || !ccd_reader_done(&r) || !ccd_node_valid(out)) {
         ndfs_node_clear(out);
         return -EBADMSG;
     }
@@ -365,7 +389,16 @@ void ndfs_node_clear(struct ndfs_node *n)
 {
     g_free(n->name);
     g_free(n->address);
+    g_strfreev(n->addresses);
     memset(n, 0, sizeof *n);
+}
+
+void ndfs_node_copy(struct ndfs_node *dst, const struct ndfs_node *src)
+{
+    *dst = *src;
+    dst->name = g_strdup(src->name);
+    dst->address = g_strdup(src->address);
+    dst->addresses = src->addresses ? g_strdupv(src->addresses) : g_new0(char *, 1);
 }
 
 int ccd_membership_encode(const struct ccd_membership *m, uint8_t **buf, size_t *len)

@@ -37,11 +37,14 @@ struct ndfs_vdisk {
 
 /* A node: one row of the "nodes" table, keyed by name. */
 enum ndfs_node_role { NDFS_NODE_VOTER = 1, NDFS_NODE_STANDBY = 2 };
+#define NDFS_NODE_ADDRESSES_MAX 8
 struct ndfs_node {
     uint64_t id;  /* Raft server id */
-    uint8_t role; /* enum ndfs_node_role */
+    uint8_t role; /* enum ndfs_node_role: the role it should have in Raft */
     char *name;
-    char *address; /* Raft/transport address; "" when the node has no network */
+    char *address;    /* Raft address; "" when the node has no network (unused by now: Raft
+                         addresses are node names) */
+    char **addresses; /* "IPv4:port" per link, NULL-terminated; NULL or {NULL}: none (row v1) */
 };
 
 /* Row codecs. A row is a version byte, fixed-width little-endian fields, then
@@ -58,6 +61,8 @@ void ndfs_vdisk_copy(struct ndfs_vdisk *dst, const struct ndfs_vdisk *src);
 int ndfs_node_encode(const struct ndfs_node *n, uint8_t **buf, size_t *len);
 int ndfs_node_decode(const uint8_t *buf, size_t len, struct ndfs_node *out);
 void ndfs_node_clear(struct ndfs_node *n);
+/* Deep copy; dst must be cleared or zeroed. */
+void ndfs_node_copy(struct ndfs_node *dst, const struct ndfs_node *src);
 
 /* The tables, for change notifications. */
 enum ndfs_ccd_table {
@@ -69,12 +74,30 @@ enum ndfs_ccd_table {
 };
 
 struct ndfs_ccd;
+struct ndfs_transport;
 
 struct ndfs_ccd_config {
-    const char *data_dir;        /* created if missing; holds lock, ccd/ (LMDB), raft/ */
+    const char *data_dir;        /* created if missing; holds lock, node-id, peers, ccd/ (LMDB),
+                                    raft/ */
     const char *node_name;       /* this node */
     unsigned snapshot_threshold; /* entries between snapshots; 0: default (1024) */
     unsigned snapshot_trailing;  /* entries kept after a snapshot; 0: default (128) */
+    /* The cluster. transport NULL: a single node without network, as before.
+     * Otherwise Raft runs over the transport's NDFS_CHANNEL_RAFT (which the CCD
+     * registers; the transport must outlive the CCD), a Raft address is a node
+     * name, and the CCD keeps the transport's peers in step with the nodes
+     * table (ndfs_transport_peer_set for every other node with addresses,
+     * remembered in <data_dir>/peers for a restart of the whole cluster). */
+    struct ndfs_transport *transport;
+    const char *const *addresses; /* this node's link addresses, stored in its node row at
+                                     bootstrap; NULL: none */
+    /* An empty data dir with join set does not bootstrap: it waits for the
+     * leader to send it the log (after ndfs_ccd_node_add on the leader gave
+     * node_id). node_id is kept in <data_dir>/node-id; the bootstrap node is 1. */
+    bool join;
+    uint64_t node_id;              /* with join: the id the leader assigned; else 0 */
+    unsigned election_timeout_ms;  /* 0: 1000 */
+    unsigned heartbeat_timeout_ms; /* 0: 100 */
 };
 
 /* Opens the data directory: takes an exclusive lock on <data_dir>/lock
@@ -85,9 +108,14 @@ int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndf
                   char **errmsg);
 
 /* Starts Raft. An empty data dir bootstraps a one-voter cluster of this node
- * (new cluster id, epoch 1, members [node]). ready_cb runs once, when the log
- * has been applied to LMDB (status 0) or startup failed (status < 0). If this
- * returns an error, ready_cb is never called. */
+ * (new cluster id, epoch 1, members [node]) unless cfg->join. ready_cb runs
+ * once, when the log has been applied to LMDB (status 0) or startup failed
+ * (status < 0). If this returns an error, ready_cb is never called.
+ * "Applied" means: on the leader, a barrier of its term has been applied; on
+ * a follower, everything up to the commit index the leader reported when
+ * asked (over the Raft channel) after this start has been applied, and the
+ * tables hold the cluster id and this node's row. A node that is not (yet)
+ * in the cluster therefore waits until it has been added and caught up. */
 typedef void (*ndfs_ccd_ready_cb)(struct ndfs_ccd *ccd, int status, void *data);
 int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data);
 
@@ -97,9 +125,10 @@ void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data);
 
 const char *ndfs_ccd_errmsg(const struct ndfs_ccd *ccd);
 
-/* Called after a committed change has been applied to LMDB. key is the row key
- * (vdisk or node name); removed is true when the row was deleted. key is NULL
- * when a Raft snapshot replaced the whole table: reread it. */
+/* Called after a committed change has been applied to LMDB, on every node
+ * (leader and followers), once ready. key is the row key (vdisk or node
+ * name); removed is true when the row was deleted. key is NULL when a Raft
+ * snapshot replaced the whole table: reread it. */
 typedef void (*ndfs_ccd_watch_cb)(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key,
                                   bool removed, void *data);
 void ndfs_ccd_set_watch(struct ndfs_ccd *ccd, ndfs_ccd_watch_cb cb, void *data);
@@ -143,5 +172,50 @@ int ndfs_ccd_vdisk_update(struct ndfs_ccd *ccd, const struct ndfs_vdisk *v, ndfs
                           void *data);
 /* -ENOENT if missing. Bumps the epoch (mapping change). */
 int ndfs_ccd_vdisk_remove(struct ndfs_ccd *ccd, const char *name, ndfs_ccd_done_cb cb, void *data);
+
+/* Cluster. The changes below are leader-only like every change: they fail
+ * at once with -ENOTCONN on a node that is not the Raft leader. */
+
+/* Adds node n (name, addresses, role; id ignored): the FSM assigns the next
+ * node id and writes the row (role VOTER while there are fewer than five
+ * voter rows, STANDBY after, or STANDBY if asked). cb gets the id once the
+ * row is committed; -EEXIST if the name exists. The leader then adds the
+ * server to Raft in the background: as a standby at once, promoted to voter
+ * once it has caught up (so the new node can be started with that id after
+ * cb). Any later leader finishes what is left (see ndfs_ccd_server_role). */
+typedef void (*ndfs_ccd_node_added_cb)(struct ndfs_ccd *ccd, int status, uint64_t id, void *data);
+int ndfs_ccd_node_add(struct ndfs_ccd *ccd, const struct ndfs_node *n, ndfs_ccd_node_added_cb cb,
+                      void *data);
+/* Deletes the node row (-ENOENT; -EBUSY while a vdisk names it as primary or
+ * secondary; -EINVAL for the last voter). A standby row is promoted to voter
+ * in its place if it was a voter. The leader removes the server from Raft in
+ * the background (handing leadership over first if it is itself). */
+int ndfs_ccd_node_remove(struct ndfs_ccd *ccd, const char *name, ndfs_ccd_done_cb cb, void *data);
+/* Commits {epoch + 1, members} (NULL-terminated node names); a no-op that
+ * keeps the epoch when members are the same, in the same order. */
+int ndfs_ccd_membership_set(struct ndfs_ccd *ccd, const char *const *members, ndfs_ccd_done_cb cb,
+                            void *data);
+
+/* Is this node the Raft leader now? */
+bool ndfs_ccd_is_leader(struct ndfs_ccd *ccd);
+/* The leader's node name, "" when unknown. */
+void ndfs_ccd_leader(struct ndfs_ccd *ccd, char name[NDFS_NODE_NAME_MAX + 1]);
+/* The node names of the Raft voters (current configuration, including
+ * uncommitted changes), NULL-terminated (g_strfreev); *total: how many. */
+char **ndfs_ccd_voters(struct ndfs_ccd *ccd, unsigned *total);
+/* Quorum: counts the voters for which reachable(name) is true (this node
+ * counts as reachable); true when they are a majority. up and total may be
+ * NULL. Without transport: always true (one voter). */
+bool ndfs_ccd_quorum(struct ndfs_ccd *ccd, bool (*reachable)(const char *name, void *data),
+                     void *data, unsigned *up, unsigned *total);
+/* A node's role in the current Raft configuration: NDFS_NODE_VOTER,
+ * NDFS_NODE_STANDBY, or 0 when it is not (yet, or no longer) in it. */
+int ndfs_ccd_server_role(struct ndfs_ccd *ccd, const char *name);
+/* Passes on an event of the transport (the owner of its event callback, e.g.
+ * ndfsd, calls this): NDFS_PEER_RESET and NDFS_PEER_DOWN close the Raft
+ * streams to that peer so Raft reconnects at once; others are ignored. */
+void ndfs_ccd_transport_event(struct ndfs_ccd *ccd, const char *peer, int event);
+/* This node's Raft id. */
+uint64_t ndfs_ccd_node_id(const struct ndfs_ccd *ccd);
 
 #endif

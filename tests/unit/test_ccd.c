@@ -577,3 +577,148 @@ Test(ccd, close_without_start)
     /* the lock is released: the directory opens again */
     cr_assert_eq(open_ccd(0, 0, &errmsg, &E.ccd), 0, "%s", errmsg);
 }
+
+struct added {
+    bool done;
+    int status;
+    uint64_t id;
+};
+
+static void added_cb(struct ndfs_ccd *ccd, int status, uint64_t id, void *data)
+{
+    (void)ccd;
+    struct added *a = data;
+    a->done = true;
+    a->status = status;
+    a->id = id;
+}
+
+static int add_node(const char *name, enum ndfs_node_role role, uint64_t *id)
+{
+    char *addresses[] = {"127.0.1.9:7400", NULL};
+    struct ndfs_node n = {
+        .role = role, .name = (char *)name, .address = "", .addresses = addresses};
+    struct added a = {0};
+    int rc = ndfs_ccd_node_add(E.ccd, &n, added_cb, &a);
+    if (rc != 0)
+        return rc;
+    run_until(&a.done);
+    *id = a.id;
+    return a.status;
+}
+
+static int remove_node(const char *name)
+{
+    struct wait w = {0};
+    int rc = ndfs_ccd_node_remove(E.ccd, name, done_cb, &w);
+    if (rc != 0)
+        return rc;
+    run_until(&w.done);
+    return w.status;
+}
+
+static int set_members(const char *const *members)
+{
+    struct wait w = {0};
+    int rc = ndfs_ccd_membership_set(E.ccd, members, done_cb, &w);
+    if (rc != 0)
+        return rc;
+    run_until(&w.done);
+    return w.status;
+}
+
+static enum ndfs_node_role role_of(const char *name)
+{
+    struct ndfs_node n;
+    cr_assert_eq(ndfs_ccd_node_get(E.ccd, name, &n), 0, "node %s", name);
+    enum ndfs_node_role role = n.role;
+    ndfs_node_clear(&n);
+    return role;
+}
+
+Test(ccd, node_add_assigns_ids_and_five_voters_at_most)
+{
+    uint64_t id = 0;
+    const char *names[] = {"n2", "n3", "n4", "n5", "n6", "n7"};
+    for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+        cr_assert_eq(add_node(names[i], NDFS_NODE_VOTER, &id), 0);
+        cr_assert_eq(id, i + 2);
+        cr_assert(has_event(NDFS_CCD_NODES, names[i], false));
+    }
+    cr_assert_eq(role_of("n5"), NDFS_NODE_VOTER);
+    cr_assert_eq(role_of("n6"), NDFS_NODE_STANDBY);
+    cr_assert_eq(role_of("n7"), NDFS_NODE_STANDBY);
+    cr_assert_eq(add_node("n3", NDFS_NODE_VOTER, &id), -EEXIST);
+
+    struct ndfs_node n;
+    cr_assert_eq(ndfs_ccd_node_get(E.ccd, "n2", &n), 0);
+    cr_assert_str_eq(n.addresses[0], "127.0.1.9:7400");
+    ndfs_node_clear(&n);
+
+    /* removing a voter promotes the standby with the lowest id; ids are not reused */
+    cr_assert_eq(remove_node("n3"), 0);
+    cr_assert(has_event(NDFS_CCD_NODES, "n3", true));
+    cr_assert_eq(role_of("n6"), NDFS_NODE_VOTER);
+    cr_assert_eq(role_of("n7"), NDFS_NODE_STANDBY);
+    cr_assert_eq(remove_node("n3"), -ENOENT);
+    cr_assert_eq(add_node("n3", NDFS_NODE_VOTER, &id), 0);
+    cr_assert_eq(id, 8);
+    cr_assert_eq(role_of("n3"), NDFS_NODE_STANDBY);
+
+    /* without a transport, Raft keeps its one voter */
+    unsigned total = 0;
+    g_auto(GStrv) voters = ndfs_ccd_voters(E.ccd, &total);
+    cr_assert_eq(total, 1);
+    cr_assert_str_eq(voters[0], NODE);
+    cr_assert_eq(ndfs_ccd_server_role(E.ccd, NODE), NDFS_NODE_VOTER);
+    cr_assert_eq(ndfs_ccd_server_role(E.ccd, "n2"), 0);
+    cr_assert(ndfs_ccd_quorum(E.ccd, NULL, NULL, NULL, NULL));
+    cr_assert(ndfs_ccd_is_leader(E.ccd));
+    char leader[NDFS_NODE_NAME_MAX + 1];
+    ndfs_ccd_leader(E.ccd, leader);
+    cr_assert_str_eq(leader, NODE);
+    cr_assert_eq(ndfs_ccd_node_id(E.ccd), 1);
+}
+
+Test(ccd, node_remove_refuses_a_vdisk_node_and_the_last_voter)
+{
+    uint64_t id;
+    cr_assert_eq(add_node("n2", NDFS_NODE_STANDBY, &id), 0);
+    cr_assert_eq(role_of("n2"), NDFS_NODE_STANDBY);
+    struct ndfs_vdisk v = make_vdisk("db1");
+    v.secondary_node = "n2";
+    v.secondary_path = "/dev/sdb";
+    cr_assert_eq(create(&v), 0);
+    cr_assert_eq(remove_node("n2"), -EBUSY);
+    cr_assert_eq(remove_vdisk("db1"), 0);
+    cr_assert_eq(remove_node("n2"), 0);
+    cr_assert_eq(remove_node(NODE), -EINVAL);
+    cr_assert_eq(ndfs_ccd_node_remove(E.ccd, "Bad Name", done_cb, NULL), -EINVAL);
+}
+
+Test(ccd, membership_set_bumps_the_epoch_only_on_a_change)
+{
+    uint64_t e0 = epoch();
+    const char *three[] = {"n1", "n2", "n3", NULL};
+    cr_assert_eq(set_members(three), 0);
+    cr_assert_eq(epoch(), e0 + 1);
+    cr_assert(has_event(NDFS_CCD_MEMBERSHIP, CCD_MEMBERSHIP_KEY, false));
+    cr_assert_eq(set_members(three), 0);
+    cr_assert_eq(epoch(), e0 + 1);
+    const char *two[] = {"n1", "n3", NULL};
+    cr_assert_eq(set_members(two), 0);
+    struct ndfs_ccd_status st;
+    cr_assert_eq(ndfs_ccd_status(E.ccd, &st), 0);
+    cr_assert_eq(st.epoch, e0 + 2);
+    cr_assert_eq(g_strv_length(st.members), 2);
+    cr_assert_str_eq(st.members[1], "n3");
+    ndfs_ccd_status_clear(&st);
+    const char *bad[] = {"N1", NULL};
+    cr_assert_eq(ndfs_ccd_membership_set(E.ccd, bad, done_cb, NULL), -EINVAL);
+
+    /* the log replays to the same state */
+    close_ccd();
+    start_ccd(0, 0);
+    cr_assert_eq(epoch(), e0 + 2);
+    cr_assert_eq(ndfs_ccd_node_id(E.ccd), 1);
+}

@@ -28,8 +28,12 @@ static struct ndfs_vdisk sample_vdisk(bool secondary)
 
 static struct ndfs_node sample_node(void)
 {
-    return (struct ndfs_node){
-        .id = 3, .role = NDFS_NODE_STANDBY, .name = "n3", .address = "127.0.0.1:7001"};
+    static char *addresses[] = {"127.0.1.3:7400", "127.0.2.3:7400", NULL};
+    return (struct ndfs_node){.id = 3,
+                              .role = NDFS_NODE_STANDBY,
+                              .name = "n3",
+                              .address = "127.0.0.1:7001",
+                              .addresses = addresses};
 }
 
 /* Writes a vdisk row without validating it, to build malformed records. */
@@ -273,14 +277,61 @@ Test(node_row, round_trip)
     cr_assert_eq(out.role, n.role);
     cr_assert_str_eq(out.name, n.name);
     cr_assert_str_eq(out.address, n.address);
+    cr_assert_eq(g_strv_length(out.addresses), 2);
+    cr_assert_str_eq(out.addresses[0], "127.0.1.3:7400");
+    cr_assert_str_eq(out.addresses[1], "127.0.2.3:7400");
+    struct ndfs_node copy;
+    ndfs_node_copy(&copy, &out);
+    cr_assert_str_eq(copy.addresses[1], "127.0.2.3:7400");
+    ndfs_node_clear(&copy);
     ndfs_node_clear(&out);
 
+    n.addresses = NULL;
     n.address = "";
     g_free(g_steal_pointer(&buf));
     cr_assert_eq(ndfs_node_encode(&n, &buf, &len), 0);
     cr_assert_eq(ndfs_node_decode(buf, len, &out), 0);
     cr_assert_str_eq(out.address, "");
+    cr_assert_not_null(out.addresses);
+    cr_assert_null(out.addresses[0]);
     ndfs_node_clear(&out);
+}
+
+Test(node_row, version_1_rows_still_decode)
+{
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    ccd_put_u8(b, 1);
+    ccd_put_u64(b, 7);
+    ccd_put_u8(b, NDFS_NODE_VOTER);
+    ccd_put_str(b, "n7");
+    ccd_put_str(b, "");
+    struct ndfs_node out;
+    cr_assert_eq(ndfs_node_decode(b->data, b->len, &out), 0);
+    cr_assert_eq(out.id, 7);
+    cr_assert_str_eq(out.name, "n7");
+    cr_assert_null(out.addresses[0]);
+    ndfs_node_clear(&out);
+    /* a version 1 row with the address list of version 2 has trailing bytes */
+    ccd_put_u8(b, 0);
+    cr_assert_eq(ndfs_node_decode(b->data, b->len, &out), -EBADMSG);
+}
+
+Test(node_row, bad_address_lists_rejected)
+{
+    char *empty[] = {"", NULL};
+    char *spaced[] = {"127.0.0.1:1 x", NULL};
+    char *many[NDFS_NODE_ADDRESSES_MAX + 2];
+    for (int i = 0; i <= NDFS_NODE_ADDRESSES_MAX; i++)
+        many[i] = "127.0.0.1:1";
+    many[NDFS_NODE_ADDRESSES_MAX + 1] = NULL;
+    char **lists[] = {empty, spaced, many};
+    for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
+        struct ndfs_node n = sample_node();
+        n.addresses = lists[i];
+        g_autofree uint8_t *buf = NULL;
+        size_t len;
+        cr_assert_eq(ndfs_node_encode(&n, &buf, &len), -EINVAL, "case %zu", i);
+    }
 }
 
 Test(node_row, truncations_and_bit_flips)
@@ -332,7 +383,7 @@ Test(node_row, bad_fields_rejected)
     g_autofree uint8_t *buf = NULL;
     size_t len;
     cr_assert_eq(ndfs_node_encode(&n, &buf, &len), 0);
-    buf[0] = 2;
+    buf[0] = 3;
     cr_assert_eq(ndfs_node_decode(buf, len, &out), -EBADMSG);
 }
 
