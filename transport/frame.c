@@ -1,0 +1,256 @@
+/* Frame codec and CRC32C. Decoders trust nothing: every field is checked
+ * before a length is used. */
+#define G_LOG_DOMAIN "ndfs-transport"
+
+#include <errno.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "frame.h"
+
+#define CRC32C_POLY 0x82f63b78u /* reflected Castagnoli */
+
+static uint32_t crc_table[8][256];
+static gsize crc_table_ready;
+
+static void crc_table_init(void)
+{
+    if (!g_once_init_enter(&crc_table_ready))
+        return;
+    for (unsigned i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ CRC32C_POLY : c >> 1;
+        crc_table[0][i] = c;
+    }
+    for (unsigned i = 0; i < 256; i++)
+        for (int s = 1; s < 8; s++)
+            crc_table[s][i] = (crc_table[s - 1][i] >> 8) ^ crc_table[0][crc_table[s - 1][i] & 0xff];
+    g_once_init_leave(&crc_table_ready, 1);
+}
+
+uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    crc_table_init();
+    crc = ~crc;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        w = GUINT64_FROM_LE(w) ^ crc;
+        crc = crc_table[7][w & 0xff] ^ crc_table[6][(w >> 8) & 0xff] ^
+              crc_table[5][(w >> 16) & 0xff] ^ crc_table[4][(w >> 24) & 0xff] ^
+              crc_table[3][(w >> 32) & 0xff] ^ crc_table[2][(w >> 40) & 0xff] ^
+              crc_table[1][(w >> 48) & 0xff] ^ crc_table[0][w >> 56];
+        p += 8;
+        len -= 8;
+    }
+    while (len--)
+        crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
+    return ~crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p,
+                                                               size_t len)
+{
+    uint64_t c = ~crc;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+        p += 8;
+        len -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+
+static bool have_sse42(void)
+{
+    static int have = -1;
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    }
+    return have;
+}
+#endif
+
+bool ndfs_crc32c_hw(uint32_t crc, const void *buf, size_t len, uint32_t *out)
+{
+#if defined(__x86_64__)
+    if (have_sse42()) {
+        *out = crc32c_sse42(crc, buf, len);
+        return true;
+    }
+#else
+    (void)crc;
+    (void)buf;
+    (void)len;
+    (void)out;
+#endif
+    return false;
+}
+
+uint32_t ndfs_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    uint32_t out;
+    if (len && ndfs_crc32c_hw(crc, buf, len, &out))
+        return out;
+    return len ? ndfs_crc32c_sw(crc, buf, len) : crc;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    v = GUINT16_TO_LE(v);
+    memcpy(p, &v, 2);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    v = GUINT32_TO_LE(v);
+    memcpy(p, &v, 4);
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    v = GUINT64_TO_LE(v);
+    memcpy(p, &v, 8);
+}
+static uint16_t get16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return GUINT16_FROM_LE(v);
+}
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return GUINT32_FROM_LE(v);
+}
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return GUINT64_FROM_LE(v);
+}
+
+void ndfs_frame_encode(const struct ndfs_frame_header *h, uint32_t payload_crc,
+                       uint8_t out[NDFS_FRAME_HEADER_SIZE])
+{
+    memset(out, 0, NDFS_FRAME_HEADER_SIZE);
+    put32(out, NDFS_FRAME_MAGIC);
+    out[4] = NDFS_FRAME_VERSION;
+    out[5] = h->type;
+    out[6] = h->flags;
+    put16(out + 8, h->channel);
+    put16(out + 10, h->link);
+    put32(out + 12, h->control_len);
+    put32(out + 16, h->data_len);
+    put32(out + 20, h->msg_data_len);
+    put64(out + 24, h->seq);
+    put64(out + 32, h->ack);
+    put64(out + 40, h->request_id);
+    put64(out + 48, h->epoch);
+    put32(out + 56, ndfs_crc32c(payload_crc, out, NDFS_FRAME_HEADER_SIZE));
+}
+
+static long bad(const char **reason, const char *why)
+{
+    if (reason)
+        *reason = why;
+    return -EBADMSG;
+}
+
+long ndfs_frame_decode_header(const uint8_t *buf, size_t len, size_t max_payload,
+                              struct ndfs_frame_header *h, const char **reason)
+{
+    /* check what is there as soon as it is there: garbage fails fast */
+    if (len >= 4 && get32(buf) != NDFS_FRAME_MAGIC)
+        return bad(reason, "bad magic");
+    if (len >= 5 && buf[4] != NDFS_FRAME_VERSION)
+        return bad(reason, "unknown version");
+    if (len < NDFS_FRAME_HEADER_SIZE)
+        return -EAGAIN;
+    h->type = buf[5];
+    h->flags = buf[6];
+    h->channel = get16(buf + 8);
+    h->link = get16(buf + 10);
+    h->control_len = get32(buf + 12);
+    h->data_len = get32(buf + 16);
+    h->msg_data_len = get32(buf + 20);
+    h->seq = get64(buf + 24);
+    h->ack = get64(buf + 32);
+    h->request_id = get64(buf + 40);
+    h->epoch = get64(buf + 48);
+    h->checksum = get32(buf + 56);
+    if (h->type < 1 || h->type > NDFS_FRAME_TYPE_MAX)
+        return bad(reason, "unknown frame type");
+    if (h->flags & ~(NDFS_FRAME_FIRST | NDFS_FRAME_LAST))
+        return bad(reason, "unknown flags");
+    if (buf[7] != 0 || get32(buf + 60) != 0)
+        return bad(reason, "reserved bits set");
+    if ((uint64_t)h->control_len + h->data_len > max_payload ||
+        (uint64_t)h->control_len + h->msg_data_len > max_payload)
+        return bad(reason, "length over the limit");
+    if (h->type == NDFS_FRAME_DATA) {
+        if (h->seq == 0)
+            return bad(reason, "data frame without sequence number");
+        if (h->data_len > h->msg_data_len)
+            return bad(reason, "fragment longer than its message");
+        if ((h->flags & NDFS_FRAME_FIRST) && (h->flags & NDFS_FRAME_LAST) &&
+            h->data_len != h->msg_data_len)
+            return bad(reason, "whole message with a wrong length");
+        if (!(h->flags & NDFS_FRAME_FIRST) && h->control_len)
+            return bad(reason, "control part in a later fragment");
+    } else {
+        if (h->flags || h->seq || h->msg_data_len || h->channel)
+            return bad(reason, "fields set on a non-data frame");
+        if (h->type != NDFS_FRAME_AUTH_CHALLENGE && h->type != NDFS_FRAME_AUTH_RESPONSE &&
+            h->type != NDFS_FRAME_AUTH_OK && (h->control_len || h->data_len))
+            return bad(reason, "payload on a control frame");
+    }
+    return NDFS_FRAME_HEADER_SIZE + (long)h->control_len + (long)h->data_len;
+}
+
+int ndfs_frame_verify(const uint8_t *frame, const struct ndfs_frame_header *h, const char **reason)
+{
+    uint8_t hdr[NDFS_FRAME_HEADER_SIZE];
+    memcpy(hdr, frame, sizeof hdr);
+    memset(hdr + 56, 0, 4);
+    uint32_t crc =
+        ndfs_crc32c(0, frame + NDFS_FRAME_HEADER_SIZE, (size_t)h->control_len + h->data_len);
+    crc = ndfs_crc32c(crc, hdr, sizeof hdr);
+    if (crc != h->checksum)
+        return (int)bad(reason, "bad checksum");
+    return 0;
+}
+
+long ndfs_frame_decode(const uint8_t *buf, size_t len, size_t max_payload,
+                       struct ndfs_frame_header *h, const char **reason)
+{
+    long size = ndfs_frame_decode_header(buf, len, max_payload, h, reason);
+    if (size < 0)
+        return size;
+    if (len < (size_t)size)
+        return -EAGAIN;
+    int rc = ndfs_frame_verify(buf, h, reason);
+    return rc < 0 ? rc : size;
+}
+
+const char *ndfs_frame_type_name(unsigned type)
+{
+    static const char *const names[] = {
+        [NDFS_FRAME_AUTH_CHALLENGE] = "AUTH_CHALLENGE",
+        [NDFS_FRAME_AUTH_RESPONSE] = "AUTH_RESPONSE",
+        [NDFS_FRAME_AUTH_OK] = "AUTH_OK",
+        [NDFS_FRAME_DATA] = "DATA",
+        [NDFS_FRAME_ACK] = "ACK",
+        [NDFS_FRAME_PING] = "PING",
+        [NDFS_FRAME_PONG] = "PONG",
+    };
+    return type >= 1 && type <= NDFS_FRAME_TYPE_MAX ? names[type] : "unknown";
+}

@@ -1,0 +1,604 @@
+/* Connections: TCP listen/dial/accept, the authentication handshake, frame
+ * reading and writing; UDP heartbeats. Peers and windows are transport.c's. */
+#define G_LOG_DOMAIN "ndfs-transport"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "transport_private.h"
+
+#define WARN_INTERVAL_MS 10000
+
+int tp_parse_addr(const char *s, struct sockaddr_in *sa)
+{
+    const char *colon = s ? strrchr(s, ':') : NULL;
+    if (!colon || colon == s || strlen(colon + 1) == 0 || colon - s >= INET_ADDRSTRLEN)
+        return -EINVAL;
+    char ip[INET_ADDRSTRLEN];
+    memcpy(ip, s, (size_t)(colon - s));
+    ip[colon - s] = '\0';
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (*end || errno || port == 0 || port > 65535)
+        return -EINVAL;
+    if (uv_ip4_addr(ip, (int)port, sa) != 0)
+        return -EINVAL;
+    return 0;
+}
+
+static void sa_to_str(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        uv_ip4_name(s4, ip, sizeof ip);
+        port = ntohs(s4->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        uv_ip6_name(s6, ip, sizeof ip);
+        port = ntohs(s6->sin6_port);
+    }
+    g_snprintf(out, len, "%s:%d", ip, port);
+}
+
+void tp_warn(struct ndfs_transport *t, const char *addr, const char *fmt, ...)
+{
+    /* one warning per remote IP per interval: a flood of bad connections
+     * from one address must not flood the log */
+    char ip[TP_ADDR_MAX];
+    g_strlcpy(ip, addr, sizeof ip);
+    char *colon = strrchr(ip, ':');
+    if (colon)
+        *colon = '\0';
+    uint64_t now = uv_now(t->loop);
+    gpointer last;
+    if (g_hash_table_lookup_extended(t->warned, ip, NULL, &last) &&
+        now - GPOINTER_TO_SIZE(last) < WARN_INTERVAL_MS)
+        return;
+    g_hash_table_insert(t->warned, g_strdup(ip), GSIZE_TO_POINTER((gsize)now));
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_warning("%s: %s", addr, msg);
+}
+
+void tp_maybe_finish(struct ndfs_transport *t)
+{
+    if (!t->closing || t->handles > 0)
+        return;
+    void (*cb)(void *) = t->close_cb;
+    void *data = t->close_data;
+    g_hash_table_destroy(t->peers);
+    g_hash_table_destroy(t->conns);
+    g_hash_table_destroy(t->warned);
+    explicit_bzero(t->key, t->key_len);
+    g_free(t->key);
+    g_free(t);
+    if (cb)
+        cb(data);
+}
+
+void tp_handle_closed(uv_handle_t *h)
+{
+    struct ndfs_transport *t = h->data;
+    t->handles--;
+    tp_maybe_finish(t);
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+    struct tp_conn *c = h->data;
+    struct ndfs_transport *t = c->t;
+    t->handles--;
+    if (--c->handles == 0) {
+        g_free(c->rbuf);
+        g_free(c);
+    }
+    tp_maybe_finish(t);
+}
+
+void tp_conn_close(struct tp_conn *c, int status, const char *reason)
+{
+    if (c->state == TP_CONN_CLOSING)
+        return;
+    struct ndfs_transport *t = c->t;
+    enum tp_conn_state prev = c->state;
+    struct tp_peer *p = c->peer;
+    int link = c->link;
+    c->state = TP_CONN_CLOSING;
+    if (reason && !t->closing)
+        tp_warn(t, c->addr, "%s connection%s%s dropped: %s", c->outgoing ? "outgoing" : "incoming",
+                c->hello.name[0] ? " of " : "", c->hello.name, reason);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+    g_hash_table_remove(t->conns, c);
+    c->peer = NULL;
+    if (t->closing)
+        return;
+    if (prev == TP_CONN_OPEN && p) {
+        tp_conn_detached(c, p, link);
+    } else if (c->outgoing && p && link >= 0 && p->links[link].dialing == c) {
+        p->links[link].dialing = NULL;
+        tp_dial_failed(&p->links[link], status);
+    }
+    if (c->probe) {
+        struct tp_probe *probe = c->probe;
+        c->probe = NULL;
+        tp_probe_done(probe, status < 0 ? status : -ECONNRESET, NULL);
+    }
+}
+
+static void auth_failed(struct tp_conn *c, const char *reason)
+{
+    struct ndfs_transport *t = c->t;
+    char addr[TP_ADDR_MAX];
+    g_strlcpy(addr, c->addr, sizeof addr);
+    tp_conn_close(c, -EACCES, reason);
+    if (!t->closing)
+        tp_emit(t, addr, NDFS_AUTH_FAILED, -1);
+}
+
+static void handshake_timeout(uv_timer_t *timer)
+{
+    struct tp_conn *c = timer->data;
+    tp_conn_close(c, -ETIMEDOUT,
+                  c->state == TP_CONN_CONNECTING ? "connect timed out" : "handshake timed out");
+}
+
+static struct tp_conn *conn_new(struct ndfs_transport *t, bool outgoing)
+{
+    struct tp_conn *c = g_new0(struct tp_conn, 1);
+    c->t = t;
+    c->outgoing = outgoing;
+    c->listen_index = -1;
+    c->link = -1;
+    c->state = outgoing ? TP_CONN_CONNECTING : TP_CONN_AUTH;
+    c->last_rx = c->last_tx = uv_now(t->loop);
+    /* uv_tcp_init and uv_timer_init cannot fail on a valid loop */
+    uv_tcp_init(t->loop, &c->tcp);
+    uv_timer_init(t->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->connect_req.data = c;
+    c->handles = 2;
+    t->handles += 2;
+    g_hash_table_add(t->conns, c);
+    uv_timer_start(&c->timer, handshake_timeout, t->fail_ms, 0);
+    return c;
+}
+
+struct tp_write {
+    uv_write_t req;
+    struct tp_conn *c;
+    struct ndfs_tx_msg *ref;
+    size_t len;
+    uint8_t hdr[NDFS_FRAME_HEADER_SIZE];
+};
+
+static void write_done(uv_write_t *req, int status)
+{
+    struct tp_write *w = req->data;
+    struct tp_conn *c = w->c;
+    c->inflight -= w->len;
+    ndfs_tx_msg_unref(w->ref);
+    g_free(w);
+    if (c->state == TP_CONN_CLOSING)
+        return;
+    if (status < 0) {
+        tp_conn_close(c, status, uv_strerror(status));
+        return;
+    }
+    if (c->state == TP_CONN_OPEN && c->peer)
+        tp_peer_pump(c->peer);
+}
+
+int tp_conn_write(struct tp_conn *c, struct ndfs_frame_header *h, uint32_t payload_crc,
+                  const uint8_t *control, const uint8_t *data, struct ndfs_tx_msg *ref)
+{
+    if (c->state == TP_CONN_CLOSING || c->state == TP_CONN_CONNECTING)
+        return -ENOTCONN;
+    struct tp_write *w = g_new(struct tp_write, 1);
+    w->req.data = w;
+    w->c = c;
+    w->ref = ref ? ndfs_tx_msg_ref(ref) : NULL;
+    ndfs_frame_encode(h, payload_crc, w->hdr);
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    bufs[n++] = uv_buf_init((char *)w->hdr, NDFS_FRAME_HEADER_SIZE);
+    if (h->control_len)
+        bufs[n++] = uv_buf_init((char *)control, h->control_len);
+    if (h->data_len)
+        bufs[n++] = uv_buf_init((char *)data, h->data_len);
+    w->len = NDFS_FRAME_HEADER_SIZE + (size_t)h->control_len + h->data_len;
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, write_done);
+    if (rc < 0) {
+        ndfs_tx_msg_unref(w->ref);
+        g_free(w);
+        tp_conn_close(c, rc, uv_strerror(rc));
+        return rc;
+    }
+    c->inflight += w->len;
+    c->last_tx = uv_now(c->t->loop);
+    if (c->state == TP_CONN_OPEN && c->peer && c->link >= 0)
+        c->peer->links[c->link].bytes_sent += w->len;
+    return 0;
+}
+
+/* An auth frame: its payload copied into a message the write holds. */
+static int write_auth(struct tp_conn *c, uint8_t type, const uint8_t *payload, size_t len)
+{
+    struct ndfs_tx_msg *m = g_malloc(sizeof *m + len);
+    m->refs = 1;
+    m->len = len;
+    memcpy(m->bytes, payload, len);
+    struct ndfs_frame_header h = {.type = type, .control_len = (uint32_t)len};
+    int rc = tp_conn_write(c, &h, ndfs_crc32c(0, m->bytes, len), m->bytes, NULL, m);
+    ndfs_tx_msg_unref(m);
+    return rc;
+}
+
+static void send_challenge(struct tp_conn *c)
+{
+    struct ndfs_transport *t = c->t;
+    uint8_t buf[NDFS_AUTH_MAX_LEN];
+    int rc = ndfs_auth_random(c->nonce_a, sizeof c->nonce_a);
+    if (rc < 0) {
+        tp_conn_close(c, rc, "no random bytes for the challenge");
+        return;
+    }
+    size_t n = ndfs_auth_challenge_encode(t->name, t->incarnation, c->nonce_a, buf);
+    write_auth(c, NDFS_FRAME_AUTH_CHALLENGE, buf, n);
+}
+
+static void on_challenge(struct tp_conn *c, const uint8_t *p, size_t len)
+{
+    struct ndfs_transport *t = c->t;
+    struct ndfs_auth_hello ch;
+    if (ndfs_auth_challenge_decode(p, len, &ch) < 0) {
+        auth_failed(c, "malformed challenge");
+        return;
+    }
+    if (strcmp(ch.name, t->name) == 0) {
+        tp_conn_close(c, -ELOOP, "connected to an endpoint with our own name");
+        return;
+    }
+    if (c->expect[0] && strcmp(ch.name, c->expect) != 0) {
+        g_autofree char *why =
+            g_strdup_printf("expected endpoint %s, found %s", c->expect, ch.name);
+        tp_conn_close(c, -EHOSTUNREACH, why);
+        return;
+    }
+    int rc = ndfs_auth_random(c->nonce_c, sizeof c->nonce_c);
+    if (rc < 0) {
+        tp_conn_close(c, rc, "no random bytes for the response");
+        return;
+    }
+    uint8_t buf[NDFS_AUTH_MAX_LEN];
+    size_t n = ndfs_auth_response_encode(t->key, t->key_len, &ch, t->name, t->incarnation,
+                                         (uint16_t)c->link, c->nonce_c, buf);
+    memcpy(c->nonce_a, ch.nonce, sizeof c->nonce_a);
+    c->hello = ch;
+    c->hello.link = (uint16_t)c->link;
+    c->challenged = true;
+    write_auth(c, NDFS_FRAME_AUTH_RESPONSE, buf, n);
+}
+
+static void on_auth_ok(struct tp_conn *c, const uint8_t *p, size_t len)
+{
+    struct ndfs_transport *t = c->t;
+    if (ndfs_auth_ok_verify(t->key, t->key_len, c->hello.name, t->name, c->nonce_a, c->nonce_c,
+                            (uint16_t)c->link, p, len) < 0) {
+        auth_failed(c, "the peer does not know the cluster key");
+        return;
+    }
+    tp_conn_authenticated(c);
+}
+
+static void on_response(struct tp_conn *c, const uint8_t *p, size_t len)
+{
+    struct ndfs_transport *t = c->t;
+    struct ndfs_auth_hello r;
+    int rc = ndfs_auth_response_verify(t->key, t->key_len, t->name, c->nonce_a, p, len, &r);
+    if (rc == -EBADMSG) {
+        auth_failed(c, "malformed authentication response");
+        return;
+    }
+    if (rc < 0) {
+        g_autofree char *why = g_strdup_printf("authentication failed for %s (wrong key)", r.name);
+        auth_failed(c, why);
+        return;
+    }
+    if (strcmp(r.name, t->name) == 0) {
+        tp_conn_close(c, -ELOOP, "the peer claims our own name");
+        return;
+    }
+    uint8_t buf[NDFS_AUTH_MAX_LEN];
+    size_t n =
+        ndfs_auth_ok_encode(t->key, t->key_len, t->name, r.name, c->nonce_a, r.nonce, r.link, buf);
+    c->hello = r;
+    c->link = c->listen_index;
+    if (write_auth(c, NDFS_FRAME_AUTH_OK, buf, n) < 0)
+        return;
+    tp_conn_authenticated(c);
+}
+
+static void conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const uint8_t *frame)
+{
+    const uint8_t *control = frame + NDFS_FRAME_HEADER_SIZE;
+    const uint8_t *data = control + h->control_len;
+    if (c->state == TP_CONN_OPEN) {
+        if (h->type <= NDFS_FRAME_AUTH_OK) {
+            tp_conn_close(c, -EPROTO, "authentication frame on an open connection");
+            return;
+        }
+        tp_conn_frame(c, h, control, data);
+        return;
+    }
+    /* before authentication only the next handshake step is accepted */
+    if (c->outgoing && !c->challenged && h->type == NDFS_FRAME_AUTH_CHALLENGE)
+        on_challenge(c, control, h->control_len);
+    else if (c->outgoing && c->challenged && h->type == NDFS_FRAME_AUTH_OK)
+        on_auth_ok(c, control, h->control_len);
+    else if (!c->outgoing && h->type == NDFS_FRAME_AUTH_RESPONSE)
+        on_response(c, control, h->control_len);
+    else
+        auth_failed(c, "frame before authentication");
+}
+
+static void conn_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct tp_conn *c = handle->data;
+    size_t want = MAX(c->rlen + 65536, c->rneed);
+    if (c->rcap < want) {
+        c->rbuf = g_realloc(c->rbuf, want);
+        c->rcap = want;
+    }
+    *buf = uv_buf_init((char *)c->rbuf + c->rlen, c->rcap - c->rlen);
+}
+
+static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct tp_conn *c = stream->data;
+    struct ndfs_transport *t = c->t;
+    if (nread == 0 || c->state == TP_CONN_CLOSING)
+        return;
+    if (nread < 0) {
+        tp_conn_close(c, nread == UV_EOF ? -ECONNRESET : (int)nread,
+                      nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
+        return;
+    }
+    c->rlen += (size_t)nread;
+    c->last_rx = uv_now(t->loop);
+    if (c->state == TP_CONN_OPEN && c->peer && c->link >= 0) {
+        c->peer->links[c->link].bytes_received += (size_t)nread;
+        c->peer->links[c->link].last_frame = c->last_rx;
+    }
+    size_t off = 0;
+    c->rneed = 0;
+    while (c->state != TP_CONN_CLOSING) {
+        struct ndfs_frame_header h;
+        const char *reason = NULL;
+        size_t max = c->state == TP_CONN_OPEN ? t->max_message : NDFS_AUTH_MAX_LEN;
+        long size = ndfs_frame_decode_header(c->rbuf + off, c->rlen - off, max, &h, &reason);
+        if (size == -EAGAIN)
+            break;
+        if (size < 0) {
+            if (c->state == TP_CONN_OPEN)
+                tp_conn_close(c, -EPROTO, reason);
+            else
+                auth_failed(c, reason);
+            return;
+        }
+        if (c->rlen - off < (size_t)size) {
+            c->rneed = (size_t)size;
+            break;
+        }
+        if (ndfs_frame_verify(c->rbuf + off, &h, &reason) < 0) {
+            if (c->state == TP_CONN_OPEN)
+                tp_conn_close(c, -EPROTO, reason);
+            else
+                auth_failed(c, reason);
+            return;
+        }
+        conn_frame(c, &h, c->rbuf + off);
+        off += (size_t)size;
+    }
+    if (c->state == TP_CONN_CLOSING)
+        return;
+    if (off) {
+        memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+        c->rlen -= off;
+    }
+    /* do not keep a big buffer for an idle connection */
+    if (c->rlen == 0 && c->rneed == 0 && c->rcap > (1u << 20)) {
+        g_free(c->rbuf);
+        c->rbuf = NULL;
+        c->rcap = 0;
+    }
+}
+
+static void conn_setup_socket(struct tp_conn *c)
+{
+    /* best effort: a connection works without them */
+    (void)uv_tcp_nodelay(&c->tcp, 1);
+    (void)uv_tcp_keepalive(&c->tcp, 1, 10);
+}
+
+static void conn_start_reading(struct tp_conn *c)
+{
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
+    if (rc < 0)
+        tp_conn_close(c, rc, uv_strerror(rc));
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    struct ndfs_transport *t = server->data;
+    int index = (int)((uv_tcp_t *)server - t->listen_tcp);
+    if (status < 0 || t->closing) {
+        g_warning("accept on %s: %s", t->listen_str[index], uv_strerror(status));
+        return;
+    }
+    struct tp_conn *c = conn_new(t, false);
+    c->listen_index = index;
+    int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rc < 0) {
+        g_strlcpy(c->addr, t->listen_str[index], sizeof c->addr);
+        tp_conn_close(c, rc, uv_strerror(rc));
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        sa_to_str(&ss, c->addr, sizeof c->addr);
+    else
+        g_strlcpy(c->addr, "?", sizeof c->addr);
+    conn_setup_socket(c);
+    conn_start_reading(c);
+    if (c->state != TP_CONN_CLOSING)
+        send_challenge(c);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct tp_conn *c = req->data;
+    if (c->state == TP_CONN_CLOSING)
+        return;
+    if (status < 0) {
+        tp_conn_close(c, status, uv_strerror(status));
+        return;
+    }
+    c->state = TP_CONN_AUTH;
+    conn_setup_socket(c);
+    conn_start_reading(c);
+}
+
+int tp_conn_dial(struct ndfs_transport *t, struct tp_link *link, struct tp_probe *probe,
+                 const struct sockaddr_in *sa, const char *addr)
+{
+    struct tp_conn *c = conn_new(t, true);
+    g_strlcpy(c->addr, addr, sizeof c->addr);
+    c->link = link ? link->index : 0;
+    if (link) {
+        c->peer = link->peer;
+        g_strlcpy(c->expect, link->peer->name, sizeof c->expect);
+        link->dialing = c;
+    }
+    c->probe = probe;
+    int rc = 0;
+    /* leave through our own address of this link, so traffic takes its path */
+    if (c->link < t->nlisten) {
+        struct sockaddr_in src = t->listen_sa[c->link];
+        src.sin_port = 0;
+        rc = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
+    }
+    if (rc == 0)
+        rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)sa, on_connect);
+    if (rc < 0) {
+        /* the caller learns it from the return value, not from callbacks */
+        c->probe = NULL;
+        if (link)
+            link->dialing = NULL;
+        c->peer = NULL;
+        tp_conn_close(c, rc, NULL);
+        return rc;
+    }
+    return 0;
+}
+
+static void udp_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct ndfs_transport *t = handle->data;
+    *buf = uv_buf_init((char *)t->udp_buf, sizeof t->udp_buf);
+}
+
+static void udp_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
+                     const struct sockaddr *from, unsigned flags)
+{
+    struct ndfs_transport *t = handle->data;
+    if (nread <= 0 || !from || t->closing || (flags & UV_UDP_PARTIAL))
+        return;
+    struct ndfs_heartbeat hb;
+    int rc =
+        ndfs_heartbeat_decode(t->key, t->key_len, (const uint8_t *)buf->base, (size_t)nread, &hb);
+    if (rc < 0) {
+        char addr[TP_ADDR_MAX];
+        sa_to_str((const struct sockaddr_storage *)from, addr, sizeof addr);
+        tp_warn(t, addr, "heartbeat dropped: %s", rc == -EACCES ? "bad tag" : "malformed");
+        return;
+    }
+    struct tp_peer *p = tp_peer_find(t, hb.name);
+    if (!p || hb.link >= p->nlinks)
+        return;
+    struct tp_link *l = &p->links[hb.link];
+    if (hb.incarnation == l->udp_incarnation && hb.counter <= l->udp_counter)
+        return; /* replayed */
+    l->udp_incarnation = hb.incarnation;
+    l->udp_counter = hb.counter;
+    l->last_udp = uv_now(t->loop);
+}
+
+void tp_heartbeat_send(struct ndfs_transport *t)
+{
+    GHashTableIter it;
+    gpointer v;
+    struct ndfs_heartbeat hb = {.incarnation = t->incarnation};
+    g_strlcpy(hb.name, t->name, sizeof hb.name);
+    g_hash_table_iter_init(&it, t->peers);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        struct tp_peer *p = v;
+        for (int i = 0; i < p->nlinks && i < t->nlisten; i++) {
+            struct tp_link *l = &p->links[i];
+            if (!l->has_remote || !t->udp_open[i] || l->blocked)
+                continue;
+            uint8_t buf[NDFS_HEARTBEAT_MAX_LEN];
+            hb.link = (uint8_t)i;
+            hb.counter = ++t->hb_counter;
+            size_t n = ndfs_heartbeat_encode(t->key, t->key_len, &hb, buf);
+            uv_buf_t b = uv_buf_init((char *)buf, (unsigned)n);
+            /* lossy by nature: a full socket buffer just skips one beat */
+            (void)uv_udp_try_send(&t->listen_udp[i], &b, 1, (const struct sockaddr *)&l->remote_sa);
+        }
+    }
+}
+
+int tp_listen_start(struct ndfs_transport *t, char **errmsg)
+{
+    for (int i = 0; i < t->nlisten; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&t->listen_sa[i];
+        uv_tcp_init(t->loop, &t->listen_tcp[i]);
+        t->listen_tcp[i].data = t;
+        t->tcp_open[i] = true;
+        t->handles++;
+        int rc = uv_tcp_bind(&t->listen_tcp[i], sa, 0);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&t->listen_tcp[i], 128, on_accept);
+        if (rc < 0) {
+            *errmsg =
+                g_strdup_printf("cannot listen on %s (TCP): %s", t->listen_str[i], uv_strerror(rc));
+            return rc;
+        }
+        uv_udp_init(t->loop, &t->listen_udp[i]);
+        t->listen_udp[i].data = t;
+        t->udp_open[i] = true;
+        t->handles++;
+        rc = uv_udp_bind(&t->listen_udp[i], sa, 0);
+        if (rc == 0)
+            rc = uv_udp_recv_start(&t->listen_udp[i], udp_alloc, udp_recv);
+        if (rc < 0) {
+            *errmsg =
+                g_strdup_printf("cannot listen on %s (UDP): %s", t->listen_str[i], uv_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}

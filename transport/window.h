@@ -1,0 +1,85 @@
+/* Private to transport/: the logical link's sequence numbers, resend queue
+ * and in-order reassembly, as a pure state machine (no I/O, no clock).
+ *
+ * Sender: ndfs_window_queue() cuts a message into fragments with consecutive
+ * sequence numbers; the transport takes them with ndfs_window_next(), writes
+ * them on a link and records the link in frag->link. They stay until a
+ * cumulative ack covers them; ndfs_window_requeue_link() puts those sent on a
+ * failed link back in front of the queue.
+ * Receiver: ndfs_window_receive() takes frames in any order, drops
+ * duplicates, keeps early ones, and hands out whole messages in order. */
+#ifndef NDFS_TRANSPORT_WINDOW_H
+#define NDFS_TRANSPORT_WINDOW_H
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "frame.h"
+#include "ndfs/transport.h"
+
+/* A queued message: control then data, shared by its fragments and by the
+ * writes in flight (refcounted; freed by the last ndfs_tx_msg_unref). */
+struct ndfs_tx_msg {
+    int refs;
+    size_t len;
+    uint8_t bytes[];
+};
+struct ndfs_tx_msg *ndfs_tx_msg_ref(struct ndfs_tx_msg *m);
+void ndfs_tx_msg_unref(struct ndfs_tx_msg *m);
+
+struct ndfs_tx_frag {
+    struct ndfs_frame_header h; /* type, flags, channel, lengths, seq, request id, epoch */
+    struct ndfs_tx_msg *msg;
+    const uint8_t *control;
+    const uint8_t *data;
+    uint32_t payload_crc;
+    int link;        /* link it went out on; -1 while queued */
+    bool in_pending; /* in tx_pending */
+    bool acked;
+};
+
+struct ndfs_window {
+    size_t max_message, stripe_size, max_queued;
+    uint64_t tx_next;  /* next sequence number, from 1 */
+    uint64_t tx_acked; /* highest cumulative ack from the peer */
+    GQueue tx_unacked; /* struct ndfs_tx_frag *, in seq order */
+    GQueue tx_pending; /* to (re)send, in seq order; may hold acked ones */
+    size_t tx_queued;  /* bytes not yet acknowledged */
+    uint64_t rx_next;  /* next sequence number expected */
+    GTree *rx_early;   /* uint64_t *seq -> struct rx_frag *: arrived early */
+    size_t rx_early_bytes;
+    struct ndfs_message *rx_msg; /* message being reassembled */
+    size_t rx_fill;              /* data bytes of rx_msg received */
+    uint64_t rx_unacked;         /* frames received since the last ack we sent */
+};
+
+void ndfs_window_init(struct ndfs_window *w, size_t max_message, size_t stripe_size,
+                      size_t max_queued);
+void ndfs_window_clear(struct ndfs_window *w);
+/* Drops everything queued and received: a peer restarted. */
+void ndfs_window_reset(struct ndfs_window *w);
+
+/* Copies a message in: 0, -EMSGSIZE or -ENOBUFS. */
+int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_id, uint64_t epoch,
+                      const void *control, size_t control_len, const void *data, size_t data_len);
+/* The next fragment to send, or NULL; the caller sets frag->link. */
+struct ndfs_tx_frag *ndfs_window_next(struct ndfs_window *w);
+bool ndfs_window_has_pending(struct ndfs_window *w);
+/* Applies a cumulative ack: 0, or -EBADMSG for an ack of what was never sent. */
+int ndfs_window_ack(struct ndfs_window *w, uint64_t ack);
+/* Queues again what went out on link and is not acknowledged; returns how
+ * many fragments. */
+unsigned ndfs_window_requeue_link(struct ndfs_window *w, int link);
+
+/* A DATA frame: 0 (whole messages, g_malloc'd blocks the receiver frees with
+ * g_free, appended to delivered in order), -EBADMSG for a frame that breaks
+ * the fragment rules, -ENOBUFS when too much arrived early. */
+int ndfs_window_receive(struct ndfs_window *w, const struct ndfs_frame_header *h,
+                        const uint8_t *control, const uint8_t *data, GQueue *delivered);
+/* The cumulative ack to send (last in-order sequence number received). */
+static inline uint64_t ndfs_window_rx_ack(const struct ndfs_window *w)
+{
+    return w->rx_next - 1;
+}
+
+#endif
