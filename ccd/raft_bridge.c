@@ -73,8 +73,15 @@ struct bstream {
 struct bwrite {
     uv_write_t req;
     struct bstream *s;
+    struct ndfs_transport *net;
     struct ndfs_message *msg;
 };
+
+/* The transport cannot unregister a channel, and a CCD may close before its
+ * transport: the channel stays registered with recv_cb, which finds the
+ * transport's current bridge here (none: the message is released). */
+G_LOCK_DEFINE_STATIC(bridges);
+static GHashTable *bridges; /* struct ndfs_transport * -> struct bridge * */
 
 static char *stream_key(const char *peer, uint32_t sid, bool ours)
 {
@@ -274,7 +281,7 @@ static void write_cb(uv_write_t *req, int status)
 {
     struct bwrite *w = req->data;
     struct bstream *s = w->s;
-    ndfs_transport_release(s->b->net, w->msg);
+    ndfs_transport_release(w->net, w->msg);
     if (status != 0 && !s->closing)
         stream_close(s, true);
     stream_handle_closed((uv_handle_t *)&s->pipe); /* drops the write's reference */
@@ -287,6 +294,7 @@ static void stream_data(struct bstream *s, struct ndfs_message *msg)
     struct bwrite *w = g_new0(struct bwrite, 1);
     w->req.data = w;
     w->s = s;
+    w->net = s->b->net;
     w->msg = msg;
     uv_buf_t buf = uv_buf_init((char *)msg->data, (unsigned)msg->data_len);
     int rc = uv_write(&w->req, (uv_stream_t *)&s->pipe, &buf, 1, write_cb);
@@ -334,7 +342,10 @@ static void commit_reply(struct bridge *b, const char *peer, struct ccd_reader *
 
 static void recv_cb(struct ndfs_transport *t, struct ndfs_message *msg, void *data)
 {
-    struct bridge *b = data;
+    (void)data;
+    G_LOCK(bridges);
+    struct bridge *b = bridges ? g_hash_table_lookup(bridges, t) : NULL;
+    G_UNLOCK(bridges);
     struct ccd_reader r;
     uint8_t version = 0, op = 0, flags = 0;
     uint32_t sid = 0;
@@ -466,7 +477,18 @@ int ccd_bridge_init(struct raft_uv_transport *rt, uv_loop_t *loop, struct ndfs_t
     b->net = t;
     b->streams = g_hash_table_new(g_str_hash, g_str_equal);
     b->next_sid = g_random_int();
-    int rc = ndfs_transport_register(t, NDFS_CHANNEL_RAFT, recv_cb, b);
+    G_LOCK(bridges);
+    if (bridges == NULL)
+        bridges = g_hash_table_new(g_direct_hash, g_direct_equal);
+    int rc = g_hash_table_contains(bridges, t) ? -EBUSY : 0;
+    if (rc == 0) {
+        rc = ndfs_transport_register(t, NDFS_CHANNEL_RAFT, recv_cb, NULL);
+        if (rc == -EEXIST)
+            rc = 0; /* registered by an earlier CCD on this transport */
+    }
+    if (rc == 0)
+        g_hash_table_insert(bridges, t, b);
+    G_UNLOCK(bridges);
     if (rc != 0) {
         g_hash_table_destroy(b->streams);
         g_free(b);
@@ -490,14 +512,16 @@ void ccd_bridge_close(struct raft_uv_transport *rt)
     struct bridge *b = rt->impl;
     if (b == NULL)
         return;
-    ndfs_transport_register(b->net, NDFS_CHANNEL_RAFT, NULL, NULL);
+    rt->impl = NULL;
     if (!b->closing) { /* raft never used it: only the close timer is open */
         b->close_timer->data = NULL;
         uv_close((uv_handle_t *)b->close_timer, close_timer_closed);
     }
+    G_LOCK(bridges);
+    g_hash_table_remove(bridges, b->net);
+    G_UNLOCK(bridges);
     g_hash_table_destroy(b->streams);
     g_free(b);
-    rt->impl = NULL;
 }
 
 int ccd_bridge_peer_set(struct ndfs_transport *t, const char *name, const char *const *addresses)
