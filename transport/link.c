@@ -370,6 +370,11 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     struct ndfs_transport *t = c->t;
     if (nread == 0 || c->state == TP_CONN_CLOSING)
         return;
+    if (nread < 0 && c->outgoing && c->challenged && c->state == TP_CONN_AUTH) {
+        /* the acceptor found our proof wrong */
+        auth_failed(c, "refused during authentication (not the same cluster key?)");
+        return;
+    }
     if (nread < 0) {
         tp_conn_close(c, nread == UV_EOF ? -ECONNRESET : (int)nread,
                       nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));

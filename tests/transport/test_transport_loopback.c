@@ -145,6 +145,16 @@ static bool is_closed(void *arg)
     return ((struct node *)arg)->closed;
 }
 
+static void node_closed_flag(void *data)
+{
+    *(bool *)data = true;
+}
+
+static bool flag_set(void *arg)
+{
+    return *(bool *)arg;
+}
+
 static void node_close(int i)
 {
     if (!N[i].t)
@@ -328,4 +338,363 @@ Test(transport, large_messages_are_striped_over_both_links)
     ndfs_transport_foreach_link(N[2].t, collect, &rx);
     cr_assert_gt(rx.received[0], 4u << 20);
     cr_assert_gt(rx.received[1], 4u << 20);
+}
+
+/* Actions run from inside the receive callback, mid-stream. */
+struct action {
+    int node;    /* whose receive count triggers */
+    uint64_t at; /* at this many messages from n1 */
+    int actor;   /* which transport acts */
+    const char *peer;
+    int link;
+    bool block;
+    bool done;
+};
+static struct action actions[8];
+static int nactions;
+
+static void run_actions(void)
+{
+    for (int i = 0; i < nactions; i++) {
+        struct action *a = &actions[i];
+        if (!a->done && N[a->node].count[1] >= a->at) {
+            a->done = true;
+            cr_assert_eq(ndfs__transport_block_link(N[a->actor].t, a->peer, a->link, a->block), 0);
+        }
+    }
+}
+
+static void on_message_act(struct ndfs_transport *t, struct ndfs_message *m, void *data)
+{
+    on_message(t, m, data);
+    run_actions();
+}
+
+struct link_state {
+    int node;
+    const char *peer;
+    int link;
+    bool up;
+};
+static int find_link(const struct ndfs_link_info *li, void *data)
+{
+    struct link_state *ls = data;
+    if (strcmp(li->peer, ls->peer) == 0 && li->index == ls->link)
+        ls->up = li->up;
+    return 0;
+}
+static bool link_is_up(void *arg)
+{
+    struct link_state *ls = arg;
+    ls->up = false;
+    ndfs_transport_foreach_link(N[ls->node].t, find_link, ls);
+    return ls->up;
+}
+
+Test(transport, link_cut_mid_stream_loses_nothing_and_the_link_comes_back)
+{
+    start_nodes(2);
+    /* a receiver that cuts links from inside its callback */
+    ndfs_transport_close(N[2].t, NULL, NULL);
+    char *err = NULL;
+    cr_assert_eq(node_create(2, good_key, true, &err), 0, "%s", err ? err : "");
+    connect_pair(1, 2);
+    wait_links(1, 2, 2);
+    struct tp_channel *ch = &N[2].t->channels[NDFS_CHANNEL_IO];
+    ch->cb = on_message_act;
+    /* cut link 1 at the sender, bring it back, then cut it at the receiver
+     * (its listen side refuses) and bring it back again */
+    actions[nactions++] = (struct action){2, 40, 1, "n2", 1, true, false};
+    actions[nactions++] = (struct action){2, 120, 1, "n2", 1, false, false};
+    actions[nactions++] = (struct action){2, 200, 2, "n1", 1, true, false};
+    actions[nactions++] = (struct action){2, 280, 2, "n1", 1, false, false};
+    const int total = 400;
+    for (int i = 0; i < total; i++)
+        cr_assert_eq(send_msg(1, 2, 48 * 1024 + (size_t)i * 13), 0);
+    wait_received(2, 1, total);
+    for (int i = 0; i < nactions; i++)
+        cr_assert(actions[i].done, "action %d did not run", i);
+    cr_assert_geq(N[1].link_down[1], 1);
+    /* the link comes back and carries traffic again */
+    struct link_state ls = {1, "n2", 1, false};
+    cr_assert(run_until(link_is_up, &ls, DEADLINE_MS), "link 1 did not come back");
+    struct link_bytes before = {.peer = "n2"};
+    ndfs_transport_foreach_link(N[1].t, collect, &before);
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(send_msg(1, 2, 2 << 20), 0);
+    wait_received(2, 1, total + 8);
+    struct link_bytes after = {.peer = "n2"};
+    ndfs_transport_foreach_link(N[1].t, collect, &after);
+    cr_assert_gt(after.sent[1] - before.sent[1], 1u << 20,
+                 "link 1 carries nothing after it came back");
+    cr_assert_eq(N[2].count[1], (uint64_t)total + 8, "duplicates");
+}
+
+struct ev_want {
+    int node;
+    enum ndfs_transport_event ev;
+    int count;
+};
+static bool has_events(void *arg)
+{
+    struct ev_want *w = arg;
+    return N[w->node].events[w->ev] >= w->count;
+}
+static void wait_event(int node, enum ndfs_transport_event ev, int count)
+{
+    struct ev_want w = {node, ev, count};
+    cr_assert(run_until(has_events, &w, DEADLINE_MS), "%s: %d events %d, wanted %d", N[node].name,
+              N[node].events[ev], ev, count);
+}
+
+Test(transport, a_peer_with_the_wrong_key_is_refused_and_gets_nothing_through)
+{
+    start_nodes(2);
+    uint8_t bad_key[32];
+    memset(bad_key, 0x33, sizeof bad_key);
+    char *err = NULL;
+    cr_assert_eq(node_create(3, bad_key, true, &err), 0, "%s", err ? err : "");
+    connect_pair(1, 2);
+    connect_pair(1, 3);
+    cr_assert_eq(send_msg(3, 1, 1000), 0);
+    cr_assert_eq(send_msg(1, 3, 1000), 0);
+    wait_event(1, NDFS_AUTH_FAILED, 3); /* n3 keeps trying and is refused each time */
+    wait_event(3, NDFS_AUTH_FAILED, 3); /* n1's connections to n3 fail too */
+    cr_assert_eq(N[1].count[3], 0);
+    cr_assert_eq(N[3].count[1], 0);
+    cr_assert_not(ndfs_transport_peer_up(N[1].t, N[3].name));
+    cr_assert_eq(N[1].events[NDFS_LINK_UP], 2, "only the links to n2 came up");
+    /* everyone else is served */
+    cr_assert_eq(send_msg(1, 2, 5000), 0);
+    wait_received(2, 1, 1);
+}
+
+static int raw_connect(const char *ip)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s", strerror(errno));
+    cr_assert_eq(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+    return fd;
+}
+
+struct raw_read {
+    int fd;
+    uint8_t buf[4096];
+    size_t len;
+    bool eof;
+};
+static bool raw_readable(void *arg)
+{
+    struct raw_read *r = arg;
+    ssize_t n = read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+    if (n > 0)
+        r->len += (size_t)n;
+    else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+        r->eof = true;
+    return r->eof;
+}
+
+static void send_raw(int fd, const void *buf, size_t len)
+{
+    cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+}
+
+/* A frame the listener must drop, each on a new connection after reading
+ * the challenge. */
+static void expect_dropped(const uint8_t *frame, size_t len, int auth_failures)
+{
+    struct raw_read r = {.fd = raw_connect("127.0.1.2")};
+    send_raw(r.fd, frame, len);
+    cr_assert(run_until(raw_readable, &r, DEADLINE_MS), "connection not dropped");
+    cr_assert_geq(r.len, (size_t)NDFS_FRAME_HEADER_SIZE, "no challenge came first");
+    close(r.fd);
+    wait_event(2, NDFS_AUTH_FAILED, auth_failures);
+}
+
+Test(transport, garbage_and_bad_frames_are_dropped_and_the_peers_keep_working)
+{
+    start_nodes(2);
+    connect_pair(1, 2);
+    cr_assert_eq(send_msg(1, 2, 10), 0);
+    wait_received(2, 1, 1);
+    uint8_t garbage[300];
+    for (size_t i = 0; i < sizeof garbage; i++)
+        garbage[i] = (uint8_t)(i * 37 + 11);
+    expect_dropped(garbage, sizeof garbage, 1);
+
+    /* a well-formed AUTH_RESPONSE with a wrong checksum */
+    struct ndfs_frame_header h = {.type = NDFS_FRAME_AUTH_RESPONSE, .control_len = 20};
+    uint8_t frame[NDFS_FRAME_HEADER_SIZE + 20] = {0};
+    ndfs_frame_encode(&h, ndfs_crc32c(0, frame + NDFS_FRAME_HEADER_SIZE, 20), frame);
+    frame[56] ^= 1;
+    expect_dropped(frame, sizeof frame, 2);
+    /* a valid checksum but an unknown version */
+    ndfs_frame_encode(&h, ndfs_crc32c(0, frame + NDFS_FRAME_HEADER_SIZE, 20), frame);
+    frame[4] = 2;
+    expect_dropped(frame, sizeof frame, 3);
+    /* a length over the limit */
+    h.control_len = 1u << 30;
+    ndfs_frame_encode(&h, 0, frame);
+    expect_dropped(frame, NDFS_FRAME_HEADER_SIZE, 4);
+    /* data before authentication */
+    struct ndfs_frame_header d = {.type = NDFS_FRAME_DATA,
+                                  .seq = 1,
+                                  .channel = NDFS_CHANNEL_IO,
+                                  .flags = NDFS_FRAME_FIRST | NDFS_FRAME_LAST};
+    ndfs_frame_encode(&d, 0, frame);
+    expect_dropped(frame, NDFS_FRAME_HEADER_SIZE, 5);
+    /* UDP garbage at a heartbeat port */
+    int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.1.2", &sa.sin_addr);
+    cr_assert_eq(sendto(u, garbage, sizeof garbage, 0, (struct sockaddr *)&sa, sizeof sa),
+                 (ssize_t)sizeof garbage);
+    close(u);
+
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(send_msg(1, 2, 70000), 0);
+    wait_received(2, 1, 21);
+    cr_assert_eq(N[2].events[NDFS_LINK_DOWN], 0, "the real peer's links stayed up");
+}
+
+Test(transport, a_restarted_peer_is_reported_as_reset)
+{
+    start_nodes(2);
+    connect_pair(1, 2);
+    cr_assert_eq(send_msg(1, 2, 100), 0);
+    wait_received(2, 1, 1);
+    node_close(2);
+    char *err = NULL;
+    cr_assert_eq(node_create(2, good_key, true, &err), 0, "%s", err ? err : "");
+    connect_pair(1, 2);
+    wait_event(1, NDFS_PEER_RESET, 1);
+    N[2].next_id[1] = sent_id[1][2];
+    cr_assert_eq(send_msg(1, 2, 100), 0);
+    wait_received(2, 1, 1);
+    cr_assert_eq(N[2].events[NDFS_PEER_RESET], 0, "the new n2 never knew n1 before");
+}
+
+struct probe_result {
+    bool done;
+    int status;
+    char peer[NDFS_TRANSPORT_NAME_MAX + 1];
+};
+static void probe_cb(struct ndfs_transport *t, int status, const char *peer, void *data)
+{
+    (void)t;
+    struct probe_result *r = data;
+    r->done = true;
+    r->status = status;
+    g_strlcpy(r->peer, peer ? peer : "", sizeof r->peer);
+}
+static bool probe_done(void *arg)
+{
+    return ((struct probe_result *)arg)->done;
+}
+
+Test(transport, probe_learns_the_name_and_the_peer_answers)
+{
+    start_nodes(1);
+    char *err = NULL;
+    cr_assert_eq(node_create(2, good_key, true, &err), 0, "%s", err ? err : "");
+    struct probe_result r = {0};
+    cr_assert_eq(ndfs_transport_probe(N[2].t, N[1].addr[0], probe_cb, &r), 0);
+    cr_assert(run_until(probe_done, &r, DEADLINE_MS));
+    cr_assert_eq(r.status, 0, "%s", strerror(-r.status));
+    cr_assert_str_eq(r.peer, "n1");
+    cr_assert_eq(send_msg(2, 1, 3000), 0);
+    wait_received(1, 2, 1);
+    cr_assert_eq(send_msg(1, 2, 3000), 0); /* n1 answers a peer it has no config for */
+    wait_received(2, 1, 1);
+
+    struct probe_result refused = {0};
+    char nothing[32];
+    snprintf(nothing, sizeof nothing, "127.0.3.1:%d", port);
+    cr_assert_eq(ndfs_transport_probe(N[2].t, nothing, probe_cb, &refused), 0);
+    cr_assert(run_until(probe_done, &refused, DEADLINE_MS));
+    cr_assert_eq(refused.status, -ECONNREFUSED);
+
+    uint8_t bad_key[32];
+    memset(bad_key, 0x77, sizeof bad_key);
+    cr_assert_eq(node_create(3, bad_key, false, &err), 0);
+    struct probe_result denied = {0};
+    cr_assert_eq(ndfs_transport_probe(N[3].t, N[1].addr[1], probe_cb, &denied), 0);
+    cr_assert(run_until(probe_done, &denied, DEADLINE_MS));
+    cr_assert_eq(denied.status, -EACCES);
+}
+
+Test(transport, an_endpoint_without_listen_addresses_connects_out_on_every_link)
+{
+    start_nodes(1);
+    char *err = NULL;
+    cr_assert_eq(node_create(3, good_key, false, &err), 0, "%s", err ? err : "");
+    const char *a1[3] = {N[1].addr[0], N[1].addr[1], NULL};
+    cr_assert_eq(ndfs_transport_peer_set(N[3].t, "n1", a1), 0);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(send_msg(3, 1, (size_t)i * 300000), 0);
+    wait_received(1, 3, 5);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(send_msg(1, 3, (size_t)i * 300000), 0);
+    wait_received(3, 1, 5);
+    struct link_state l0 = {3, "n1", 0, false}, l1 = {3, "n1", 1, false};
+    cr_assert(run_until(link_is_up, &l0, DEADLINE_MS));
+    cr_assert(run_until(link_is_up, &l1, DEADLINE_MS));
+    struct link_state d1 = {1, "n3.mount-1", 1, false};
+    cr_assert(run_until(link_is_up, &d1, DEADLINE_MS), "n1 does not see the mount's link 1");
+}
+
+Test(transport, api_refuses_bad_arguments)
+{
+    char *err = NULL;
+    struct ndfs_transport *t = NULL;
+    struct ndfs_transport_config cfg = {.name = "bad name", .key = good_key, .key_len = 32};
+    cr_assert_eq(ndfs_transport_new(&loop, &cfg, &t, &err), -EINVAL);
+    cr_assert(strstr(err, "bad endpoint name"), "%s", err);
+    g_free(err);
+    err = NULL;
+    cfg.name = "n1";
+    cfg.key_len = 16;
+    cr_assert_eq(ndfs_transport_new(&loop, &cfg, &t, &err), -EINVAL);
+    cr_assert(strstr(err, "key too short"), "%s", err);
+    g_free(err);
+    err = NULL;
+    const char *bad_listen[] = {"127.0.0.1", NULL};
+    cfg.key_len = 32;
+    cfg.listen = bad_listen;
+    cr_assert_eq(ndfs_transport_new(&loop, &cfg, &t, &err), -EINVAL);
+    cr_assert(strstr(err, "bad listen address"), "%s", err);
+    g_free(err);
+    err = NULL;
+    start_nodes(1);
+    cr_assert_eq(ndfs_transport_send(N[1].t, "nobody", NDFS_CHANNEL_IO, 0, 0, NULL, 0, NULL, 0),
+                 -ENOENT);
+    const char *a[] = {"127.0.9.9:1", NULL};
+    cr_assert_eq(ndfs_transport_peer_set(N[1].t, "n2", a), 0);
+    cr_assert_eq(ndfs_transport_register(N[1].t, NDFS_CHANNEL_IO, on_message, &N[1]), -EEXIST);
+    static uint8_t big[17 << 20];
+    cr_assert_eq(ndfs_transport_send(N[1].t, "n2", NDFS_CHANNEL_IO, 0, 0, NULL, 0, big, sizeof big),
+                 -EMSGSIZE);
+    int rc = 0, n = 0;
+    while ((rc = ndfs_transport_send(N[1].t, "n2", NDFS_CHANNEL_IO, 0, 0, NULL, 0, big,
+                                     16 << 20)) == 0)
+        n++;
+    cr_assert_eq(rc, -ENOBUFS);
+    cr_assert_eq(n, 4, "64 MiB queued at most");
+    cr_assert_eq(ndfs_transport_peer_remove(N[1].t, "n2"), 0);
+    cr_assert_eq(ndfs_transport_peer_remove(N[1].t, "n2"), -ENOENT);
+    char *err2 = NULL;
+    struct ndfs_transport *dup = NULL;
+    const char *same[] = {N[1].addr[0], NULL};
+    struct ndfs_transport_config c2 = {
+        .name = "n9", .listen = same, .key = good_key, .key_len = 32};
+    cr_assert_eq(ndfs_transport_new(&loop, &c2, &dup, &err2), 0);
+    cr_assert_eq(ndfs_transport_start(dup, &err2), UV_EADDRINUSE);
+    cr_assert(strstr(err2, N[1].addr[0]), "%s", err2);
+    g_free(err2);
+    bool closed = false;
+    ndfs_transport_close(dup, node_closed_flag, &closed);
+    cr_assert(run_until(flag_set, &closed, DEADLINE_MS));
 }
