@@ -39,7 +39,8 @@ struct ndfs_membership {
 static uint64_t now_ns(void)
 {
     struct timespec ts;
-    /* CLOCK_MONOTONIC cannot fail with a valid pointer; the lease is on this clock */
+    /* CLOCK_MONOTONIC cannot fail with a valid pointer; the lease is on this
+     * clock */
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
@@ -103,10 +104,7 @@ static void maybe_free(struct ndfs_membership *m);
 static void on_tick(uv_timer_t *timer);
 static int ccd_commit_members(struct ndfs_membership *m, char **members)
 {
-    (void)m;
-    (void)members;
-    (void)commit_done;
-    return -ENOSYS; /* until ndfs_ccd_membership_set() lands in ccd.h */
+    return ndfs_ccd_membership_set(m->ccd, (const char *const *)members, commit_done, m);
 }
 
 struct node_rows {
@@ -138,6 +136,13 @@ static void refresh(struct ndfs_membership *m)
     uint64_t now = now_ns();
     struct node_rows nr = {.rows = g_array_new(FALSE, FALSE, sizeof(struct mview_node_row))};
     int rc = ndfs_ccd_node_foreach(m->ccd, collect_node, &nr);
+    /* voters as Raft has them now: the table says what they should become */
+    unsigned nvoters = 0;
+    g_auto(GStrv) voters = m->transport ? ndfs_ccd_voters(m->ccd, &nvoters) : NULL;
+    for (guint i = 0; voters && i < nr.rows->len; i++) {
+        struct mview_node_row *row = &g_array_index(nr.rows, struct mview_node_row, i);
+        row->voter = g_strv_contains((const gchar *const *)voters, row->name);
+    }
     if (rc == 0)
         mview_set_nodes(m->view, (struct mview_node_row *)(void *)nr.rows->data, nr.rows->len, now);
     else
@@ -152,8 +157,8 @@ static void refresh(struct ndfs_membership *m)
         g_debug("cannot read the membership row: %s", g_strerror(-rc));
         return;
     }
-    g_strlcpy(m->leader, st.leader, sizeof m->leader);
-    mview_set_leader(m->view, m->transport == NULL || strcmp(st.leader, m->self) == 0, now);
+    ndfs_ccd_leader(m->ccd, m->leader);
+    mview_set_leader(m->view, m->transport == NULL || ndfs_ccd_is_leader(m->ccd), now);
     if (mview_set_committed(m->view, st.epoch, (const char *const *)st.members))
         report_change(m, st.members);
     ndfs_ccd_status_clear(&st);

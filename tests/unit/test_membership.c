@@ -1,10 +1,16 @@
-/* The membership state machine (membership/view.c), driven by a fake clock. */
+/* The membership state machine (membership/view.c) driven by a fake clock,
+ * then the wired module (membership.c) on real CCDs and a real loop. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <glib.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "membership/view.h"
+#include "ndfs/membership.h"
+#include "ndfs/transport.h"
 
 #define MS         1000000ull
 #define FAILURE_NS (1500 * MS)
@@ -337,4 +343,164 @@ Test(membership, message_codec_round_trip_and_rejects)
     memcpy(bad, buf, sizeof(bad));
     bad[1] = 3;
     cr_assert_eq(mview_msg_decode(bad, sizeof(bad), &out), -EBADMSG);
+}
+
+/* The wired module on a real single-node CCD (no network) and a real loop. */
+
+#define DEADLINE_MS 20000
+
+struct node_env {
+    uv_loop_t loop;
+    char *dir;
+    struct ndfs_ccd *ccd;
+    struct ndfs_membership *m;
+    uint64_t changes;
+    uint64_t last_epoch;
+    char **last_members;
+};
+
+static void deadline_cb(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* Runs loop until *flag (or pred) holds; fails at the deadline. */
+static void run_until(uv_loop_t *loop, bool (*pred)(void *data), void *data, const char *what)
+{
+    uv_timer_t deadline;
+    bool expired = false;
+    uv_timer_init(loop, &deadline);
+    deadline.data = &expired;
+    uv_timer_start(&deadline, deadline_cb, DEADLINE_MS, 0);
+    while (!pred(data) && !expired)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&deadline, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    cr_assert(pred(data), "timed out waiting for %s", what);
+}
+
+static bool flag_set(void *data)
+{
+    return *(bool *)data;
+}
+
+struct wait {
+    bool done;
+    int status;
+};
+
+static void wait_ready(struct ndfs_ccd *ccd, int status, void *data)
+{
+    (void)ccd;
+    struct wait *w = data;
+    w->done = true;
+    w->status = status;
+}
+
+static void on_closed(void *data)
+{
+    *(bool *)data = true;
+}
+
+static void on_change(struct ndfs_membership *m, uint64_t epoch, const char *const *members,
+                      void *data)
+{
+    (void)m;
+    struct node_env *e = data;
+    e->changes++;
+    e->last_epoch = epoch;
+    g_strfreev(e->last_members);
+    e->last_members = g_strdupv((char **)members);
+}
+
+static struct node_env NE;
+
+static void node_setup(void)
+{
+    cr_assert_eq(uv_loop_init(&NE.loop), 0);
+    NE.dir = g_dir_make_tmp("ndfs-membership-XXXXXX", NULL);
+    cr_assert_not_null(NE.dir);
+    struct ndfs_ccd_config cfg = {.data_dir = NE.dir, .node_name = "n1"};
+    g_autofree char *errmsg = NULL;
+    cr_assert_eq(ndfs_ccd_open(&NE.loop, &cfg, &NE.ccd, &errmsg), 0, "open: %s", errmsg);
+    struct wait w = {0};
+    cr_assert_eq(ndfs_ccd_start(NE.ccd, wait_ready, &w), 0);
+    run_until(&NE.loop, flag_set, &w.done, "the CCD");
+    cr_assert_eq(w.status, 0);
+    struct ndfs_membership_config mc = {.node_name = "n1", .heartbeat_interval_ms = 20};
+    cr_assert_eq(ndfs_membership_new(&NE.loop, &mc, NULL, NE.ccd, &NE.m, &errmsg), 0, "%s", errmsg);
+    ndfs_membership_set_change_cb(NE.m, on_change, &NE);
+}
+
+static void node_teardown(void)
+{
+    bool closed = false;
+    ndfs_membership_close(NE.m);
+    ndfs_ccd_close(NE.ccd, on_closed, &closed);
+    run_until(&NE.loop, flag_set, &closed, "the CCD to close");
+    cr_assert_eq(uv_loop_close(&NE.loop), 0, "every handle is closed");
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", NE.dir);
+    cr_assert_eq(system(cmd), 0);
+    g_free(NE.dir);
+    g_strfreev(NE.last_members);
+    memset(&NE, 0, sizeof(NE));
+}
+
+TestSuite(membership_node, .init = node_setup, .fini = node_teardown, .timeout = 60);
+
+Test(membership_node, config_errors_name_the_values)
+{
+    struct ndfs_membership *m = NULL;
+    g_autofree char *errmsg = NULL;
+    struct ndfs_membership_config mc = {
+        .node_name = "n1", .failure_timeout_ms = 900, .lease_ms = 900};
+    cr_assert_eq(ndfs_membership_new(&NE.loop, &mc, NULL, NE.ccd, &m, &errmsg), -EINVAL);
+    cr_assert_null(m);
+    cr_assert_str_eq(errmsg,
+                     "membership: the lease (900 ms) must be shorter than the failure timeout "
+                     "(900 ms)");
+}
+
+static int count_member(const struct ndfs_member_info *mi, void *data)
+{
+    cr_assert_str_eq(mi->name, "n1");
+    cr_assert(mi->up);
+    cr_assert(mi->reachable);
+    cr_assert_eq(mi->last_heard_ms_ago, 0);
+    (*(int *)data)++;
+    return 0;
+}
+
+static bool changed_past_first(void *data)
+{
+    (void)data;
+    return NE.last_epoch == 2;
+}
+
+Test(membership_node, single_node_leads_holds_an_endless_lease_and_reports_epochs)
+{
+    cr_assert_eq(ndfs_membership_start(NE.m), 0);
+    cr_assert(ndfs_membership_lease_valid(NE.m));
+    cr_assert_eq(ndfs_membership_lease_expiry_ns(NE.m), UINT64_MAX);
+    cr_assert_eq(NE.changes, 1, "the row read at start is reported");
+    cr_assert_eq(NE.last_epoch, 1);
+    int n = 0;
+    cr_assert_eq(ndfs_membership_foreach(NE.m, count_member, &n), 0);
+    cr_assert_eq(n, 1);
+
+    /* a mapping change bumps the epoch: reported on the next tick */
+    struct ndfs_vdisk v = {.size = 1 << 20,
+                           .mode = 0660,
+                           .version = 1,
+                           .name = "d1",
+                           .owner = "root",
+                           .group = "disk",
+                           .primary_node = "n1",
+                           .primary_path = "/var/lib/ndfs/d1.img"};
+    struct wait w = {0};
+    cr_assert_eq(ndfs_ccd_vdisk_create(NE.ccd, &v, wait_ready, &w), 0);
+    run_until(&NE.loop, changed_past_first, NULL, "epoch 2");
+    cr_assert_eq(NE.changes, 2);
+    const char *want[] = {"n1", NULL};
+    cr_assert(strv_eq(NE.last_members, want));
 }
