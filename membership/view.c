@@ -260,7 +260,7 @@ char **mview_commit_next(struct mview *v, uint64_t now)
         return NULL;
     GHashTableIter it;
     gpointer key, val;
-    GPtrArray *want = g_ptr_array_new();
+    GPtrArray *want = g_ptr_array_new_with_free_func(g_free); /* not freed when returned */
     bool differs = false;
 
     g_hash_table_iter_init(&it, v->nodes);
