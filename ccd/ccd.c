@@ -678,38 +678,6 @@ int ndfs_ccd_node_foreach(struct ndfs_ccd *ccd, int (*fn)(const struct ndfs_node
     return foreach_row(ccd, NDFS_CCD_NODES, visit_node, &visit);
 }
 
-struct leader_search {
-    raft_id id;
-    char *name;
-};
-
-static int match_leader(const struct ndfs_node *n, void *data)
-{
-    struct leader_search *s = data;
-    if (n->id != s->id)
-        return 0;
-    s->name = g_strdup(n->name);
-    return 1;
-}
-
-static void status_leader(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out)
-{
-    raft_id id = 0;
-    const char *address = NULL;
-    if (!ccd->started || ccd->closing)
-        return;
-    raft_leader(&ccd->raft, &id, &address);
-    if (id == 0)
-        return;
-    struct leader_search s = {.id = id};
-    ndfs_ccd_node_foreach(ccd, match_leader, &s);
-    /* before the node rows exist, the Raft address is the node name */
-    const char *name = s.name ? s.name : address;
-    if (name && ccd_valid_node_name(name))
-        g_strlcpy(out->leader, name, sizeof out->leader);
-    g_free(s.name);
-}
-
 int ndfs_ccd_status(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out)
 {
     MDB_txn *txn;
@@ -743,7 +711,7 @@ int ndfs_ccd_status(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out)
     if (out->members == NULL)
         out->members = g_new0(char *, 1);
     out->applied_index = ccd->started ? raft_last_applied(&ccd->raft) : 0;
-    status_leader(ccd, out);
+    ndfs_ccd_leader(ccd, out->leader); /* mapped to the node row's name */
     return 0;
 }
 
