@@ -32,6 +32,7 @@ static const char usage_text[] =
     "  vdisk chmod NAME MODE           change its permission bits (octal, e.g. 0660)\n"
     "  vdisk chown NAME USER[:GROUP]   change its owner and/or group (\":GROUP\": group only)\n"
     "  vdisk resize NAME SIZE          grow it to SIZE\n"
+    "  cluster init-key FILE           write a new cluster key (mode 0600; needs no ndfsd)\n"
     "  node list                       the nodes: up/down, links up, voter/standby, leader\n"
     "  node remove NAME                remove a node from the cluster\n"
     "  link list                       this node's links: addresses, state, RTT, traffic\n"
@@ -260,6 +261,8 @@ static int run_command(struct adm *adm, int argc, char **argv)
         return adm_cmd_node(adm, sub_argc, sub_argv);
     if (strcmp(command, "link") == 0)
         return adm_cmd_link(adm, sub_argc, sub_argv);
+    if (strcmp(command, "cluster") == 0)
+        return adm_cmd_cluster(adm, sub_argc, sub_argv);
     if (command[0] == '-' && first == 0)
         return adm_usage_error("unknown option '%s'", command);
     return adm_usage_error("unknown command '%s'", command);
