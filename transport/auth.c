@@ -60,11 +60,12 @@ static void hmac_name(GHmac *h, const char *name)
     g_hmac_update(h, (const guchar *)name, n);
 }
 
-/* HMAC(key, label role n1 n2 name1 name2 link) */
+/* HMAC(key, label role n1 n2 name1 inc1 name2 inc2 link) */
 static void auth_mac(const uint8_t *key, size_t key_len, char role, const uint8_t *n1,
-                     const uint8_t *n2, const char *name1, const char *name2, uint16_t link,
-                     uint8_t out[NDFS_AUTH_MAC_LEN])
+                     const uint8_t *n2, const char *name1, uint64_t inc1, const char *name2,
+                     uint64_t inc2, uint16_t link, uint8_t out[NDFS_AUTH_MAC_LEN])
 {
+    uint64_t i1 = GUINT64_TO_LE(inc1), i2 = GUINT64_TO_LE(inc2);
     GHmac *h = g_hmac_new(G_CHECKSUM_SHA256, key, key_len);
     uint8_t r = (uint8_t)role;
     uint8_t l[2] = {(uint8_t)link, (uint8_t)(link >> 8)};
@@ -73,7 +74,9 @@ static void auth_mac(const uint8_t *key, size_t key_len, char role, const uint8_
     g_hmac_update(h, n1, NDFS_AUTH_NONCE_LEN);
     g_hmac_update(h, n2, NDFS_AUTH_NONCE_LEN);
     hmac_name(h, name1);
+    g_hmac_update(h, (const guchar *)&i1, 8);
     hmac_name(h, name2);
+    g_hmac_update(h, (const guchar *)&i2, 8);
     g_hmac_update(h, l, 2);
     gsize len = NDFS_AUTH_MAC_LEN;
     g_hmac_get_digest(h, out, &len);
@@ -143,13 +146,14 @@ size_t ndfs_auth_response_encode(const uint8_t *key, size_t key_len,
     out[n++] = (uint8_t)(link >> 8);
     memcpy(out + n, nonce_c, NDFS_AUTH_NONCE_LEN);
     n += NDFS_AUTH_NONCE_LEN;
-    auth_mac(key, key_len, 'C', challenge->nonce, nonce_c, name, challenge->name, link, out + n);
+    auth_mac(key, key_len, 'C', challenge->nonce, nonce_c, name, incarnation, challenge->name,
+             challenge->incarnation, link, out + n);
     return n + NDFS_AUTH_MAC_LEN;
 }
 
 int ndfs_auth_response_verify(const uint8_t *key, size_t key_len, const char *name,
-                              const uint8_t nonce_a[NDFS_AUTH_NONCE_LEN], const uint8_t *buf,
-                              size_t len, struct ndfs_auth_hello *out)
+                              uint64_t incarnation, const uint8_t nonce_a[NDFS_AUTH_NONCE_LEN],
+                              const uint8_t *buf, size_t len, struct ndfs_auth_hello *out)
 {
     memset(out, 0, sizeof *out);
     size_t n = get_name(buf, len, out->name);
@@ -163,27 +167,26 @@ int ndfs_auth_response_verify(const uint8_t *key, size_t key_len, const char *na
     n += NDFS_AUTH_NONCE_LEN;
     memcpy(out->mac, buf + n, NDFS_AUTH_MAC_LEN);
     uint8_t want[NDFS_AUTH_MAC_LEN];
-    auth_mac(key, key_len, 'C', nonce_a, out->nonce, out->name, name, out->link, want);
+    auth_mac(key, key_len, 'C', nonce_a, out->nonce, out->name, out->incarnation, name, incarnation,
+             out->link, want);
     return ndfs_auth_equal(want, out->mac, NDFS_AUTH_MAC_LEN) ? 0 : -EACCES;
 }
 
-size_t ndfs_auth_ok_encode(const uint8_t *key, size_t key_len, const char *acceptor,
-                           const char *connector, const uint8_t nonce_a[NDFS_AUTH_NONCE_LEN],
-                           const uint8_t nonce_c[NDFS_AUTH_NONCE_LEN], uint16_t link, uint8_t *out)
+size_t ndfs_auth_ok_encode(const uint8_t *key, size_t key_len, const struct ndfs_auth_ends *e,
+                           uint8_t *out)
 {
-    auth_mac(key, key_len, 'A', nonce_c, nonce_a, acceptor, connector, link, out);
+    auth_mac(key, key_len, 'A', e->nonce_c, e->nonce_a, e->acceptor, e->acceptor_inc, e->connector,
+             e->connector_inc, e->link, out);
     return NDFS_AUTH_MAC_LEN;
 }
 
-int ndfs_auth_ok_verify(const uint8_t *key, size_t key_len, const char *acceptor,
-                        const char *connector, const uint8_t nonce_a[NDFS_AUTH_NONCE_LEN],
-                        const uint8_t nonce_c[NDFS_AUTH_NONCE_LEN], uint16_t link,
+int ndfs_auth_ok_verify(const uint8_t *key, size_t key_len, const struct ndfs_auth_ends *e,
                         const uint8_t *buf, size_t len)
 {
     if (len != NDFS_AUTH_MAC_LEN)
         return -EBADMSG;
     uint8_t want[NDFS_AUTH_MAC_LEN];
-    auth_mac(key, key_len, 'A', nonce_c, nonce_a, acceptor, connector, link, want);
+    ndfs_auth_ok_encode(key, key_len, e, want);
     return ndfs_auth_equal(want, buf, NDFS_AUTH_MAC_LEN) ? 0 : -EACCES;
 }
 

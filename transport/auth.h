@@ -4,9 +4,9 @@
  *   acceptor -> CHALLENGE {name, incarnation, nonce_a}
  *   connector -> RESPONSE {name, incarnation, link, nonce_c,
  *                          HMAC(key, "ndfs-auth-1" 'C' nonce_a nonce_c
- *                               connector acceptor link)}
+ *                               connector inc_c acceptor inc_a link)}
  *   acceptor -> OK {HMAC(key, "ndfs-auth-1" 'A' nonce_c nonce_a
- *                        acceptor connector link)}
+ *                        acceptor inc_a connector inc_c link)}
  *
  * Names are length-prefixed; the role byte stops a reflected response from
  * passing as the acceptor's proof. */
@@ -45,20 +45,24 @@ size_t ndfs_auth_response_encode(const uint8_t *key, size_t key_len,
                                  const struct ndfs_auth_hello *challenge, const char *name,
                                  uint64_t incarnation, uint16_t link,
                                  const uint8_t nonce_c[NDFS_AUTH_NONCE_LEN], uint8_t *out);
-/* The acceptor (name, nonce_a) checks a response: 0 and *out filled,
- * -EBADMSG for a malformed one, -EACCES for a wrong MAC. */
+/* The acceptor (name, incarnation, nonce_a) checks a response: 0 and *out
+ * filled, -EBADMSG for a malformed one, -EACCES for a wrong MAC. */
 int ndfs_auth_response_verify(const uint8_t *key, size_t key_len, const char *name,
-                              const uint8_t nonce_a[NDFS_AUTH_NONCE_LEN], const uint8_t *buf,
-                              size_t len, struct ndfs_auth_hello *out);
+                              uint64_t incarnation, const uint8_t nonce_a[NDFS_AUTH_NONCE_LEN],
+                              const uint8_t *buf, size_t len, struct ndfs_auth_hello *out);
 
+/* Both ends of a handshake, as the acceptor's proof covers them. */
+struct ndfs_auth_ends {
+    const char *acceptor, *connector;
+    uint64_t acceptor_inc, connector_inc;
+    const uint8_t *nonce_a, *nonce_c;
+    uint16_t link;
+};
 /* The acceptor's proof, and its check by the connector (0, -EACCES,
  * -EBADMSG). */
-size_t ndfs_auth_ok_encode(const uint8_t *key, size_t key_len, const char *acceptor,
-                           const char *connector, const uint8_t nonce_a[NDFS_AUTH_NONCE_LEN],
-                           const uint8_t nonce_c[NDFS_AUTH_NONCE_LEN], uint16_t link, uint8_t *out);
-int ndfs_auth_ok_verify(const uint8_t *key, size_t key_len, const char *acceptor,
-                        const char *connector, const uint8_t nonce_a[NDFS_AUTH_NONCE_LEN],
-                        const uint8_t nonce_c[NDFS_AUTH_NONCE_LEN], uint16_t link,
+size_t ndfs_auth_ok_encode(const uint8_t *key, size_t key_len, const struct ndfs_auth_ends *e,
+                           uint8_t *out);
+int ndfs_auth_ok_verify(const uint8_t *key, size_t key_len, const struct ndfs_auth_ends *e,
                         const uint8_t *buf, size_t len);
 
 /* UDP heartbeat: "NDFH" u8 version u8 link u8 name_len name u64 incarnation

@@ -292,8 +292,16 @@ static void on_challenge(struct tp_conn *c, const uint8_t *p, size_t len)
 static void on_auth_ok(struct tp_conn *c, const uint8_t *p, size_t len)
 {
     struct ndfs_transport *t = c->t;
-    if (ndfs_auth_ok_verify(t->key, t->key_len, c->hello.name, t->name, c->nonce_a, c->nonce_c,
-                            (uint16_t)c->link, p, len) < 0) {
+    struct ndfs_auth_ends e = {
+        .acceptor = c->hello.name,
+        .connector = t->name,
+        .acceptor_inc = c->hello.incarnation,
+        .connector_inc = t->incarnation,
+        .nonce_a = c->nonce_a,
+        .nonce_c = c->nonce_c,
+        .link = (uint16_t)c->link,
+    };
+    if (ndfs_auth_ok_verify(t->key, t->key_len, &e, p, len) < 0) {
         auth_failed(c, "the peer does not know the cluster key");
         return;
     }
@@ -304,7 +312,8 @@ static void on_response(struct tp_conn *c, const uint8_t *p, size_t len)
 {
     struct ndfs_transport *t = c->t;
     struct ndfs_auth_hello r;
-    int rc = ndfs_auth_response_verify(t->key, t->key_len, t->name, c->nonce_a, p, len, &r);
+    int rc = ndfs_auth_response_verify(t->key, t->key_len, t->name, t->incarnation, c->nonce_a, p,
+                                       len, &r);
     if (rc == -EBADMSG) {
         auth_failed(c, "malformed authentication response");
         return;
@@ -319,8 +328,16 @@ static void on_response(struct tp_conn *c, const uint8_t *p, size_t len)
         return;
     }
     uint8_t buf[NDFS_AUTH_MAX_LEN];
-    size_t n =
-        ndfs_auth_ok_encode(t->key, t->key_len, t->name, r.name, c->nonce_a, r.nonce, r.link, buf);
+    struct ndfs_auth_ends e = {
+        .acceptor = t->name,
+        .connector = r.name,
+        .acceptor_inc = t->incarnation,
+        .connector_inc = r.incarnation,
+        .nonce_a = c->nonce_a,
+        .nonce_c = r.nonce,
+        .link = r.link,
+    };
+    size_t n = ndfs_auth_ok_encode(t->key, t->key_len, &e, buf);
     c->hello = r;
     c->link = c->listen_index;
     if (write_auth(c, NDFS_FRAME_AUTH_OK, buf, n) < 0)

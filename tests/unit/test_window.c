@@ -1,0 +1,258 @@
+/* The logical link's window: ordering, duplicates, acks, resend, fragments. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "transport/window.h"
+
+#define MAXMSG (4u << 20)
+#define STRIPE (64u << 10)
+
+static struct ndfs_window tx, rx;
+static GQueue got;
+
+static void setup(void)
+{
+    ndfs_window_init(&tx, MAXMSG, STRIPE, 16u << 20);
+    ndfs_window_init(&rx, MAXMSG, STRIPE, 16u << 20);
+    g_queue_init(&got);
+}
+
+static void teardown(void)
+{
+    struct ndfs_message *m;
+    while ((m = g_queue_pop_head(&got)))
+        g_free(m);
+    ndfs_window_clear(&tx);
+    ndfs_window_clear(&rx);
+}
+
+TestSuite(window, .init = setup, .fini = teardown);
+
+static void queue_msg(uint64_t id, size_t len)
+{
+    uint8_t *data = g_malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(id * 13 + i);
+    uint64_t control = id;
+    cr_assert_eq(ndfs_window_queue(&tx, 4, id, 1, &control, 8, data, len), 0);
+    g_free(data);
+}
+
+static void check_msg(struct ndfs_message *m, uint64_t id, size_t len)
+{
+    cr_assert_eq(m->request_id, id);
+    cr_assert_eq(m->channel, 4);
+    cr_assert_eq(m->control_len, 8);
+    cr_assert_eq(memcmp(m->control, &id, 8), 0);
+    cr_assert_eq(m->data_len, len);
+    for (size_t i = 0; i < len; i++)
+        cr_assert_eq(m->data[i], (uint8_t)(id * 13 + i), "message %llu byte %zu",
+                     (unsigned long long)id, i);
+}
+
+/* Takes every pending fragment, marking it sent on link (or alternating). */
+static GPtrArray *take_all(int link)
+{
+    GPtrArray *a = g_ptr_array_new();
+    struct ndfs_tx_frag *f;
+    int n = 0;
+    while ((f = ndfs_window_next(&tx))) {
+        f->link = link >= 0 ? link : n++ % 2;
+        g_ptr_array_add(a, f);
+    }
+    return a;
+}
+
+static int deliver(struct ndfs_tx_frag *f)
+{
+    return ndfs_window_receive(&rx, &f->h, f->control, f->data, &got);
+}
+
+Test(window, in_order_delivery_with_reordering_and_duplicates)
+{
+    for (uint64_t id = 0; id < 20; id++)
+        queue_msg(id, id * 100);
+    GPtrArray *a = take_all(-1);
+    cr_assert_eq(a->len, 20);
+    /* reversed, each twice */
+    for (int i = (int)a->len - 1; i >= 0; i--) {
+        cr_assert_eq(deliver(a->pdata[i]), 0);
+        cr_assert_eq(deliver(a->pdata[i]), 0);
+        cr_assert_eq(g_queue_get_length(&got), i == 0 ? 20u : 0u);
+    }
+    for (uint64_t id = 0; id < 20; id++)
+        check_msg(g_queue_peek_nth(&got, (guint)id), id, id * 100);
+    for (guint i = 0; i < a->len; i++)
+        cr_assert_eq(deliver(a->pdata[i]), 0, "late duplicates are dropped");
+    cr_assert_eq(g_queue_get_length(&got), 20u);
+    cr_assert_eq(ndfs_window_rx_ack(&rx), 20);
+    g_ptr_array_free(a, true);
+}
+
+Test(window, cumulative_acks_free_what_they_cover)
+{
+    for (uint64_t id = 0; id < 10; id++)
+        queue_msg(id, 1000);
+    cr_assert_eq(tx.tx_queued, 10u * 1008);
+    GPtrArray *a = take_all(0);
+    cr_assert_eq(ndfs_window_ack(&tx, 4), 0);
+    cr_assert_eq(tx.tx_queued, 6u * 1008);
+    cr_assert_eq(g_queue_get_length(&tx.tx_unacked), 6u);
+    cr_assert_eq(ndfs_window_ack(&tx, 2), 0, "an older ack is harmless");
+    cr_assert_eq(ndfs_window_ack(&tx, 11), -EBADMSG, "an ack of what was never sent");
+    cr_assert_eq(ndfs_window_ack(&tx, 10), 0);
+    cr_assert_eq(tx.tx_queued, 0u);
+    cr_assert_eq(ndfs_window_requeue_link(&tx, 0), 0u, "nothing left to resend");
+    g_ptr_array_free(a, false);
+}
+
+Test(window, a_failed_link_resends_its_unacked_frames_in_order)
+{
+    for (uint64_t id = 0; id < 12; id++)
+        queue_msg(id, 10);
+    GPtrArray *a = take_all(-1); /* seq 1,3,5.. on link 0; 2,4,6.. on link 1 */
+    /* link 1 fails: its frames are lost; link 0's arrive */
+    for (guint i = 0; i < a->len; i += 2)
+        cr_assert_eq(deliver(a->pdata[i]), 0);
+    cr_assert_eq(g_queue_get_length(&got), 1u);
+    cr_assert_eq(ndfs_window_ack(&tx, ndfs_window_rx_ack(&rx)), 0);
+    queue_msg(12, 10); /* queued meanwhile: goes after the resent ones */
+    cr_assert_eq(ndfs_window_requeue_link(&tx, 1), 6u);
+    g_ptr_array_free(a, false);
+    a = take_all(0);
+    cr_assert_eq(a->len, 7u);
+    for (guint i = 0; i < a->len; i++) {
+        struct ndfs_tx_frag *f = a->pdata[i];
+        cr_assert_eq(f->h.seq, i < 6 ? 2 * i + 2 : 13, "resend order");
+        cr_assert_eq(deliver(f), 0);
+    }
+    cr_assert_eq(g_queue_get_length(&got), 13u);
+    for (uint64_t id = 0; id < 13; id++)
+        check_msg(g_queue_peek_nth(&got, (guint)id), id, 10);
+    /* link 0 fails too before any ack: everything resent, all duplicates */
+    cr_assert_eq(ndfs_window_requeue_link(&tx, 0), 12u);
+    g_ptr_array_free(a, false);
+    a = take_all(1);
+    for (guint i = 0; i < a->len; i++)
+        cr_assert_eq(deliver(a->pdata[i]), 0);
+    cr_assert_eq(g_queue_get_length(&got), 13u, "no duplicate delivered");
+    cr_assert_eq(ndfs_window_ack(&tx, ndfs_window_rx_ack(&rx)), 0);
+    cr_assert_eq(tx.tx_queued, 0u);
+    g_ptr_array_free(a, false);
+}
+
+Test(window, an_ack_covering_requeued_frames_drops_them)
+{
+    for (uint64_t id = 0; id < 4; id++)
+        queue_msg(id, 10);
+    GPtrArray *a = take_all(1);
+    cr_assert_eq(ndfs_window_requeue_link(&tx, 1), 4u);
+    cr_assert_eq(ndfs_window_ack(&tx, 3), 0); /* the first three did arrive */
+    g_ptr_array_free(a, false);
+    a = take_all(0);
+    cr_assert_eq(a->len, 1u);
+    cr_assert_eq(((struct ndfs_tx_frag *)a->pdata[0])->h.seq, 4u);
+    g_ptr_array_free(a, false);
+}
+
+Test(window, large_messages_are_fragmented_and_reassembled)
+{
+    size_t len = 10 * STRIPE + 123;
+    queue_msg(7, len);
+    queue_msg(8, STRIPE); /* exactly one stripe: one frame */
+    queue_msg(9, 0);      /* empty */
+    GPtrArray *a = take_all(-1);
+    cr_assert_eq(a->len, 11u + 1 + 1);
+    struct ndfs_tx_frag *first = a->pdata[0], *last = a->pdata[10];
+    cr_assert_eq(first->h.flags, NDFS_FRAME_FIRST);
+    cr_assert_eq(first->h.control_len, 8u);
+    cr_assert_eq(last->h.flags, NDFS_FRAME_LAST);
+    cr_assert_eq(last->h.data_len, 123u);
+    for (guint i = 1; i < 10; i++) {
+        struct ndfs_tx_frag *f = a->pdata[i];
+        cr_assert_eq(f->h.flags, 0);
+        cr_assert_eq(f->h.control_len, 0u);
+        cr_assert_eq(f->h.msg_data_len, len);
+    }
+    /* odd fragments first, then even ones */
+    for (guint i = 1; i < a->len; i += 2)
+        cr_assert_eq(deliver(a->pdata[i]), 0);
+    cr_assert_eq(g_queue_get_length(&got), 0u);
+    for (guint i = 0; i < a->len; i += 2)
+        cr_assert_eq(deliver(a->pdata[i]), 0);
+    cr_assert_eq(g_queue_get_length(&got), 3u);
+    check_msg(g_queue_peek_nth(&got, 0), 7, len);
+    check_msg(g_queue_peek_nth(&got, 1), 8, STRIPE);
+    check_msg(g_queue_peek_nth(&got, 2), 9, 0);
+    cr_assert_eq(rx.rx_early_bytes, 0u);
+    g_ptr_array_free(a, false);
+}
+
+Test(window, fragments_breaking_the_rules_are_refused)
+{
+    queue_msg(1, 3 * STRIPE);
+    GPtrArray *a = take_all(0);
+    cr_assert_eq(a->len, 3u);
+    struct ndfs_tx_frag *f0 = a->pdata[0], *f1 = a->pdata[1];
+    /* a middle fragment where a first one is due */
+    struct ndfs_frame_header h = f1->h;
+    h.seq = 1;
+    cr_assert_eq(ndfs_window_receive(&rx, &h, NULL, f1->data, &got), -EBADMSG);
+    ndfs_window_reset(&rx);
+    cr_assert_eq(deliver(f0), 0);
+    /* a new first fragment while one is being reassembled */
+    h = f0->h;
+    h.seq = 2;
+    cr_assert_eq(ndfs_window_receive(&rx, &h, f0->control, f0->data, &got), -EBADMSG);
+    ndfs_window_reset(&rx);
+    cr_assert_eq(deliver(f0), 0);
+    /* more data than the message said */
+    h = f1->h;
+    h.flags = NDFS_FRAME_LAST;
+    h.data_len = (uint32_t)STRIPE;
+    cr_assert_eq(ndfs_window_receive(&rx, &h, NULL, f1->data, &got), -EBADMSG);
+    /* far ahead of what is expected */
+    ndfs_window_reset(&rx);
+    h = f0->h;
+    h.seq = 1ull << 40;
+    cr_assert_eq(ndfs_window_receive(&rx, &h, f0->control, f0->data, &got), -EBADMSG);
+    cr_assert_eq(g_queue_get_length(&got), 0u);
+    g_ptr_array_free(a, false);
+}
+
+Test(window, reset_on_a_new_incarnation_starts_over)
+{
+    queue_msg(1, 100);
+    queue_msg(2, 100);
+    GPtrArray *a = take_all(0);
+    cr_assert_eq(deliver(a->pdata[0]), 0);
+    g_ptr_array_free(a, false);
+    ndfs_window_reset(&tx);
+    ndfs_window_reset(&rx);
+    cr_assert_eq(tx.tx_queued, 0u);
+    cr_assert_null(ndfs_window_next(&tx), "unacked messages are dropped");
+    queue_msg(3, 100);
+    a = take_all(0);
+    cr_assert_eq(((struct ndfs_tx_frag *)a->pdata[0])->h.seq, 1u);
+    cr_assert_eq(deliver(a->pdata[0]), 0);
+    cr_assert_eq(g_queue_get_length(&got), 2u);
+    check_msg(g_queue_peek_nth(&got, 1), 3, 100);
+    g_ptr_array_free(a, false);
+}
+
+Test(window, max_queued_and_max_message_are_enforced)
+{
+    ndfs_window_clear(&tx);
+    ndfs_window_init(&tx, MAXMSG, STRIPE, 3 * 1000);
+    uint8_t data[1000] = {0};
+    cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, data, 1000), 0);
+    cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, data, 1000), 0);
+    cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, data, 1000), 0);
+    cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, data, 1), -ENOBUFS);
+    GPtrArray *a = take_all(0);
+    cr_assert_eq(ndfs_window_ack(&tx, 1), 0);
+    cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, data, 1000), 0, "an ack makes room");
+    cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, NULL, MAXMSG + 1), -EMSGSIZE);
+    g_ptr_array_free(a, false);
+}
