@@ -104,7 +104,7 @@ Test(window, cumulative_acks_free_what_they_cover)
     cr_assert_eq(ndfs_window_ack(&tx, 10), 0);
     cr_assert_eq(tx.tx_queued, 0u);
     cr_assert_eq(ndfs_window_requeue_link(&tx, 0), 0u, "nothing left to resend");
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
 }
 
 Test(window, a_failed_link_resends_its_unacked_frames_in_order)
@@ -119,7 +119,7 @@ Test(window, a_failed_link_resends_its_unacked_frames_in_order)
     cr_assert_eq(ndfs_window_ack(&tx, ndfs_window_rx_ack(&rx)), 0);
     queue_msg(12, 10); /* queued meanwhile: goes after the resent ones */
     cr_assert_eq(ndfs_window_requeue_link(&tx, 1), 6u);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
     a = take_all(0);
     cr_assert_eq(a->len, 7u);
     for (guint i = 0; i < a->len; i++) {
@@ -132,14 +132,14 @@ Test(window, a_failed_link_resends_its_unacked_frames_in_order)
         check_msg(g_queue_peek_nth(&got, (guint)id), id, 10);
     /* link 0 fails too before any ack: everything resent, all duplicates */
     cr_assert_eq(ndfs_window_requeue_link(&tx, 0), 12u);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
     a = take_all(1);
     for (guint i = 0; i < a->len; i++)
         cr_assert_eq(deliver(a->pdata[i]), 0);
     cr_assert_eq(g_queue_get_length(&got), 13u, "no duplicate delivered");
     cr_assert_eq(ndfs_window_ack(&tx, ndfs_window_rx_ack(&rx)), 0);
     cr_assert_eq(tx.tx_queued, 0u);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
 }
 
 Test(window, an_ack_covering_requeued_frames_drops_them)
@@ -149,11 +149,11 @@ Test(window, an_ack_covering_requeued_frames_drops_them)
     GPtrArray *a = take_all(1);
     cr_assert_eq(ndfs_window_requeue_link(&tx, 1), 4u);
     cr_assert_eq(ndfs_window_ack(&tx, 3), 0); /* the first three did arrive */
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
     a = take_all(0);
     cr_assert_eq(a->len, 1u);
     cr_assert_eq(((struct ndfs_tx_frag *)a->pdata[0])->h.seq, 4u);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
 }
 
 Test(window, large_messages_are_fragmented_and_reassembled)
@@ -186,7 +186,7 @@ Test(window, large_messages_are_fragmented_and_reassembled)
     check_msg(g_queue_peek_nth(&got, 1), 8, STRIPE);
     check_msg(g_queue_peek_nth(&got, 2), 9, 0);
     cr_assert_eq(rx.rx_early_bytes, 0u);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
 }
 
 Test(window, fragments_breaking_the_rules_are_refused)
@@ -218,7 +218,7 @@ Test(window, fragments_breaking_the_rules_are_refused)
     h.seq = 1ull << 40;
     cr_assert_eq(ndfs_window_receive(&rx, &h, f0->control, f0->data, &got), -EBADMSG);
     cr_assert_eq(g_queue_get_length(&got), 0u);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
 }
 
 Test(window, reset_on_a_new_incarnation_starts_over)
@@ -227,7 +227,7 @@ Test(window, reset_on_a_new_incarnation_starts_over)
     queue_msg(2, 100);
     GPtrArray *a = take_all(0);
     cr_assert_eq(deliver(a->pdata[0]), 0);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
     ndfs_window_reset(&tx);
     ndfs_window_reset(&rx);
     cr_assert_eq(tx.tx_queued, 0u);
@@ -238,7 +238,7 @@ Test(window, reset_on_a_new_incarnation_starts_over)
     cr_assert_eq(deliver(a->pdata[0]), 0);
     cr_assert_eq(g_queue_get_length(&got), 2u);
     check_msg(g_queue_peek_nth(&got, 1), 3, 100);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
 }
 
 Test(window, max_queued_and_max_message_are_enforced)
@@ -254,5 +254,5 @@ Test(window, max_queued_and_max_message_are_enforced)
     cr_assert_eq(ndfs_window_ack(&tx, 1), 0);
     cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, data, 1000), 0, "an ack makes room");
     cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, NULL, MAXMSG + 1), -EMSGSIZE);
-    g_ptr_array_free(a, false);
+    g_ptr_array_free(a, true);
 }
