@@ -102,6 +102,7 @@ int ndfs_membership_new(uv_loop_t *loop, const struct ndfs_membership_config *cf
 static void commit_done(struct ndfs_ccd *ccd, int status, void *data);
 static void maybe_free(struct ndfs_membership *m);
 static void on_tick(uv_timer_t *timer);
+static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void *data);
 static int ccd_commit_members(struct ndfs_membership *m, char **members)
 {
     return ndfs_ccd_membership_set(m->ccd, (const char *const *)members, commit_done, m);
@@ -230,11 +231,53 @@ static void on_tick(uv_timer_t *timer)
     maybe_commit(m);
 }
 
+/* The transport cannot unregister a channel, and a membership may close
+ * before its transport: the channel stays registered with on_message, which
+ * finds the transport's current membership here (none: the message is
+ * released). */
+G_LOCK_DEFINE_STATIC(by_transport);
+static GHashTable *by_transport; /* struct ndfs_transport * -> struct ndfs_membership * */
+
+static struct ndfs_membership *membership_of(struct ndfs_transport *t)
+{
+    G_LOCK(by_transport);
+    struct ndfs_membership *m = by_transport ? g_hash_table_lookup(by_transport, t) : NULL;
+    G_UNLOCK(by_transport);
+    return m;
+}
+
+/* Registers the channel once per transport; a later membership on the same
+ * transport (after a close) takes it over. */
+static int attach(struct ndfs_membership *m)
+{
+    int rc = ndfs_transport_register(m->transport, NDFS_CHANNEL_MEMBERSHIP, on_message, NULL);
+    if (rc < 0 && rc != -EEXIST)
+        return rc;
+    G_LOCK(by_transport);
+    if (by_transport == NULL)
+        by_transport = g_hash_table_new(g_direct_hash, g_direct_equal);
+    if (rc == -EEXIST && g_hash_table_contains(by_transport, m->transport))
+        rc = -EBUSY; /* another membership runs on this transport */
+    else
+        g_hash_table_insert(by_transport, m->transport, m);
+    G_UNLOCK(by_transport);
+    return rc == -EEXIST ? 0 : rc;
+}
+
+static void detach(struct ndfs_membership *m)
+{
+    G_LOCK(by_transport);
+    if (by_transport && g_hash_table_lookup(by_transport, m->transport) == m)
+        g_hash_table_remove(by_transport, m->transport);
+    G_UNLOCK(by_transport);
+}
+
 static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void *data)
 {
-    struct ndfs_membership *m = data;
+    (void)data;
+    struct ndfs_membership *m = membership_of(t);
     struct mview_msg in;
-    if (m->closing) {
+    if (m == NULL || m->closing) {
         ndfs_transport_release(t, msg);
         return;
     }
@@ -266,14 +309,17 @@ int ndfs_membership_start(struct ndfs_membership *m)
     if (m->started)
         return -EALREADY;
     if (m->transport) {
-        int rc = ndfs_transport_register(m->transport, NDFS_CHANNEL_MEMBERSHIP, on_message, m);
+        int rc = attach(m);
         if (rc < 0)
             return rc;
     }
     refresh(m);
     int rc = uv_timer_start(&m->tick, on_tick, m->heartbeat_ms, m->heartbeat_ms);
-    if (rc < 0)
+    if (rc < 0) {
+        if (m->transport)
+            detach(m);
         return rc;
+    }
     m->started = true;
     return 0;
 }
@@ -301,6 +347,8 @@ void ndfs_membership_close(struct ndfs_membership *m)
     if (m == NULL)
         return;
     m->closing = true;
+    if (m->started && m->transport)
+        detach(m);
     uv_close((uv_handle_t *)&m->tick, on_tick_closed);
 }
 

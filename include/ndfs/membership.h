@@ -38,9 +38,9 @@ int ndfs_membership_new(uv_loop_t *loop, const struct ndfs_membership_config *cf
                         struct ndfs_membership **out, char **errmsg);
 /* Registers the membership channel and starts the timers. */
 int ndfs_membership_start(struct ndfs_membership *m);
-/* Stops the timers; m is freed once they are closed (run the loop). The
- * transport has no way to unregister a channel: close the membership in
- * the same loop turn as the transport, or after it. */
+/* Stops the timers; m is freed once they are closed (run the loop). Close
+ * it before its transport and CCD (messages that arrive afterwards are
+ * dropped); a new membership may then start on the same transport. */
 void ndfs_membership_close(struct ndfs_membership *m);
 
 /* Is this node's lease valid now? A master serves I/O only while it is. */

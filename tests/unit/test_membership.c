@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <glib.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -503,4 +504,229 @@ Test(membership_node, single_node_leads_holds_an_endless_lease_and_reports_epoch
     cr_assert_eq(NE.changes, 2);
     const char *want[] = {"n1", NULL};
     cr_assert(strv_eq(NE.last_members, want));
+}
+
+/* Three nodes in one process, each with a real transport on its own loopback
+ * address, a real CCD replicated over it and the membership module. */
+#define NODES 3
+
+struct cnode {
+    char name[8];
+    char address[32];
+    char *dir;
+    struct ndfs_transport *t;
+    struct ndfs_ccd *ccd;
+    struct ndfs_membership *m;
+    uint64_t epoch;      /* last reported by change_cb */
+    char **members;      /* last reported by change_cb */
+    uint64_t changed_ns; /* CLOCK_MONOTONIC of the last report */
+};
+
+static struct {
+    uv_loop_t loop;
+    struct cnode n[NODES];
+    uint8_t key[NDFS_TRANSPORT_KEY_MIN];
+} C;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void cluster_change(struct ndfs_membership *m, uint64_t epoch, const char *const *members,
+                           void *data)
+{
+    (void)m;
+    struct cnode *n = data;
+    n->epoch = epoch;
+    g_strfreev(n->members);
+    n->members = g_strdupv((char **)members);
+    n->changed_ns = mono_ns();
+}
+
+struct added {
+    bool done;
+    int status;
+    uint64_t id;
+};
+
+static void node_added(struct ndfs_ccd *ccd, int status, uint64_t id, void *data)
+{
+    (void)ccd;
+    struct added *a = data;
+    a->done = true;
+    a->status = status;
+    a->id = id;
+}
+
+static void start_cnode(int i, bool join, uint64_t id)
+{
+    struct cnode *n = &C.n[i];
+    g_autofree char *errmsg = NULL;
+    const char *listen[] = {n->address, NULL};
+    struct ndfs_transport_config tc = {.name = n->name,
+                                       .listen = listen,
+                                       .key = C.key,
+                                       .key_len = sizeof(C.key),
+                                       .heartbeat_interval_ms = 50,
+                                       .failure_timeout_ms = 600};
+    cr_assert_eq(ndfs_transport_new(&C.loop, &tc, &n->t, &errmsg), 0, "%s", errmsg);
+    cr_assert_eq(ndfs_transport_start(n->t, &errmsg), 0, "%s", errmsg);
+    for (int j = 0; j < NODES; j++) {
+        const char *peer[] = {C.n[j].address, NULL};
+        if (j != i)
+            cr_assert_eq(ndfs_transport_peer_set(n->t, C.n[j].name, peer), 0);
+    }
+    struct ndfs_ccd_config cc = {.data_dir = n->dir,
+                                 .node_name = n->name,
+                                 .transport = n->t,
+                                 .addresses = listen,
+                                 .join = join,
+                                 .node_id = id,
+                                 .election_timeout_ms = 300,
+                                 .heartbeat_timeout_ms = 50};
+    cr_assert_eq(ndfs_ccd_open(&C.loop, &cc, &n->ccd, &errmsg), 0, "%s", errmsg);
+    struct wait w = {0};
+    cr_assert_eq(ndfs_ccd_start(n->ccd, wait_ready, &w), 0, "%s", ndfs_ccd_errmsg(n->ccd));
+    run_until(&C.loop, flag_set, &w.done, "a CCD to be ready");
+    cr_assert_eq(w.status, 0, "%s: %s", n->name, ndfs_ccd_errmsg(n->ccd));
+    struct ndfs_membership_config mc = {
+        .node_name = n->name, .heartbeat_interval_ms = 50, .failure_timeout_ms = 600};
+    cr_assert_eq(ndfs_membership_new(&C.loop, &mc, n->t, n->ccd, &n->m, &errmsg), 0, "%s", errmsg);
+    ndfs_membership_set_change_cb(n->m, cluster_change, n);
+    cr_assert_eq(ndfs_membership_start(n->m), 0);
+}
+
+static void stop_cnode(int i)
+{
+    struct cnode *n = &C.n[i];
+    if (n->m)
+        ndfs_membership_close(n->m);
+    if (n->ccd) {
+        bool closed = false;
+        ndfs_ccd_close(n->ccd, on_closed, &closed);
+        run_until(&C.loop, flag_set, &closed, "a CCD to close");
+    }
+    if (n->t) {
+        bool closed = false;
+        ndfs_transport_close(n->t, on_closed, &closed);
+        run_until(&C.loop, flag_set, &closed, "a transport to close");
+    }
+    n->m = NULL;
+    n->ccd = NULL;
+    n->t = NULL;
+}
+
+static void cluster_setup(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* a peer closing its end is an error code, not a death */
+    cr_assert_eq(uv_loop_init(&C.loop), 0);
+    for (size_t i = 0; i < sizeof(C.key); i++)
+        C.key[i] = (uint8_t)(i * 7 + 1);
+    unsigned port = 20000 + (unsigned)getpid() % 20000;
+    for (int i = 0; i < NODES; i++) {
+        struct cnode *n = &C.n[i];
+        g_snprintf(n->name, sizeof n->name, "n%d", i + 1);
+        g_snprintf(n->address, sizeof n->address, "127.0.%d.1:%u", 40 + i, port);
+        n->dir = g_dir_make_tmp("ndfs-membership-XXXXXX", NULL);
+        cr_assert_not_null(n->dir);
+    }
+    start_cnode(0, false, 0);
+    for (int i = 1; i < NODES; i++) {
+        char *addrs[] = {C.n[i].address, NULL};
+        struct ndfs_node row = {
+            .role = NDFS_NODE_VOTER, .name = C.n[i].name, .address = "", .addresses = addrs};
+        struct added a = {0};
+        cr_assert_eq(ndfs_ccd_node_add(C.n[0].ccd, &row, node_added, &a), 0, "node add: %s",
+                     ndfs_ccd_errmsg(C.n[0].ccd));
+        run_until(&C.loop, flag_set, &a.done, "a node to be added");
+        cr_assert_eq(a.status, 0);
+        start_cnode(i, true, a.id);
+    }
+}
+
+static void cluster_teardown(void)
+{
+    for (int i = NODES - 1; i >= 0; i--)
+        stop_cnode(i);
+    uv_run(&C.loop, UV_RUN_NOWAIT);
+    cr_assert_eq(uv_loop_close(&C.loop), 0, "every handle is closed");
+    for (int i = 0; i < NODES; i++) {
+        g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", C.n[i].dir);
+        cr_assert_eq(system(cmd), 0);
+        g_free(C.n[i].dir);
+        g_strfreev(C.n[i].members);
+    }
+    memset(&C, 0, sizeof(C));
+}
+
+/* Every running node reports the same epoch and exactly these members. */
+static bool all_agree(void *data)
+{
+    const char *const *want = data;
+    uint64_t epoch = 0;
+    for (int i = 0; i < NODES; i++) {
+        if (C.n[i].m == NULL)
+            continue;
+        if (!strv_eq(C.n[i].members, want) || (epoch && C.n[i].epoch != epoch))
+            return false;
+        epoch = C.n[i].epoch;
+    }
+    return true;
+}
+
+static bool all_leases_valid(void *data)
+{
+    (void)data;
+    for (int i = 0; i < NODES; i++)
+        if (C.n[i].m && !ndfs_membership_lease_valid(C.n[i].m))
+            return false;
+    return true;
+}
+
+TestSuite(membership_cluster, .init = cluster_setup, .fini = cluster_teardown, .timeout = 60);
+
+Test(membership_cluster, members_agree_and_a_silent_node_is_dropped_after_its_lease)
+{
+    const char *three[] = {"n1", "n2", "n3", NULL};
+    run_until(&C.loop, all_agree, three, "every node to report n1,n2,n3");
+    run_until(&C.loop, all_leases_valid, NULL, "every node to hold a lease");
+    uint64_t epoch = C.n[0].epoch;
+
+    uint64_t n3_expiry = ndfs_membership_lease_expiry_ns(C.n[2].m);
+    uint64_t stopped = mono_ns();
+    stop_cnode(2);
+    const char *two[] = {"n1", "n2", NULL};
+    run_until(&C.loop, all_agree, two, "n1 and n2 to drop n3");
+    cr_assert_eq(C.n[0].epoch, epoch + 1, "one membership change, one epoch");
+    cr_assert_gt(C.n[0].changed_ns, n3_expiry, "n3 dropped while its lease ran");
+    cr_assert_geq(C.n[0].changed_ns - stopped, 500 * MS, "dropped before the failure timeout");
+    cr_assert(all_leases_valid(NULL));
+}
+
+/* Raft promotes a joined node to voter once it has caught up. */
+static bool all_voters(void *data)
+{
+    (void)data;
+    unsigned total = 0;
+    g_auto(GStrv) voters = ndfs_ccd_voters(C.n[0].ccd, &total);
+    return voters && g_strv_length(voters) == NODES;
+}
+
+Test(membership_cluster, a_new_leader_waits_then_drops_the_old_one)
+{
+    const char *three[] = {"n1", "n2", "n3", NULL};
+    run_until(&C.loop, all_agree, three, "every node to report n1,n2,n3");
+    run_until(&C.loop, all_voters, NULL, "three Raft voters");
+    uint64_t epoch = C.n[1].epoch;
+    uint64_t stopped = mono_ns();
+    stop_cnode(0); /* the leader: it bootstrapped the cluster */
+    const char *two[] = {"n2", "n3", NULL};
+    run_until(&C.loop, all_agree, two, "n2 and n3 to drop n1");
+    cr_assert_eq(C.n[1].epoch, epoch + 1);
+    /* an election (300 ms) then a whole failure timeout without history */
+    cr_assert_geq(C.n[1].changed_ns - stopped, 600 * MS, "the new leader did not wait");
+    run_until(&C.loop, all_leases_valid, NULL, "n2 and n3 to hold leases");
 }
