@@ -454,8 +454,10 @@ static void conn_setup_socket(struct tp_conn *c)
     (void)uv_tcp_keepalive(&c->tcp, 1, 10);
 }
 
-static void conn_start_reading(struct tp_conn *c)
+void tp_conn_start_reading(struct tp_conn *c)
 {
+    if (c->t->frozen)
+        return;
     int rc = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
     if (rc < 0)
         tp_conn_close(c, rc, uv_strerror(rc));
@@ -484,7 +486,7 @@ static void on_accept(uv_stream_t *server, int status)
     else
         g_strlcpy(c->addr, "?", sizeof c->addr);
     conn_setup_socket(c);
-    conn_start_reading(c);
+    tp_conn_start_reading(c);
     if (c->state != TP_CONN_CLOSING)
         send_challenge(c);
 }
@@ -500,7 +502,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->state = TP_CONN_AUTH;
     conn_setup_socket(c);
-    conn_start_reading(c);
+    tp_conn_start_reading(c);
 }
 
 int tp_conn_dial(struct ndfs_transport *t, struct tp_link *link, struct tp_probe *probe,
@@ -547,7 +549,7 @@ static void udp_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
                      const struct sockaddr *from, unsigned flags)
 {
     struct ndfs_transport *t = handle->data;
-    if (nread <= 0 || !from || t->closing || (flags & UV_UDP_PARTIAL))
+    if (nread <= 0 || !from || t->closing || t->frozen || (flags & UV_UDP_PARTIAL))
         return;
     struct ndfs_heartbeat hb;
     int rc =

@@ -366,6 +366,14 @@ void tp_conn_authenticated(struct tp_conn *c)
         }
     }
     p->incarnation = c->hello.incarnation;
+    if (l->dialing && strcmp(p->name, t->name) < 0) {
+        /* the peer's connection wins over ours anyway */
+        tp_conn_close(l->dialing, -ECONNABORTED, NULL);
+        if (p->removed || t->closing || c->state == TP_CONN_CLOSING) {
+            status = -ECONNABORTED;
+            goto out;
+        }
+    }
     struct tp_conn *old = l->conn;
     if (old) {
         /* both ends keep the connection opened by the smaller name (or the
@@ -424,6 +432,8 @@ static void tick_cb(uv_timer_t *timer)
 {
     struct ndfs_transport *t = timer->data;
     uint64_t now = uv_now(t->loop);
+    if (t->frozen)
+        return;
     GList *conns = g_hash_table_get_keys(t->conns);
     for (GList *it = conns; it && !t->closing; it = it->next) {
         struct tp_conn *c = it->data;
@@ -591,8 +601,15 @@ int ndfs_transport_peer_set(struct ndfs_transport *t, const char *name,
             set_link_remote(l, "", NULL);
     }
     p->nlinks = n;
-    for (int i = 0; i < n; i++)
-        link_dial(&p->links[i]);
+    for (int i = 0; i < n; i++) {
+        struct tp_link *l = &p->links[i];
+        /* both ends keep the connection opened by the smaller name: the
+         * larger one waits a little so that one usually comes first */
+        if (t->nlisten > 0 && strcmp(t->name, p->name) > 0 && !l->conn && !l->dialing)
+            uv_timer_start(&l->retry, retry_cb, TP_DIAL_DEFER_MS, 0);
+        else
+            link_dial(l);
+    }
     return 0;
 }
 
@@ -719,5 +736,22 @@ int ndfs__transport_block_link(struct ndfs_transport *t, const char *peer, int l
         l->backoff_ms = TP_BACKOFF_MIN_MS;
         link_dial(l);
     }
+    return 0;
+}
+
+int ndfs__transport_freeze(struct ndfs_transport *t, bool frozen)
+{
+    t->frozen = frozen;
+    GList *conns = g_hash_table_get_keys(t->conns);
+    for (GList *it = conns; it; it = it->next) {
+        struct tp_conn *c = it->data;
+        if (c->state == TP_CONN_CLOSING || c->state == TP_CONN_CONNECTING)
+            continue;
+        if (frozen)
+            uv_read_stop((uv_stream_t *)&c->tcp);
+        else
+            tp_conn_start_reading(c);
+    }
+    g_list_free(conns);
     return 0;
 }

@@ -22,6 +22,7 @@
 #define TP_ACK_EVERY      32        /* frames received before an ack goes out at once */
 #define TP_LINK_INFLIGHT  (1 << 20) /* bytes written on a link and not yet completed */
 #define TP_DYNAMIC_TTL_MS 60000     /* a dynamic peer without connections is forgotten */
+#define TP_DIAL_DEFER_MS  200       /* the larger name's first dial waits this long */
 
 enum tp_conn_state {
     TP_CONN_CONNECTING,
@@ -119,6 +120,7 @@ struct ndfs_transport {
     uv_udp_t listen_udp[NDFS_TRANSPORT_MAX_LINKS];
     bool tcp_open[NDFS_TRANSPORT_MAX_LINKS], udp_open[NDFS_TRANSPORT_MAX_LINKS];
     bool started;
+    bool frozen;       /* test hook: reads nothing, sends no heartbeat */
     GHashTable *peers; /* name -> struct tp_peer * */
     GHashTable *conns; /* struct tp_conn * set: every live connection */
     struct tp_channel channels[NDFS_CHANNEL_MAX];
@@ -149,6 +151,7 @@ void tp_conn_close(struct tp_conn *c, int status, const char *reason);
 int tp_conn_write(struct tp_conn *c, struct ndfs_frame_header *h, uint32_t payload_crc,
                   const uint8_t *control, const uint8_t *data, struct ndfs_tx_msg *ref);
 void tp_heartbeat_send(struct ndfs_transport *t);
+void tp_conn_start_reading(struct tp_conn *c);
 void tp_warn(struct ndfs_transport *t, const char *addr, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 void tp_handle_closed(uv_handle_t *h); /* close callback of transport-level handles */
 void tp_maybe_finish(struct ndfs_transport *t);
@@ -171,5 +174,8 @@ void tp_probe_done(struct tp_probe *probe, int status, const char *peer);
 /* Test hook: a blocked link drops its connection and makes no other until
  * unblocked. -ENOENT for an unknown peer or link. */
 int ndfs__transport_block_link(struct ndfs_transport *t, const char *peer, int link, bool blocked);
+/* Test hook: a frozen transport reads nothing and sends no heartbeat, like
+ * a stopped process whose sockets stay open. */
+int ndfs__transport_freeze(struct ndfs_transport *t, bool frozen);
 
 #endif

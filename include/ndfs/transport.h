@@ -20,7 +20,8 @@
  * client of the transport gets it), a request id and an epoch. Everything
  * runs on the loop thread given at creation; no function may be called from
  * another thread. Functions return 0 or -errno. transport/ knows nothing of
- * disks, FUSE or the CCD. */
+ * disks, FUSE or the CCD. The process must ignore SIGPIPE (libuv writes to
+ * sockets with write(2); a peer that vanished would kill it otherwise). */
 #ifndef NDFS_TRANSPORT_H
 #define NDFS_TRANSPORT_H
 

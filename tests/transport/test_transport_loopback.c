@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -225,6 +226,7 @@ static void wait_links(int a, int b, int want)
 }
 
 static uint64_t sent_id[NNODES + 1][NNODES + 1];
+static void wait_event(int node, enum ndfs_transport_event ev, int count);
 
 static int send_msg(int from, int to, size_t len)
 {
@@ -258,6 +260,7 @@ static void wait_received(int node, int from, uint64_t count)
 
 static void setup(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* as ndfsd does: libuv writes with write(2) */
     cr_assert_eq(uv_loop_init(&loop), 0);
     memset(N, 0, sizeof N);
     memset(sent_id, 0, sizeof sent_id);
@@ -338,6 +341,55 @@ Test(transport, large_messages_are_striped_over_both_links)
     ndfs_transport_foreach_link(N[2].t, collect, &rx);
     cr_assert_gt(rx.received[0], 4u << 20);
     cr_assert_gt(rx.received[1], 4u << 20);
+}
+
+static bool heard_udp_and_rtt(void *arg)
+{
+    (void)arg;
+    struct tp_peer *p = tp_peer_find(N[1].t, "n2");
+    struct link_bytes lb = {.peer = "n2"};
+    ndfs_transport_foreach_link(N[1].t, collect, &lb);
+    return p && p->links[0].last_udp && p->links[1].last_udp && lb.rtt[0] && lb.rtt[1];
+}
+
+Test(transport, udp_heartbeats_arrive_on_every_link_and_idle_links_measure_rtt)
+{
+    start_nodes(2);
+    connect_pair(1, 2);
+    wait_links(1, 2, 2);
+    cr_assert(run_until(heard_udp_and_rtt, NULL, DEADLINE_MS));
+    struct tp_peer *p = tp_peer_find(N[1].t, "n2");
+    uint64_t counter = p->links[1].udp_counter;
+    /* a replayed heartbeat (same counter) does not count */
+    p->links[1].last_udp = 1;
+    struct ndfs_heartbeat hb = {.link = 1, .counter = counter};
+    g_strlcpy(hb.name, "n2", sizeof hb.name);
+    hb.incarnation = p->links[1].udp_incarnation;
+    uint8_t buf[NDFS_HEARTBEAT_MAX_LEN];
+    size_t n = ndfs_heartbeat_encode(good_key, 32, &hb, buf);
+    int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.2.1", &sa.sin_addr);
+    cr_assert_eq(sendto(u, buf, n, 0, (struct sockaddr *)&sa, sizeof sa), (ssize_t)n);
+    close(u);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    cr_assert(p->links[1].last_udp == 1 || p->links[1].udp_counter > counter);
+}
+
+Test(transport, a_frozen_peer_with_open_sockets_is_detected_and_recovers)
+{
+    start_nodes(2);
+    connect_pair(1, 2);
+    wait_links(1, 2, 2);
+    cr_assert_eq(ndfs__transport_freeze(N[2].t, true), 0);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(send_msg(1, 2, 100000), 0);
+    wait_event(1, NDFS_PEER_DOWN, 1);
+    cr_assert_eq(N[2].count[1], 0);
+    cr_assert_eq(ndfs__transport_freeze(N[2].t, false), 0);
+    wait_received(2, 1, 10);
+    wait_links(1, 2, 2);
+    cr_assert_eq(N[1].events[NDFS_PEER_RESET], 0, "same incarnation: no reset");
 }
 
 /* Actions run from inside the receive callback, mid-stream. */
