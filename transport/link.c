@@ -119,6 +119,11 @@ void tp_conn_close(struct tp_conn *c, int status, const char *reason)
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
     g_hash_table_remove(t->conns, c);
     c->peer = NULL;
+    if (c->probe) {
+        struct tp_probe *probe = c->probe;
+        c->probe = NULL;
+        tp_probe_done(probe, t->closing ? -ECANCELED : status < 0 ? status : -ECONNRESET, NULL);
+    }
     if (t->closing)
         return;
     if (prev == TP_CONN_OPEN && p) {
@@ -126,11 +131,6 @@ void tp_conn_close(struct tp_conn *c, int status, const char *reason)
     } else if (c->outgoing && p && link >= 0 && p->links[link].dialing == c) {
         p->links[link].dialing = NULL;
         tp_dial_failed(&p->links[link], status);
-    }
-    if (c->probe) {
-        struct tp_probe *probe = c->probe;
-        c->probe = NULL;
-        tp_probe_done(probe, status < 0 ? status : -ECONNRESET, NULL);
     }
 }
 

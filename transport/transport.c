@@ -290,14 +290,14 @@ void tp_conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const u
     }
 }
 
+/* Also while closing, with -ECANCELED: the caller may own data to free. */
 void tp_probe_done(struct tp_probe *probe, int status, const char *peer)
 {
     struct ndfs_transport *t = probe->t;
     ndfs_transport_probe_cb cb = probe->cb;
     void *data = probe->data;
     g_free(probe);
-    if (!t->closing)
-        cb(t, status, peer, data);
+    cb(t, status, peer, data);
 }
 
 static void set_link_remote(struct tp_link *l, const char *addr, const struct sockaddr_in *sa)

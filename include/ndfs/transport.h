@@ -86,7 +86,8 @@ int ndfs_transport_peer_remove(struct ndfs_transport *t, const char *name);
  * address until ndfs_transport_peer_set() or _remove(). Used to join a
  * cluster through any member's address. status < 0: could not connect or
  * authenticate within the failure timeout (-ETIMEDOUT, -ECONNREFUSED,
- * -EACCES for a failed authentication). */
+ * -EACCES for a failed authentication; -ECANCELED when the transport is
+ * closed first). */
 typedef void (*ndfs_transport_probe_cb)(struct ndfs_transport *t, int status, const char *peer,
                                         void *data);
 int ndfs_transport_probe(struct ndfs_transport *t, const char *address, ndfs_transport_probe_cb cb,

@@ -676,6 +676,13 @@ Test(transport, probe_learns_the_name_and_the_peer_answers)
     cr_assert_eq(ndfs_transport_probe(N[3].t, N[1].addr[1], probe_cb, &denied), 0);
     cr_assert(run_until(probe_done, &denied, DEADLINE_MS));
     cr_assert_eq(denied.status, -EACCES);
+
+    /* closing the transport ends a probe in progress */
+    struct probe_result cancelled = {0};
+    cr_assert_eq(ndfs_transport_probe(N[3].t, N[1].addr[1], probe_cb, &cancelled), 0);
+    node_close(3);
+    cr_assert(cancelled.done);
+    cr_assert_eq(cancelled.status, -ECANCELED);
 }
 
 Test(transport, an_endpoint_without_listen_addresses_connects_out_on_every_link)
