@@ -419,7 +419,8 @@ write_node_config()
 {
     local i=$1 key=${2:-$CLUSTER_KEY} extra=${3:-}
     local conf=$TESTDIR/n$i.conf join=""
-    [ "$i" -eq 1 ] || join=$(node_addr 1 1)
+    # n1 bootstraps the cluster: no join line.
+    [ "$i" -eq 1 ] || join="join = $(node_addr 1 1)"
     cat >"$conf" <<EOC
 [node]
 name = n$i
@@ -427,7 +428,7 @@ data-dir = $TESTDIR/n$i.data
 control-socket = $TESTDIR/n$i.sock
 [cluster]
 listen = $(node_listen "$i")
-join = $join
+$join
 key-file = $key
 [membership]
 heartbeat-interval-ms = $NDFS_TEST_HEARTBEAT_MS
