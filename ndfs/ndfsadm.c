@@ -128,16 +128,25 @@ int adm_parse_args(const char *command, int argc, char **argv, const struct adm_
     return ADM_EXIT_OK;
 }
 
+/* The client's own descriptions of a local timeout or a lost connection
+ * (control_client.c); a server may answer -ETIMEDOUT or -ECONNRESET too (a
+ * change forwarded to a leader that did not answer), with its own message. */
+static bool is_local_failure(int rc, const char *errmsg)
+{
+    if (rc != -ETIMEDOUT && rc != -ECONNRESET)
+        return false;
+    return !errmsg || !errmsg[0] || strcmp(errmsg, "timed out waiting for ndfsd") == 0 ||
+           strcmp(errmsg, "connection to ndfsd lost") == 0;
+}
+
 static int report_call_failure(const struct adm *adm, int rc, const char *errmsg)
 {
+    if (!is_local_failure(rc, errmsg))
+        return adm_error("%s", errmsg && errmsg[0] ? errmsg : g_strerror(-rc));
     if (rc == -ETIMEDOUT)
         return adm_error("no answer from ndfsd at %s within %d seconds", adm->socket_path,
                          ADM_CALL_TIMEOUT_MS / 1000);
-    if (rc == -ECONNRESET)
-        return adm_error("lost the connection to ndfsd at %s", adm->socket_path);
-    if (errmsg && errmsg[0])
-        return adm_error("%s", errmsg);
-    return adm_error("%s", g_strerror(-rc));
+    return adm_error("lost the connection to ndfsd at %s", adm->socket_path);
 }
 
 int adm_call(struct adm *adm, const char *command, GVariant *args, GVariant **result)
