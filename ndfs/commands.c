@@ -15,6 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ndfs/membership.h>
+#include <ndfs/transport.h>
+
+#include "cluster.h"
 #include "control.h"
 #include "parse.h"
 #include "perm.h"
@@ -215,6 +219,7 @@ static void cmd_hello(struct cmd_request *r)
     g_variant_dict_insert(&d, "node", "s", r->s->node_name);
     g_variant_dict_insert(&d, "cluster-id", "s", st.cluster_id);
     g_variant_dict_insert(&d, "epoch", "t", (guint64)st.epoch);
+    g_variant_dict_insert(&d, "key-file", "s", r->s->key_file ? r->s->key_file : "");
     ndfs_ccd_status_clear(&st);
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
 }
@@ -238,6 +243,9 @@ static void cmd_status(struct cmd_request *r)
         &d, "members",
         g_variant_new_strv(st.members ? (const char *const *)st.members : no_members, -1));
     g_variant_dict_insert(&d, "vdisks", "t", (guint64)st.vdisks);
+    g_variant_dict_insert(
+        &d, "quorum", "b",
+        (gboolean)(r->s->cluster == NULL || ndfs_cluster_has_quorum(r->s->cluster)));
     ndfs_ccd_status_clear(&st);
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
 }
@@ -325,6 +333,168 @@ static void cmd_vdisk_close(struct cmd_request *r)
     ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
 }
 
+struct node_list {
+    struct ndfs_server *s;
+    GVariantBuilder list;
+    GHashTable *up; /* name -> GINT_TO_POINTER(1 + up), from membership */
+    char leader[NDFS_NODE_NAME_MAX + 1];
+};
+
+static int note_member(const struct ndfs_member_info *mi, void *data)
+{
+    g_hash_table_replace(data, g_strdup(mi->name), GINT_TO_POINTER(1 + mi->up));
+    return 0;
+}
+
+static int node_list_add(const struct ndfs_node *n, void *data)
+{
+    struct node_list *l = data;
+    const char *const none[] = {NULL};
+    bool self = strcmp(n->name, l->s->node_name) == 0;
+    int up = GPOINTER_TO_INT(g_hash_table_lookup(l->up, n->name));
+    unsigned links_up = 0, links_total = 0;
+    if (!self && l->s->cluster != NULL)
+        ndfs_cluster_links(l->s->cluster, n->name, &links_up, &links_total);
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "name", "s", n->name);
+    g_variant_dict_insert(&d, "id", "t", (guint64)n->id);
+    g_variant_dict_insert_value(
+        &d, "addresses",
+        g_variant_new_strv(n->addresses ? (const char *const *)n->addresses : none, -1));
+    g_variant_dict_insert(&d, "role", "s", n->role == NDFS_NODE_VOTER ? "voter" : "standby");
+    /* without membership data: this node is up, the others as their links say */
+    g_variant_dict_insert(&d, "up", "b", (gboolean)(up ? up == 2 : self || links_up > 0));
+    g_variant_dict_insert(&d, "leader", "b", (gboolean)(strcmp(n->name, l->leader) == 0));
+    g_variant_dict_insert(&d, "links-up", "u", links_up);
+    g_variant_dict_insert(&d, "links-total", "u", links_total);
+    g_variant_builder_add_value(&l->list, g_variant_dict_end(&d));
+    return 0;
+}
+
+static void cmd_node_list(struct cmd_request *r)
+{
+    struct node_list l = {.s = r->s};
+    l.up = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    if (r->s->membership != NULL)
+        ndfs_membership_foreach(r->s->membership, note_member, l.up);
+    ndfs_ccd_leader(r->s->ccd, l.leader);
+    g_variant_builder_init(&l.list, G_VARIANT_TYPE("aa{sv}"));
+    int rc = ndfs_ccd_node_foreach(r->s->ccd, node_list_add, &l);
+    g_hash_table_unref(l.up);
+    if (rc < 0) {
+        g_variant_builder_clear(&l.list);
+        cmd_reply_error(r, rc, "cannot read the nodes: %s", ndfs_ccd_errmsg(r->s->ccd));
+        return;
+    }
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert_value(&d, "nodes", g_variant_builder_end(&l.list));
+    ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
+}
+
+static int link_list_add(const struct ndfs_link_info *li, void *data)
+{
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "peer", "s", li->peer);
+    g_variant_dict_insert(&d, "index", "u", (guint32)li->index);
+    g_variant_dict_insert(&d, "local", "s", li->local ? li->local : "");
+    g_variant_dict_insert(&d, "remote", "s", li->remote ? li->remote : "");
+    g_variant_dict_insert(&d, "up", "b", (gboolean)li->up);
+    g_variant_dict_insert(&d, "connected", "b", (gboolean)li->connected);
+    g_variant_dict_insert(&d, "rtt-us", "u", li->rtt_us);
+    g_variant_dict_insert(&d, "bytes-sent", "t", (guint64)li->bytes_sent);
+    g_variant_dict_insert(&d, "bytes-received", "t", (guint64)li->bytes_received);
+    g_variant_dict_insert(&d, "last-heard-ms", "t", (guint64)li->last_heard_ms_ago);
+    g_variant_builder_add_value(data, g_variant_dict_end(&d));
+    return 0;
+}
+
+static void cmd_link_list(struct cmd_request *r)
+{
+    GVariantBuilder list;
+    g_variant_builder_init(&list, G_VARIANT_TYPE("aa{sv}"));
+    if (r->s->cluster != NULL)
+        ndfs_transport_foreach_link(ndfs_cluster_transport(r->s->cluster), link_list_add, &list);
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert_value(&d, "links", g_variant_builder_end(&list));
+    ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
+}
+
+/* A change that the leader must make: forwarded there, its answer relayed. */
+struct forward {
+    struct ndfs_conn *c; /* holds a ref */
+    uint64_t id;
+    char *leader;
+};
+
+static void forward_done(int status, const char *message, GVariant *result, void *data)
+{
+    struct forward *f = data;
+    if (status == -ETIMEDOUT || status == -ECONNRESET)
+        ndfs_conn_reply_error(f->c, f->id, -EAGAIN, "the leader %s did not answer: %s", f->leader,
+                              message ? message : g_strerror(-status));
+    else
+        ndfs_conn_reply(f->c, f->id, status, message, result);
+    ndfs_conn_unref(f->c);
+    g_free(f->leader);
+    g_free(f);
+}
+
+static void forward_change(struct cmd_request *r)
+{
+    char leader[NDFS_NODE_NAME_MAX + 1];
+    ndfs_ccd_leader(r->s->ccd, leader);
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "command", "s", r->command);
+    g_variant_dict_insert_value(&d, "args", r->args);
+    g_variant_dict_insert(&d, "uid", "u", (guint32)r->c->peer.uid);
+    g_variant_dict_insert(&d, "gid", "u", (guint32)r->c->peer.gid);
+    g_variant_dict_insert(&d, "pid", "i", (gint32)r->c->peer.pid);
+    struct forward *f = g_new0(struct forward, 1);
+    f->c = r->c;
+    f->id = r->id;
+    f->leader = g_strdup(leader);
+    ndfs_conn_ref(r->c);
+    int rc =
+        ndfs_cluster_call(r->s->cluster, leader, "change", g_variant_dict_end(&d), forward_done, f);
+    if (rc < 0) {
+        cmd_reply_error(r, -EAGAIN, "cannot reach the leader %s: %s", leader, g_strerror(-rc));
+        ndfs_conn_unref(f->c);
+        g_free(f->leader);
+        g_free(f);
+    }
+}
+
+/* Changes go to the leader; without quorum they fail at once. Returns true
+ * when r was answered or forwarded. */
+static bool route_change(struct cmd_request *r)
+{
+    if (r->s->cluster == NULL)
+        return false;
+    g_autofree char *errmsg = NULL;
+    int rc = ndfs_cluster_quorum(r->s->cluster, &errmsg);
+    if (rc < 0) {
+        cmd_reply_error(r, rc, "%s", errmsg);
+        return true;
+    }
+    if (ndfs_cluster_is_leader(r->s->cluster))
+        return false;
+    if (r->c->remote_peer != NULL) {
+        /* forwarded once already: the leadership moved meanwhile */
+        cmd_reply_error(r, -EAGAIN, "node %s is no longer the leader, try again", r->s->node_name);
+        return true;
+    }
+    /* checks that only this node can make (its mounts) */
+    if (strcmp(r->command, "vdisk.remove") == 0 && cmd_vdisk_remove_check_local(r) < 0)
+        return true;
+    forward_change(r);
+    return true;
+}
+
 static const struct command {
     const char *name;
     bool changes; /* needs root or the admin group */
@@ -342,6 +512,9 @@ static const struct command {
     {"watch", false, cmd_watch},
     {"vdisk.open", false, cmd_vdisk_open},
     {"vdisk.close", false, cmd_vdisk_close},
+    {"node.list", false, cmd_node_list},
+    {"node.remove", true, cmd_node_remove},
+    {"link.list", false, cmd_link_list},
 };
 
 void ndfs_commands_dispatch(struct ndfs_conn *c, uint64_t id, const char *command, GVariant *args)
@@ -351,7 +524,14 @@ void ndfs_commands_dispatch(struct ndfs_conn *c, uint64_t id, const char *comman
     for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
         if (strcmp(commands[i].name, command) != 0)
             continue;
-        if (commands[i].changes && !may_change(&r))
+        if (c->remote_peer != NULL && !commands[i].changes) {
+            cmd_reply_error(&r, -EINVAL, "\"%s\" cannot be forwarded", command);
+            return;
+        }
+        /* a forwarded change passed the permission check on its node */
+        if (commands[i].changes && c->remote_peer == NULL && !may_change(&r))
+            return;
+        if (commands[i].changes && route_change(&r))
             return;
         commands[i].run(&r);
         return;
@@ -375,6 +555,8 @@ static void on_ccd_change(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const
 {
     struct ndfs_server *s = data;
 
+    if (s->watch_chain != NULL)
+        s->watch_chain(ccd, table, key, removed, s->watch_chain_data);
     if (table != NDFS_CCD_VDISKS || s->stopping)
         return;
     if (key == NULL) {

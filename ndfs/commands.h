@@ -53,5 +53,16 @@ void cmd_vdisk_remove(struct cmd_request *r);
 void cmd_vdisk_chmod(struct cmd_request *r);
 void cmd_vdisk_chown(struct cmd_request *r);
 void cmd_vdisk_resize(struct cmd_request *r);
+void cmd_node_remove(struct cmd_request *r);
+/* vdisk.remove's checks of this node's mounts, before it is forwarded:
+ * -errno after answering r. */
+int cmd_vdisk_remove_check_local(struct cmd_request *r);
+
+/* The disk behind a vdisk on this node must hold size bytes. A missing path
+ * is created as a sparse file when may_create (*created says so); a smaller
+ * regular file is extended when may_grow. -errno with *errmsg (g_malloc'd)
+ * for people. Also run for other nodes (cluster.c's disk.prepare). */
+int ndfs_disk_prepare(const char *vdisk, const char *path, uint64_t size, bool may_create,
+                      bool may_grow, bool *created, char **errmsg);
 
 #endif

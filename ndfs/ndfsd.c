@@ -18,8 +18,12 @@
 #include <uv.h>
 
 #include <ndfs/ccd.h>
+#include <ndfs/membership.h>
+#include <ndfs/transport.h>
 
+#include "cluster.h"
 #include "config.h"
+#include "master.h"
 #include "server.h"
 
 #define JOURNALD_SOCKET "/run/systemd/journal/socket"
@@ -36,12 +40,17 @@ struct daemon {
     struct ndfs_config cfg;
     struct ndfs_ccd *ccd;
     struct ndfs_server *server;
+    struct ndfs_cluster *cluster;       /* NULL without [cluster] listen */
+    struct ndfs_membership *membership; /* with cluster, once the CCD is ready */
+    struct ndfs_master *master;         /* with cluster, once the CCD is ready */
+    const char *log_file;
     uv_signal_t sigterm, sigint;
     uv_idle_t stopper; /* runs the shutdown outside of the callback that asked for it */
     int ready_fd;      /* daemonised: pipe to the waiting parent, -1 once told */
     bool foreground;
     bool started; /* past the data-dir lock: "stopped" is worth a log line */
     bool ready;
+    bool joining; /* waiting for the answer to a join request */
     bool stopping;
     int exit_status;
 };
@@ -179,12 +188,10 @@ static void on_handle_closed(uv_handle_t *handle)
     (void)handle;
 }
 
-static void on_ccd_closed(void *data)
+static void finish_stop(void *data)
 {
     struct daemon *d = data;
-    d->ccd = NULL;
-    ndfs_server_free(d->server);
-    d->server = NULL;
+    d->cluster = NULL;
     uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
     uv_close((uv_handle_t *)&d->stopper, on_handle_closed);
@@ -192,6 +199,41 @@ static void on_ccd_closed(void *data)
         g_message("stopped");
 }
 
+static void on_ccd_closed(void *data)
+{
+    struct daemon *d = data;
+    d->ccd = NULL;
+    ndfs_server_free(d->server);
+    d->server = NULL;
+    /* the transport outlives the CCD; the membership cannot unregister its
+     * channel, so it goes in the same turn as the transport */
+    if (d->membership != NULL) {
+        ndfs_membership_close(d->membership);
+        d->membership = NULL;
+    }
+    if (d->cluster != NULL)
+        ndfs_cluster_close(d->cluster, finish_stop, d);
+    else
+        finish_stop(d);
+}
+
+static void close_ccd(struct daemon *d)
+{
+    if (d->ccd != NULL)
+        ndfs_ccd_close(d->ccd, on_ccd_closed, d);
+    else
+        on_ccd_closed(d);
+}
+
+static void on_master_closed(void *data)
+{
+    struct daemon *d = data;
+    d->master = NULL;
+    close_ccd(d);
+}
+
+/* Order: control socket, master (its requests hold transport messages),
+ * CCD, then membership and transport together. */
 static void on_stopper(uv_idle_t *handle)
 {
     struct daemon *d = handle->data;
@@ -199,9 +241,16 @@ static void on_stopper(uv_idle_t *handle)
     if (d->server != NULL)
         ndfs_server_stop(d->server);
     if (d->ccd != NULL)
-        ndfs_ccd_close(d->ccd, on_ccd_closed, d);
+        ndfs_ccd_set_watch(d->ccd, NULL, NULL);
+    /* other nodes' requests are answered "stopping" from now on */
+    if (d->cluster != NULL) {
+        ndfs_cluster_set_server(d->cluster, NULL);
+        ndfs_cluster_set_ccd(d->cluster, NULL);
+    }
+    if (d->master != NULL)
+        ndfs_master_close(d->master, on_master_closed, d);
     else
-        on_ccd_closed(d);
+        close_ccd(d);
 }
 
 /* The CCD may be inside one of its callbacks: close it on the next turn. */
@@ -250,6 +299,50 @@ static void detach_stdio(void)
         close(fd);
 }
 
+/* Every CCD change, after the control server has announced it. */
+static void on_ccd_change(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key,
+                          bool removed, void *data)
+{
+    struct daemon *d = data;
+    (void)ccd;
+    if (d->stopping)
+        return;
+    if (d->cluster != NULL)
+        ndfs_cluster_ccd_changed(d->cluster, table, key, removed);
+    if (d->membership != NULL)
+        ndfs_membership_ccd_changed(d->membership, table);
+    if (d->master != NULL && table == NDFS_CCD_VDISKS)
+        ndfs_master_vdisk_changed(d->master, key, removed);
+}
+
+/* Membership and master, once the CCD replica is caught up. */
+static int start_cluster_parts(struct daemon *d, char **errmsg)
+{
+    struct ndfs_transport *t = ndfs_cluster_transport(d->cluster);
+    struct ndfs_membership_config mcfg = {
+        .node_name = d->cfg.node_name,
+        .heartbeat_interval_ms = d->cfg.heartbeat_interval_ms,
+        .failure_timeout_ms = d->cfg.failure_timeout_ms,
+    };
+    int rc = ndfs_membership_new(&d->loop, &mcfg, t, d->ccd, &d->membership, errmsg);
+    if (rc < 0)
+        return rc;
+    rc = ndfs_membership_start(d->membership);
+    if (rc < 0) {
+        *errmsg = g_strdup_printf("cannot start the membership: %s", g_strerror(-rc));
+        return rc;
+    }
+    rc = ndfs_master_new(&d->loop, t, d->ccd, d->membership, d->cfg.node_name, &d->master, errmsg);
+    if (rc < 0)
+        return rc;
+    ndfs_cluster_set_membership(d->cluster, d->membership);
+    ndfs_server_set_membership(d->server, d->membership);
+    ndfs_cluster_ccd_ready(d->cluster);
+    d->server->watch_chain = on_ccd_change;
+    d->server->watch_chain_data = d;
+    return 0;
+}
+
 static void on_ccd_ready(struct ndfs_ccd *ccd, int status, void *data)
 {
     struct daemon *d = data;
@@ -265,6 +358,10 @@ static void on_ccd_ready(struct ndfs_ccd *ccd, int status, void *data)
     g_autofree char *errmsg = NULL;
     int rc = ndfs_server_listen(d->server, &errmsg);
     if (rc < 0) {
+        startup_failed(d, errmsg);
+        return;
+    }
+    if (d->cluster != NULL && start_cluster_parts(d, &errmsg) < 0) {
         startup_failed(d, errmsg);
         return;
     }
@@ -293,6 +390,90 @@ static void close_leftover(uv_handle_t *handle, void *arg)
         uv_close(handle, NULL);
 }
 
+/* A data dir that already belongs to a node (it joined or bootstrapped). */
+static bool has_node_id(const char *data_dir)
+{
+    g_autofree char *path = g_build_filename(data_dir, "node-id", NULL);
+    return g_file_test(path, G_FILE_TEST_EXISTS);
+}
+
+/* Takes the data dir, prepares the control socket and starts the CCD. */
+static void open_ccd(struct daemon *d, uint64_t node_id)
+{
+    g_autofree char *errmsg = NULL;
+    struct ndfs_ccd_config ccd_cfg = {
+        .data_dir = d->cfg.data_dir,
+        .node_name = d->cfg.node_name,
+        .snapshot_threshold = d->cfg.snapshot_threshold,
+    };
+    if (d->cluster != NULL) {
+        ccd_cfg.transport = ndfs_cluster_transport(d->cluster);
+        ccd_cfg.addresses = (const char *const *)d->cfg.listen_addrs;
+        ccd_cfg.join = d->cfg.join[0] != '\0';
+        ccd_cfg.node_id = node_id;
+        ccd_cfg.election_timeout_ms = d->cfg.election_timeout_ms;
+    }
+    int rc = ndfs_ccd_open(&d->loop, &ccd_cfg, &d->ccd, &errmsg);
+    if (rc < 0) {
+        g_autofree char *error =
+            rc == -EBUSY && errmsg != NULL && strstr(errmsg, "data-dir") == NULL
+                ? g_strdup_printf("data-dir %s is in use by another ndfsd (%s)", d->cfg.data_dir,
+                                  errmsg)
+                : g_strdup(errmsg ? errmsg : g_strerror(-rc));
+        d->ccd = NULL;
+        startup_failed(d, error);
+        return;
+    }
+    if (d->cluster != NULL)
+        ndfs_cluster_set_ccd(d->cluster, d->ccd);
+    /* before the CCD starts: a refusal here leaves the data-dir untouched */
+    g_clear_pointer(&errmsg, g_free);
+    rc = ndfs_server_new(&d->loop, d->ccd, d->cfg.node_name, d->cfg.control_socket,
+                         d->cfg.admin_group, &d->server, &errmsg);
+    if (rc < 0) {
+        startup_failed(d, errmsg);
+        return;
+    }
+    if (d->cluster != NULL) {
+        ndfs_server_set_cluster(d->server, d->cluster, d->cfg.key_file);
+        ndfs_cluster_set_server(d->cluster, d->server);
+    }
+    if (!d->foreground && !log_target.to_journald && d->log_file == NULL && log_target.fd < 0) {
+        g_autofree char *path = g_build_filename(d->cfg.data_dir, "ndfsd.log", NULL);
+        g_clear_pointer(&errmsg, g_free);
+        log_target.fd = open_log_file(path, &errmsg);
+        if (log_target.fd < 0) {
+            startup_failed(d, errmsg);
+            return;
+        }
+    }
+    d->started = true;
+    g_message("starting node %s, data-dir %s, version %s%s", d->cfg.node_name, d->cfg.data_dir,
+              NDFS_VERSION, d->cluster ? ", cluster" : "");
+
+    rc = ndfs_ccd_start(d->ccd, on_ccd_ready, d);
+    if (rc < 0) {
+        g_autofree char *error = g_strdup_printf("cannot start the CCD in %s: %s", d->cfg.data_dir,
+                                                 ndfs_ccd_errmsg(d->ccd));
+        startup_failed(d, error);
+    }
+}
+
+static void on_joined(struct ndfs_cluster *c, int status, uint64_t id, const char *errmsg,
+                      void *data)
+{
+    struct daemon *d = data;
+    (void)c;
+    d->joining = false;
+    if (d->stopping)
+        return;
+    if (status < 0) {
+        startup_failed(d, errmsg);
+        return;
+    }
+    open_ccd(d, id);
+}
+
 static int run(struct daemon *d, const char *log_file)
 {
     g_autofree char *errmsg = NULL;
@@ -317,50 +498,34 @@ static int run(struct daemon *d, const char *log_file)
     uv_signal_start(&d->sigint, on_signal, SIGINT);
     uv_idle_init(&d->loop, &d->stopper);
     d->stopper.data = d;
+    d->log_file = log_file;
 
-    struct ndfs_ccd_config ccd_cfg = {
-        .data_dir = d->cfg.data_dir,
-        .node_name = d->cfg.node_name,
-        .snapshot_threshold = d->cfg.snapshot_threshold,
-    };
-    rc = ndfs_ccd_open(&d->loop, &ccd_cfg, &d->ccd, &errmsg);
-    if (rc < 0) {
-        g_autofree char *error =
-            rc == -EBUSY && errmsg != NULL && strstr(errmsg, "data-dir") == NULL
-                ? g_strdup_printf("data-dir %s is in use by another ndfsd (%s)", d->cfg.data_dir,
-                                  errmsg)
-                : g_strdup(errmsg ? errmsg : g_strerror(-rc));
-        d->ccd = NULL;
-        startup_failed(d, error);
-        goto run_loop;
-    }
-    /* before the CCD starts: a refusal here leaves the data-dir untouched */
-    g_clear_pointer(&errmsg, g_free);
-    rc = ndfs_server_new(&d->loop, d->ccd, d->cfg.node_name, d->cfg.control_socket,
-                         d->cfg.admin_group, &d->server, &errmsg);
-    if (rc < 0) {
-        startup_failed(d, errmsg);
-        goto run_loop;
-    }
-    if (!d->foreground && !log_target.to_journald && log_file == NULL) {
-        g_autofree char *path = g_build_filename(d->cfg.data_dir, "ndfsd.log", NULL);
+    if (d->cfg.listen_addrs != NULL && d->cfg.listen_addrs[0] != NULL) {
+        rc = ndfs_cluster_new(&d->loop, &d->cfg, &d->cluster, &errmsg);
+        if (rc < 0) {
+            g_autofree char *error = g_strdup_printf("%s: %s", d->cfg.file, errmsg);
+            startup_failed(d, error);
+            goto run_loop;
+        }
         g_clear_pointer(&errmsg, g_free);
-        log_target.fd = open_log_file(path, &errmsg);
-        if (log_target.fd < 0) {
+        rc = ndfs_cluster_start(d->cluster, &errmsg);
+        if (rc < 0) {
             startup_failed(d, errmsg);
             goto run_loop;
         }
+        if (d->cfg.join[0] != '\0' && !has_node_id(d->cfg.data_dir)) {
+            d->joining = true;
+            rc = ndfs_cluster_join(d->cluster, on_joined, d);
+            if (rc < 0) {
+                d->joining = false;
+                g_autofree char *error = g_strdup_printf("cannot join the cluster through %s: %s",
+                                                         d->cfg.join, g_strerror(-rc));
+                startup_failed(d, error);
+            }
+            goto run_loop;
+        }
     }
-    d->started = true;
-    g_message("starting node %s, data-dir %s, version %s", d->cfg.node_name, d->cfg.data_dir,
-              NDFS_VERSION);
-
-    rc = ndfs_ccd_start(d->ccd, on_ccd_ready, d);
-    if (rc < 0) {
-        g_autofree char *error = g_strdup_printf("cannot start the CCD in %s: %s", d->cfg.data_dir,
-                                                 ndfs_ccd_errmsg(d->ccd));
-        startup_failed(d, error);
-    }
+    open_ccd(d, 0);
 
 run_loop:
     uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -410,14 +575,6 @@ int main(int argc, char **argv)
     struct daemon d = {.ready_fd = -1, .foreground = foreground};
     if (ndfs_config_load(config_file, &d.cfg, &error) < 0) {
         fprintf(stderr, "ndfsd: %s\n", error->message);
-        ndfs_config_clear(&d.cfg);
-        return 1;
-    }
-    if (d.cfg.listen != NULL && d.cfg.listen[0] != '\0') {
-        fprintf(stderr,
-                "ndfsd: %s: [cluster] listen = %s: networking is not available in this "
-                "version yet; leave listen empty for a single-node cluster\n",
-                config_file, d.cfg.listen);
         ndfs_config_clear(&d.cfg);
         return 1;
     }

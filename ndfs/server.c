@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "commands.h"
 #include "control.h"
 
@@ -37,6 +38,7 @@ void ndfs_conn_unref(struct ndfs_conn *c)
         return;
     g_byte_array_unref(c->inbuf);
     g_hash_table_unref(c->open_counts);
+    g_free(c->remote_peer);
     g_free(c);
 }
 
@@ -110,6 +112,12 @@ void ndfs_conn_reply(struct ndfs_conn *c, uint64_t id, int status, const char *m
     if (result == NULL)
         result = g_variant_new("a{sv}", NULL);
     g_variant_ref_sink(result);
+    if (c->remote_peer != NULL) {
+        if (!c->closing && c->server->cluster != NULL)
+            ndfs_cluster_reply(c->server->cluster, c->remote_peer, id, status, message, result);
+        g_variant_unref(result);
+        return;
+    }
     if (c->closing) {
         g_variant_unref(result);
         return;
@@ -381,6 +389,7 @@ int ndfs_server_new(uv_loop_t *loop, struct ndfs_ccd *ccd, const char *node_name
     s->admin_gid = admin_gid;
     s->vdisk_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     s->pending_paths = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    s->key_file = g_strdup("");
     *out = s;
     return 0;
 }
@@ -458,6 +467,39 @@ void ndfs_server_stop(struct ndfs_server *s)
     }
 }
 
+void ndfs_server_set_cluster(struct ndfs_server *s, struct ndfs_cluster *cluster,
+                             const char *key_file)
+{
+    s->cluster = cluster;
+    g_free(s->key_file);
+    s->key_file = g_strdup(key_file ? key_file : "");
+}
+
+void ndfs_server_set_membership(struct ndfs_server *s, struct ndfs_membership *m)
+{
+    s->membership = m;
+}
+
+void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_t id,
+                                const char *command, GVariant *args, uid_t uid, gid_t gid,
+                                pid_t pid)
+{
+    struct ndfs_conn *c = g_new0(struct ndfs_conn, 1);
+    c->server = s;
+    c->refs = 1;
+    c->inbuf = g_byte_array_new();
+    c->open_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    c->remote_peer = g_strdup(peer);
+    c->peer.pid = pid;
+    c->peer.uid = uid;
+    c->peer.gid = gid;
+    /* a stopping server answers nothing more: the peer times out */
+    c->closing = s->stopping;
+    if (!c->closing)
+        ndfs_commands_dispatch(c, id, command, args);
+    ndfs_conn_unref(c);
+}
+
 void ndfs_server_free(struct ndfs_server *s)
 {
     if (s == NULL)
@@ -468,5 +510,6 @@ void ndfs_server_free(struct ndfs_server *s)
     g_free(s->node_name);
     g_free(s->socket_path);
     g_free(s->admin_group);
+    g_free(s->key_file);
     g_free(s);
 }

@@ -15,6 +15,9 @@
 
 #include "perm.h"
 
+struct ndfs_cluster;
+struct ndfs_membership;
+
 struct ndfs_server {
     uv_loop_t *loop;
     struct ndfs_ccd *ccd;
@@ -25,10 +28,15 @@ struct ndfs_server {
     uv_pipe_t *listener; /* NULL once closing; frees itself on close */
     bool socket_created; /* we bound socket_path: unlink it on stop */
     bool stopping;
-    int last_accept_error;     /* logged once until an accept succeeds */
-    GList *conns;              /* struct ndfs_conn *, open ones only */
-    GHashTable *vdisk_ids;     /* name -> uint64_t id, to announce removals */
-    GHashTable *pending_paths; /* "node:path" of vdisk creates in flight */
+    int last_accept_error;              /* logged once until an accept succeeds */
+    GList *conns;                       /* struct ndfs_conn *, open ones only */
+    GHashTable *vdisk_ids;              /* name -> uint64_t id, to announce removals */
+    GHashTable *pending_paths;          /* "node:path" of vdisk creates in flight */
+    struct ndfs_cluster *cluster;       /* NULL: a single node without network */
+    struct ndfs_membership *membership; /* NULL until started, or without network */
+    char *key_file;                     /* for hello; "" without network */
+    ndfs_ccd_watch_cb watch_chain;      /* also told every CCD change (ndfsd's) */
+    void *watch_chain_data;
 };
 
 /* One client connection. Refcounted: the open handle holds one reference,
@@ -38,8 +46,10 @@ struct ndfs_conn {
     struct ndfs_server *server;
     uv_pipe_t pipe;
     unsigned refs;
-    bool closing; /* uv_close called: send nothing more */
-    bool watcher; /* sent "watch": gets vdisk events */
+    bool closing;      /* uv_close called: send nothing more */
+    bool watcher;      /* sent "watch": gets vdisk events */
+    char *remote_peer; /* a change forwarded by node remote_peer: answers go back to it
+                          through server->cluster; no pipe, never in server->conns */
     struct ndfs_peer peer;
     GByteArray *inbuf;       /* bytes of an incomplete frame */
     GHashTable *open_counts; /* vdisk name -> GUINT_TO_POINTER(opens) */
@@ -63,6 +73,16 @@ int ndfs_server_listen(struct ndfs_server *s, char **errmsg);
  * still refer to connections). */
 void ndfs_server_stop(struct ndfs_server *s);
 void ndfs_server_free(struct ndfs_server *s);
+
+/* The cluster parts, once created (NULL without network). */
+void ndfs_server_set_cluster(struct ndfs_server *s, struct ndfs_cluster *cluster,
+                             const char *key_file);
+void ndfs_server_set_membership(struct ndfs_server *s, struct ndfs_membership *m);
+/* Runs a change that node peer forwarded (its permission check passed
+ * there); the answer goes back to peer with request id. args borrowed. */
+void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_t id,
+                                const char *command, GVariant *args, uid_t uid, gid_t gid,
+                                pid_t pid);
 
 /* Is something listening on path? 1 yes, 0 no (nothing there or a stale
  * socket), -errno when path exists but is not a socket or cannot be probed. */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "commands.h"
 #include "control.h"
 #include "parse.h"
@@ -18,52 +19,49 @@
 /* An -ESTALE update means someone changed the row meanwhile: read it again. */
 #define UPDATE_ATTEMPTS 5
 
-static void reply_too_small(struct cmd_request *r, const char *vdisk, const char *path,
-                            uint64_t has, uint64_t needs)
+static char *too_small(const char *vdisk, const char *path, uint64_t has, uint64_t needs)
 {
     g_autofree char *has_h = ndfs_format_size(has);
     g_autofree char *needs_h = ndfs_format_size(needs);
-    cmd_reply_error(r, -ENOSPC, "%s holds %s, vdisk \"%s\" needs %s", path, has_h, vdisk, needs_h);
+    return g_strdup_printf("%s holds %s, vdisk \"%s\" needs %s", path, has_h, vdisk, needs_h);
 }
 
-/* The disk behind a vdisk on this node must hold size bytes. A missing path
- * is created as a sparse file when may_create (*created says so); a smaller
- * regular file is extended when may_grow. Answers r on error. */
-static int backing_prepare(struct cmd_request *r, const char *vdisk, const char *path,
-                           uint64_t size, bool may_create, bool may_grow, bool *created)
+int ndfs_disk_prepare(const char *vdisk, const char *path, uint64_t size, bool may_create,
+                      bool may_grow, bool *created, char **errmsg)
 {
     struct stat st;
     int fd, err;
 
     *created = false;
+    *errmsg = NULL;
     if (size > (uint64_t)INT64_MAX) {
-        cmd_reply_error(r, -EFBIG, "size of vdisk \"%s\" is too large", vdisk);
+        *errmsg = g_strdup_printf("size of vdisk \"%s\" is too large", vdisk);
         return -EFBIG;
     }
     if (stat(path, &st) < 0) {
         err = errno;
         if (err != ENOENT || !may_create) {
-            cmd_reply_error(r, -err, "%s: %s", path, g_strerror(err));
+            *errmsg = g_strdup_printf("%s: %s", path, g_strerror(err));
             return -err;
         }
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) {
             err = errno;
-            cmd_reply_error(r, -err, "cannot create %s: %s", path, g_strerror(err));
+            *errmsg = g_strdup_printf("cannot create %s: %s", path, g_strerror(err));
             return -err;
         }
         if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0) {
             err = errno;
             close(fd);
             unlink(path);
-            cmd_reply_error(r, -err, "cannot make %s hold %" G_GUINT64_FORMAT " bytes: %s", path,
-                            size, g_strerror(err));
+            *errmsg = g_strdup_printf("cannot make %s hold %" G_GUINT64_FORMAT " bytes: %s", path,
+                                      size, g_strerror(err));
             return -err;
         }
         if (close(fd) < 0) {
             err = errno;
             unlink(path);
-            cmd_reply_error(r, -err, "cannot create %s: %s", path, g_strerror(err));
+            *errmsg = g_strdup_printf("cannot create %s: %s", path, g_strerror(err));
             return -err;
         }
         *created = true;
@@ -73,7 +71,7 @@ static int backing_prepare(struct cmd_request *r, const char *vdisk, const char 
         if ((uint64_t)st.st_size >= size)
             return 0;
         if (!may_grow) {
-            reply_too_small(r, vdisk, path, (uint64_t)st.st_size, size);
+            *errmsg = too_small(vdisk, path, (uint64_t)st.st_size, size);
             return -ENOSPC;
         }
         fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -81,8 +79,8 @@ static int backing_prepare(struct cmd_request *r, const char *vdisk, const char 
             err = errno;
             if (fd >= 0)
                 close(fd);
-            cmd_reply_error(r, -err, "cannot grow %s to %" G_GUINT64_FORMAT " bytes: %s", path,
-                            size, g_strerror(err));
+            *errmsg = g_strdup_printf("cannot grow %s to %" G_GUINT64_FORMAT " bytes: %s", path,
+                                      size, g_strerror(err));
             return -err;
         }
         close(fd);
@@ -95,17 +93,17 @@ static int backing_prepare(struct cmd_request *r, const char *vdisk, const char 
             err = errno;
             if (fd >= 0)
                 close(fd);
-            cmd_reply_error(r, -err, "cannot read the size of %s: %s", path, g_strerror(err));
+            *errmsg = g_strdup_printf("cannot read the size of %s: %s", path, g_strerror(err));
             return -err;
         }
         close(fd);
         if (dev_size < size) {
-            reply_too_small(r, vdisk, path, dev_size, size);
+            *errmsg = too_small(vdisk, path, dev_size, size);
             return -ENOSPC;
         }
         return 0;
     }
-    cmd_reply_error(r, -EINVAL, "%s: not a regular file or block device", path);
+    *errmsg = g_strdup_printf("%s: not a regular file or block device", path);
     return -EINVAL;
 }
 
@@ -159,8 +157,9 @@ struct change {
     uint64_t size;       /* resize: asked */
     uint64_t old_size;   /* resize: before */
     unsigned attempts;
-    char *created_path;    /* create: the sparse file made for it */
+    char *created_path;    /* create: the sparse file made for it (on the primary node) */
     char *pending_keys[2]; /* create: its "node:path" in s->pending_paths */
+    unsigned step;         /* create: disks prepared so far (primary, secondary) */
 };
 
 static struct change *change_new(struct cmd_request *r, enum change_kind kind, const char *name)
@@ -194,6 +193,12 @@ static void change_free(struct change *ch)
 static void change_fail(struct change *ch, int status, const char *verb)
 {
     g_autofree char *msg = ccd_failure(ch->name, verb, status);
+    ndfs_conn_reply(ch->c, ch->id, status, msg, NULL);
+    change_free(ch);
+}
+
+static void change_fail_msg(struct change *ch, int status, const char *msg)
+{
     ndfs_conn_reply(ch->c, ch->id, status, msg, NULL);
     change_free(ch);
 }
@@ -278,6 +283,38 @@ static int check_path_free(struct cmd_request *r, const char *node, const char *
     return 0;
 }
 
+static void discard_answered(int status, const char *message, GVariant *result, void *data)
+{
+    char *what = data;
+    (void)result;
+    if (status < 0 && status != -ECANCELED)
+        g_warning("cannot remove %s, made for a vdisk that was not created: %s", what,
+                  message ? message : g_strerror(-status));
+    g_free(what);
+}
+
+/* Removes the sparse file made for ch, here or on its node. */
+static void discard_created(struct change *ch)
+{
+    if (ch->created_path == NULL)
+        return;
+    if (strcmp(ch->v.primary_node, ch->s->node_name) == 0) {
+        if (unlink(ch->created_path) < 0)
+            g_warning("cannot remove %s, made for vdisk \"%s\" that was not created: %s",
+                      ch->created_path, ch->name, g_strerror(errno));
+        return;
+    }
+    if (ch->s->cluster == NULL)
+        return;
+    char *what = g_strdup_printf("%s:%s", ch->v.primary_node, ch->created_path);
+    if (ndfs_cluster_call(ch->s->cluster, ch->v.primary_node, "disk.discard",
+                          g_variant_new_parsed("{'path': <%s>}", ch->created_path),
+                          discard_answered, what) < 0) {
+        g_warning("cannot remove %s, made for vdisk \"%s\" that was not created", what, ch->name);
+        g_free(what);
+    }
+}
+
 /* The CCD refused the vdisk: remove the file made for it. Not when ndfsd is
  * stopping: the entry may still be committed from the log on restart. */
 static void create_undo(struct change *ch, int status)
@@ -291,9 +328,7 @@ static void create_undo(struct change *ch, int status)
     ndfs_vdisk_clear(&now);
     if (kept)
         return;
-    if (unlink(ch->created_path) < 0)
-        g_warning("cannot remove %s, made for vdisk \"%s\" that was not created: %s",
-                  ch->created_path, ch->name, g_strerror(errno));
+    discard_created(ch);
 }
 
 static void create_done(struct ndfs_ccd *ccd, int status, void *data)
@@ -314,6 +349,84 @@ static void create_done(struct ndfs_ccd *ccd, int status, void *data)
               ch->v.owner, ch->v.group, ch->v.mode);
     reply_vdisk(ch->s, ch->c, ch->id, ch->name);
     change_free(ch);
+}
+
+static void create_next(struct change *ch);
+
+static void create_prepared(struct change *ch, int status, const char *msg, bool created)
+{
+    if (status < 0) {
+        discard_created(ch);
+        change_fail_msg(ch, status, msg);
+        return;
+    }
+    if (created && ch->step == 0)
+        ch->created_path = g_strdup(ch->v.primary_path);
+    ch->step++;
+    create_next(ch);
+}
+
+static void create_prepared_remote(int status, const char *message, GVariant *result, void *data)
+{
+    struct change *ch = data;
+    gboolean created = FALSE;
+    if (status == 0 && result != NULL)
+        g_variant_lookup(result, "created", "b", &created);
+    const char *node = ch->step == 0 ? ch->v.primary_node : ch->v.secondary_node;
+    g_autofree char *msg =
+        status < 0 && message == NULL
+            ? g_strdup_printf("node %s did not check the disk: %s", node, g_strerror(-status))
+            : g_strdup(message);
+    create_prepared(ch, status, msg, created);
+}
+
+/* Checks (and for the primary, makes) each disk on its node, then proposes
+ * the vdisk. A secondary is a shared disk: it must exist, it is not made. */
+static void create_next(struct change *ch)
+{
+    struct ndfs_server *s = ch->s;
+    if (ch->step < 2) {
+        bool primary = ch->step == 0;
+        const char *node = primary ? ch->v.primary_node : ch->v.secondary_node;
+        const char *path = primary ? ch->v.primary_path : ch->v.secondary_path;
+        if (node == NULL) {
+            ch->step++;
+            create_next(ch);
+            return;
+        }
+        if (strcmp(node, s->node_name) == 0) {
+            bool created = false;
+            g_autofree char *msg = NULL;
+            int rc = ndfs_disk_prepare(ch->name, path, ch->v.size, primary, false, &created, &msg);
+            create_prepared(ch, rc, msg, created);
+            return;
+        }
+        if (s->cluster == NULL) {
+            ch->step++;
+            create_next(ch);
+            return;
+        }
+        GVariantDict d;
+        g_variant_dict_init(&d, NULL);
+        g_variant_dict_insert(&d, "vdisk", "s", ch->name);
+        g_variant_dict_insert(&d, "path", "s", path);
+        g_variant_dict_insert(&d, "size", "t", (guint64)ch->v.size);
+        g_variant_dict_insert(&d, "create", "b", (gboolean)primary);
+        g_variant_dict_insert(&d, "grow", "b", FALSE);
+        int rc = ndfs_cluster_call(s->cluster, node, "disk.prepare", g_variant_dict_end(&d),
+                                   create_prepared_remote, ch);
+        if (rc < 0) {
+            g_autofree char *msg = g_strdup_printf("cannot reach node %s to check %s: %s", node,
+                                                   path, g_strerror(-rc));
+            create_prepared(ch, rc, msg, false);
+        }
+        return;
+    }
+    int rc = ndfs_ccd_vdisk_create(s->ccd, &ch->v, create_done, ch);
+    if (rc < 0) {
+        create_undo(ch, rc);
+        change_fail(ch, rc, "create");
+    }
 }
 
 void cmd_vdisk_create(struct cmd_request *r)
@@ -379,18 +492,6 @@ void cmd_vdisk_create(struct cmd_request *r)
         (snode != NULL && check_path_free(r, snode, spath) < 0))
         return;
 
-    bool created = false, unused;
-    if (strcmp(pnode, s->node_name) == 0 &&
-        backing_prepare(r, name, ppath, size, true, false, &created) < 0)
-        return;
-    /* a secondary here is a shared disk: it must exist, it is not made */
-    if (snode != NULL && strcmp(snode, s->node_name) == 0 &&
-        backing_prepare(r, name, spath, size, false, false, &unused) < 0) {
-        if (created)
-            unlink(ppath);
-        return;
-    }
-
     struct change *ch = change_new(r, CHANGE_CREATE, name);
     ch->v.name = g_strdup(name);
     ch->v.size = size;
@@ -402,20 +503,14 @@ void cmd_vdisk_create(struct cmd_request *r)
     ch->v.primary_path = g_steal_pointer(&ppath);
     ch->v.secondary_node = g_steal_pointer(&snode);
     ch->v.secondary_path = g_steal_pointer(&spath);
-    if (created)
-        ch->created_path = g_strdup(ch->v.primary_path);
-    rc = ndfs_ccd_vdisk_create(s->ccd, &ch->v, create_done, ch);
-    if (rc < 0) {
-        create_undo(ch, rc);
-        change_fail(ch, rc, "create");
-        return;
-    }
+    /* held while the disks are prepared and the CCD decides */
     ch->pending_keys[0] = g_strdup_printf("%s:%s", ch->v.primary_node, ch->v.primary_path);
     g_hash_table_add(s->pending_paths, g_strdup(ch->pending_keys[0]));
     if (ch->v.secondary_node != NULL) {
         ch->pending_keys[1] = g_strdup_printf("%s:%s", ch->v.secondary_node, ch->v.secondary_path);
         g_hash_table_add(s->pending_paths, g_strdup(ch->pending_keys[1]));
     }
+    create_next(ch);
 }
 
 static void remove_done(struct ndfs_ccd *ccd, int status, void *data)
@@ -434,6 +529,28 @@ static void remove_done(struct ndfs_ccd *ccd, int status, void *data)
     change_free(ch);
 }
 
+/* -EBUSY after answering r when a mount of this node holds vdisk name. */
+static int check_open(struct cmd_request *r, const char *name)
+{
+    unsigned mounts = 0;
+    ndfs_server_open_count(r->s, name, &mounts);
+    if (mounts == 0)
+        return 0;
+    cmd_reply_error(r, -EBUSY, "vdisk \"%s\" is open on %u mount%s%s%s (use --force)", name, mounts,
+                    mounts == 1 ? "" : "s", r->c->remote_peer ? " of node " : "",
+                    r->c->remote_peer ? r->s->node_name : "");
+    return -EBUSY;
+}
+
+int cmd_vdisk_remove_check_local(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    bool force = false;
+    if (cmd_arg_vdisk_name(r, &name) < 0 || cmd_arg_bool(r, "force", false, &force) < 0)
+        return -EINVAL;
+    return force ? 0 : check_open(r, name);
+}
+
 void cmd_vdisk_remove(struct cmd_request *r)
 {
     g_autofree char *name = NULL;
@@ -447,12 +564,8 @@ void cmd_vdisk_remove(struct cmd_request *r)
         ndfs_conn_reply(r->c, r->id, rc, msg, NULL);
         return;
     }
-    unsigned mounts = 0;
-    ndfs_server_open_count(r->s, name, &mounts);
-    if (mounts > 0 && !force) {
+    if (!force && check_open(r, name) < 0) {
         ndfs_vdisk_clear(&v);
-        cmd_reply_error(r, -EBUSY, "vdisk \"%s\" is open on %u mount%s (use --force)", name, mounts,
-                        mounts == 1 ? "" : "s");
         return;
     }
     struct change *ch = change_new(r, CHANGE_REMOVE, name);
@@ -492,6 +605,77 @@ static void update_done(struct ndfs_ccd *ccd, int status, void *data)
     change_free(ch);
 }
 
+static void update_propose(struct change *ch)
+{
+    ch->v.mtime_ns = cmd_now_ns();
+    int rc = ndfs_ccd_vdisk_update(ch->s->ccd, &ch->v, update_done, ch);
+    if (rc < 0)
+        change_fail(ch, rc, change_verb(ch->kind));
+}
+
+static void resize_next(struct change *ch);
+
+static void resize_prepared(struct change *ch, int status, const char *msg)
+{
+    if (status < 0) {
+        change_fail_msg(ch, status, msg);
+        return;
+    }
+    ch->step++;
+    resize_next(ch);
+}
+
+static void resize_prepared_remote(int status, const char *message, GVariant *result, void *data)
+{
+    struct change *ch = data;
+    (void)result;
+    const char *node = ch->step == 0 ? ch->v.primary_node : ch->v.secondary_node;
+    g_autofree char *msg =
+        status < 0 && message == NULL
+            ? g_strdup_printf("node %s did not check the disk: %s", node, g_strerror(-status))
+            : g_strdup(message);
+    resize_prepared(ch, status, msg);
+}
+
+/* Each disk must hold the new size on its node: the primary's file grows,
+ * a secondary (shared) disk must already be large enough. Then proposes. */
+static void resize_next(struct change *ch)
+{
+    struct ndfs_server *s = ch->s;
+    if (ch->step >= 2) {
+        update_propose(ch);
+        return;
+    }
+    bool primary = ch->step == 0;
+    const char *node = primary ? ch->v.primary_node : ch->v.secondary_node;
+    const char *path = primary ? ch->v.primary_path : ch->v.secondary_path;
+    if (node == NULL || (strcmp(node, s->node_name) != 0 && s->cluster == NULL)) {
+        resize_prepared(ch, 0, NULL);
+        return;
+    }
+    if (strcmp(node, s->node_name) == 0) {
+        bool unused;
+        g_autofree char *msg = NULL;
+        int rc = ndfs_disk_prepare(ch->name, path, ch->size, false, primary, &unused, &msg);
+        resize_prepared(ch, rc, msg);
+        return;
+    }
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "vdisk", "s", ch->name);
+    g_variant_dict_insert(&d, "path", "s", path);
+    g_variant_dict_insert(&d, "size", "t", (guint64)ch->size);
+    g_variant_dict_insert(&d, "create", "b", FALSE);
+    g_variant_dict_insert(&d, "grow", "b", (gboolean)primary);
+    int rc = ndfs_cluster_call(s->cluster, node, "disk.prepare", g_variant_dict_end(&d),
+                               resize_prepared_remote, ch);
+    if (rc < 0) {
+        g_autofree char *msg =
+            g_strdup_printf("cannot reach node %s to check %s: %s", node, path, g_strerror(-rc));
+        resize_prepared(ch, rc, msg);
+    }
+}
+
 /* Reads the row, applies the change to it and proposes it. */
 static void update_attempt(struct change *ch)
 {
@@ -520,7 +704,6 @@ static void update_attempt(struct change *ch)
         }
         break;
     case CHANGE_RESIZE: {
-        bool unused;
         if (ch->size < ch->v.size) {
             g_autofree char *has = ndfs_format_size(ch->v.size);
             g_autofree char *asked = ndfs_format_size(ch->size);
@@ -534,27 +717,17 @@ static void update_attempt(struct change *ch)
             change_free(ch);
             return;
         }
-        if ((strcmp(ch->v.primary_node, s->node_name) == 0 &&
-             backing_prepare(&r, ch->name, ch->v.primary_path, ch->size, false, true, &unused) <
-                 0) ||
-            (ch->v.secondary_node != NULL && strcmp(ch->v.secondary_node, s->node_name) == 0 &&
-             backing_prepare(&r, ch->name, ch->v.secondary_path, ch->size, false, false, &unused) <
-                 0)) {
-            change_free(ch);
-            return;
-        }
         ch->old_size = ch->v.size;
         ch->v.size = ch->size;
-        break;
+        ch->step = 0;
+        resize_next(ch);
+        return;
     }
     case CHANGE_CREATE:
     case CHANGE_REMOVE:
         g_assert_not_reached();
     }
-    ch->v.mtime_ns = cmd_now_ns();
-    rc = ndfs_ccd_vdisk_update(s->ccd, &ch->v, update_done, ch);
-    if (rc < 0)
-        change_fail(ch, rc, change_verb(ch->kind));
+    update_propose(ch);
 }
 
 void cmd_vdisk_chmod(struct cmd_request *r)
@@ -601,4 +774,74 @@ void cmd_vdisk_resize(struct cmd_request *r)
     struct change *ch = change_new(r, CHANGE_RESIZE, name);
     ch->size = size;
     update_attempt(ch);
+}
+
+struct node_use {
+    const char *node;
+    char *vdisk;
+};
+
+static int node_use_cb(const struct ndfs_vdisk *v, void *data)
+{
+    struct node_use *u = data;
+    if (strcmp(v->primary_node, u->node) == 0 ||
+        (v->secondary_node != NULL && strcmp(v->secondary_node, u->node) == 0)) {
+        u->vdisk = g_strdup(v->name);
+        return 1;
+    }
+    return 0;
+}
+
+static void node_remove_done(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct change *ch = data;
+    (void)ccd;
+    if (status < 0) {
+        g_autofree char *msg = NULL;
+        if (status == -ENOENT)
+            msg = g_strdup_printf("node \"%s\" is not a member of the cluster", ch->name);
+        else if (status == -EINVAL)
+            msg = g_strdup_printf("cannot remove node \"%s\": it is the last voter", ch->name);
+        else
+            msg = g_strdup_printf("cannot remove node \"%s\": %s", ch->name,
+                                  ndfs_ccd_errmsg(ch->s->ccd));
+        change_fail_msg(ch, status, msg);
+        return;
+    }
+    g_message("node %s removed from the cluster by uid %u", ch->name, (unsigned)ch->c->peer.uid);
+    ndfs_conn_reply(ch->c, ch->id, 0, NULL, NULL);
+    change_free(ch);
+}
+
+void cmd_node_remove(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    if (cmd_arg_string(r, "name", true, &name) < 0)
+        return;
+    if (!ndfs_node_name_valid(name)) {
+        cmd_reply_error(r, -EINVAL, "invalid node name \"%s\"", name);
+        return;
+    }
+    struct ndfs_node n = {0};
+    int rc = ndfs_ccd_node_get(r->s->ccd, name, &n);
+    ndfs_node_clear(&n);
+    if (rc == -ENOENT) {
+        cmd_reply_error(r, rc, "node \"%s\" is not a member of the cluster", name);
+        return;
+    }
+    if (rc < 0) {
+        cmd_reply_error(r, rc, "cannot read node \"%s\": %s", name, ndfs_ccd_errmsg(r->s->ccd));
+        return;
+    }
+    struct node_use u = {.node = name};
+    rc = ndfs_ccd_vdisk_foreach(r->s->ccd, node_use_cb, &u);
+    if (rc == 1) {
+        cmd_reply_error(r, -EBUSY, "node \"%s\" masters vdisk \"%s\"", name, u.vdisk);
+        g_free(u.vdisk);
+        return;
+    }
+    struct change *ch = change_new(r, CHANGE_REMOVE, name);
+    rc = ndfs_ccd_node_remove(r->s->ccd, name, node_remove_done, ch);
+    if (rc < 0)
+        node_remove_done(r->s->ccd, rc, ch);
 }
