@@ -581,6 +581,8 @@ static void on_event(struct ndfs_transport *t, const char *peer, enum ndfs_trans
         break;
     case NDFS_PEER_DOWN:
         g_message("peer %s down", peer);
+        /* a change waiting on a lost leader is better retried elsewhere now */
+        calls_fail(c, peer, -ECONNRESET, "the node went down before it answered");
         break;
     case NDFS_PEER_RESET:
         g_message("peer %s restarted", peer);

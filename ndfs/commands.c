@@ -342,7 +342,8 @@ struct node_list {
 
 static int note_member(const struct ndfs_member_info *mi, void *data)
 {
-    g_hash_table_replace(data, g_strdup(mi->name), GINT_TO_POINTER(1 + mi->up));
+    /* a committed member this node cannot reach is not "up" for people here */
+    g_hash_table_replace(data, g_strdup(mi->name), GINT_TO_POINTER(1 + (mi->up && mi->reachable)));
     return 0;
 }
 
