@@ -98,7 +98,10 @@ static void print_nodes_table(GPtrArray *nodes)
         const struct node_row *n = nodes->pdata[i];
         g_ptr_array_add(cells, g_strdup(n->name));
         g_ptr_array_add(cells, g_strdup(n->up ? "up" : "down"));
-        g_ptr_array_add(cells, g_strdup_printf("%u/%u", n->links_up, n->links_total));
+        /* no links: the answering node itself, or a node without network */
+        g_ptr_array_add(cells, n->links_total
+                                   ? g_strdup_printf("%u/%u", n->links_up, n->links_total)
+                                   : g_strdup("-"));
         g_ptr_array_add(cells, g_strdup(n->role));
         g_ptr_array_add(cells, g_strdup(n->leader ? "*" : ""));
         g_ptr_array_add(cells, n->addresses[0] ? g_strjoinv(",", n->addresses) : g_strdup("-"));
