@@ -209,6 +209,13 @@ int ndfs_cluster_quorum(struct ndfs_cluster *c, char **errmsg)
                                   up, total);
         return -EAGAIN;
     }
+    /* the CCD still names a leader that just failed until the election */
+    if (strcmp(leader, c->node_name) != 0 && !ndfs_transport_peer_up(c->t, leader)) {
+        *errmsg = g_strdup_printf("no quorum: the leader %s is not reachable (%u of %u voters "
+                                  "reachable)",
+                                  leader, up, total);
+        return -EAGAIN;
+    }
     return 0;
 }
 
