@@ -40,6 +40,8 @@ struct ndfs_cluster {
     GHashTable *known; /* node names seen in the nodes table, to log joins */
     uv_timer_t *tick;  /* call deadlines, leader changes */
     char *last_leader;
+    void (*removed_cb)(struct ndfs_cluster *c, void *data);
+    void *removed_data;
     ndfs_cluster_join_cb join_cb;
     void *join_data;
     bool closing;
@@ -287,11 +289,14 @@ void ndfs_cluster_ccd_changed(struct ndfs_cluster *c, enum ndfs_ccd_table table,
         return;
     }
     if (removed) {
-        if (strcmp(key, c->node_name) == 0)
-            g_warning("this node (%s) was removed from the cluster", key);
-        else
-            g_message("node %s removed", key);
         g_hash_table_remove(c->known, key);
+        if (strcmp(key, c->node_name) != 0) {
+            g_message("node %s removed", key);
+            return;
+        }
+        g_warning("this node (%s) was removed from the cluster: stopping", key);
+        if (c->removed_cb != NULL)
+            c->removed_cb(c, c->removed_data);
         return;
     }
     struct ndfs_node n = {0};
@@ -723,6 +728,13 @@ void ndfs_cluster_set_ccd(struct ndfs_cluster *c, struct ndfs_ccd *ccd)
 void ndfs_cluster_set_server(struct ndfs_cluster *c, struct ndfs_server *s)
 {
     c->server = s;
+}
+
+void ndfs_cluster_set_removed_cb(struct ndfs_cluster *c,
+                                 void (*cb)(struct ndfs_cluster *c, void *data), void *data)
+{
+    c->removed_cb = cb;
+    c->removed_data = data;
 }
 
 void ndfs_cluster_set_membership(struct ndfs_cluster *c, struct ndfs_membership *m)

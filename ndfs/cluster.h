@@ -44,6 +44,10 @@ void ndfs_cluster_set_ccd(struct ndfs_cluster *c, struct ndfs_ccd *ccd);
 void ndfs_cluster_set_server(struct ndfs_cluster *c, struct ndfs_server *s);
 void ndfs_cluster_set_membership(struct ndfs_cluster *c, struct ndfs_membership *m);
 
+/* cb runs when the CCD deleted this node's own row (ndfsadm node remove). */
+void ndfs_cluster_set_removed_cb(struct ndfs_cluster *c,
+                                 void (*cb)(struct ndfs_cluster *c, void *data), void *data);
+
 /* Joins through address (any member): probes it, asks for membership and
  * calls cb with the id the leader gave this node. errmsg is for people. If
  * this returns an error, cb is never called. */

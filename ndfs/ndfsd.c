@@ -315,6 +315,13 @@ static void on_ccd_change(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const
         ndfs_master_vdisk_changed(d->master, key, removed);
 }
 
+/* A removed node has no business in the cluster any more. */
+static void on_removed(struct ndfs_cluster *c, void *data)
+{
+    (void)c;
+    shutdown_daemon(data, 0);
+}
+
 /* Membership and master, once the CCD replica is caught up. */
 static int start_cluster_parts(struct daemon *d, char **errmsg)
 {
@@ -336,6 +343,7 @@ static int start_cluster_parts(struct daemon *d, char **errmsg)
     if (rc < 0)
         return rc;
     ndfs_cluster_set_membership(d->cluster, d->membership);
+    ndfs_cluster_set_removed_cb(d->cluster, on_removed, d);
     ndfs_server_set_membership(d->server, d->membership);
     ndfs_cluster_ccd_ready(d->cluster);
     d->server->watch_chain = on_ccd_change;

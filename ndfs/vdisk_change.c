@@ -822,6 +822,15 @@ void cmd_node_remove(struct cmd_request *r)
         cmd_reply_error(r, -EINVAL, "invalid node name \"%s\"", name);
         return;
     }
+    /* the answer could not reach a node that is no longer a peer */
+    const char *asker = r->c->remote_peer ? r->c->remote_peer : r->s->node_name;
+    if (strcmp(name, asker) == 0 && r->s->cluster != NULL) {
+        cmd_reply_error(r, -EINVAL,
+                        "node \"%s\" cannot remove itself: ask another node (ndfsadm -s ... "
+                        "node remove %s)",
+                        name, name);
+        return;
+    }
     struct ndfs_node n = {0};
     int rc = ndfs_ccd_node_get(r->s->ccd, name, &n);
     ndfs_node_clear(&n);
