@@ -208,11 +208,25 @@ start_ndfsd()
     done
 }
 
+# Pids a test killed or saw exit on purpose, and waited for (reap_pid).
+declare -A reaped_pids=()
+
+# reap_pid PID: waits for PID and sets REAP_STATUS; cleanup will not count
+# its exit as a crash. (bash remembers a reaped child's status, so a second
+# wait would report it again.)
+reap_pid()
+{
+    REAP_STATUS=0
+    wait "$1" 2>/dev/null || REAP_STATUS=$?
+    reaped_pids[$1]=1
+}
+
 # Cleanup hook: a daemon still running is stopped; one that died on its own
 # (crashed) is a failure.
 kill_ndfsd()
 {
     local pid=$1 rc=0
+    [ -z "${reaped_pids[$pid]:-}" ] || return 0
     if kill -0 "$pid" 2>/dev/null; then
         # A stopped daemon (SIGSTOP) gets SIGTERM only once continued.
         kill -TERM "$pid" 2>/dev/null
@@ -223,7 +237,7 @@ kill_ndfsd()
         fi
     else
         wait "$pid" 2>/dev/null || rc=$?
-        # 127: already reaped by stop_ndfsd.
+        # 127: reaped by the test in a subshell
         if [ "$rc" -ne 0 ] && [ "$rc" -ne 127 ]; then
             daemon_crashes+=("ndfsd pid $pid died with status $rc")
         fi
@@ -327,13 +341,23 @@ as_nobody()
 
 # --- loop devices ----------------------------------------------------------
 
-# attach_loop FILE: prints the new loop device (losetup -f --show).
+# attach_loop [LOSETUP-OPTIONS] FILE: sets LOOP_DEV to the new loop device
+# (losetup -f --show), detached at exit. Not in $(...): the cleanup would be
+# registered in the subshell and lost.
 attach_loop()
 {
-    local dev
-    dev=$(losetup -f --show "$@")
-    on_cleanup "losetup -d '$dev' 2>/dev/null"
-    echo "$dev"
+    LOOP_DEV=$(losetup -f --show "$@") || fail "losetup -f $* failed"
+    on_cleanup "detach_loop '$LOOP_DEV' '$(readlink -f "${*: -1}")'"
+}
+
+# detach_loop DEV FILE: detaches DEV if it still shows FILE (a test may have
+# detached it, and a parallel test attached the same device since).
+detach_loop()
+{
+    local back
+    back=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 0
+    [ "$back" = "$2" ] || return 0
+    losetup -d "$1" 2>/dev/null
 }
 
 # --- JSON and error checks -------------------------------------------------
@@ -568,7 +592,7 @@ kill_node()
     local pid
     pid=$(node_pid "$1")
     kill -"${2:-KILL}" "$pid"
-    wait "$pid" 2>/dev/null || true
+    reap_pid "$pid"
 }
 
 # freeze_node I / thaw_node I: SIGSTOP / SIGCONT.

@@ -27,8 +27,8 @@ n=$(grep -iE 'auth' "$TESTDIR/n1.log" | grep -cE '127\.0\.')
 [ "$n" -eq 1 ] || fail "n1 logged the failed authentication $n times, expected once"
 
 if ! kill -0 "$pid4" 2>/dev/null; then
-    rc=0
-    wait "$pid4" || rc=$?
+    reap_pid "$pid4"
+    rc=$REAP_STATUS
     [ "$rc" -ne 0 ] || fail "n4 with the wrong key exited with status 0"
     echo "n4 exited with status $rc"
     grep -iE 'auth|key' "$TESTDIR/n4.log" | tail -n2 || fail "n4 exited without saying why"

@@ -12,7 +12,8 @@ adm vdisk create fs --size 64M --primary "n1:$TESTDIR/fs.img"
 MP=$TESTDIR/mnt
 mount_ndfs "$SOCK" "$MP"
 
-dev=$(attach_loop "$MP/fs")
+attach_loop "$MP/fs"
+dev=$LOOP_DEV
 mkfs.ext4 -q -F "$dev"
 FS=$TESTDIR/ext4
 mkdir "$FS"

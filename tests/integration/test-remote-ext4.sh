@@ -12,7 +12,8 @@ wait_until "$NDFS_TEST_DEADLINE" adm_on 3 vdisk show e || fail "n3 does not see 
 MP=$TESTDIR/mnt3
 mount_ndfs "${NODE_SOCK[3]}" "$MP"
 
-LOOP=$(attach_loop --direct-io=on "$MP/e")
+attach_loop --direct-io=on "$MP/e"
+LOOP=$LOOP_DEV
 mkfs.ext4 -q -F "$LOOP" || fail "mkfs.ext4 on $LOOP failed"
 EXT=$TESTDIR/ext4
 mkdir -p "$EXT"
@@ -24,11 +25,13 @@ mkdir "$EXT/dir"
 echo hello >"$EXT/dir/hello"
 sync
 umount "$EXT" || fail "umount $EXT failed"
-# Drop the loop device's cache: the second mount reads through n1.
-losetup -d "$LOOP"
-LOOP=$(attach_loop --direct-io=on "$MP/e")
+# Drop the loop device's buffers: the second mount reads through n1.
+blockdev --flushbufs "$LOOP"
 fsck.ext4 -n -f "$LOOP" >"$TESTDIR/fsck.log" 2>&1 || { cat "$TESTDIR/fsck.log" >&2; fail "fsck found errors"; }
 mount "$LOOP" "$EXT" || fail "second mount of $LOOP failed"
 cmp "$TESTDIR/data" "$EXT/data" || fail "data differs after remount"
 [ "$(cat "$EXT/dir/hello")" = hello ] || fail "dir/hello differs after remount"
 umount "$EXT"
+# And the file system is in n1's disk file.
+fsck.ext4 -n -f "$TESTDIR/e.img" >"$TESTDIR/fsck-n1.log" 2>&1 ||
+    { cat "$TESTDIR/fsck-n1.log" >&2; fail "fsck of n1's disk file found errors"; }
