@@ -392,9 +392,11 @@ CLUSTER_LINKS=2
 CLUSTER_PORT=
 CLUSTER_KEY=$TESTDIR/cluster.key
 CLUSTER_NETNS=0
+# The election timeout is longer than the failure timeout: a link cut moves
+# Raft's traffic to another link before a follower starts an election.
 NDFS_TEST_HEARTBEAT_MS=${NDFS_TEST_HEARTBEAT_MS:-100}
 NDFS_TEST_FAILURE_MS=${NDFS_TEST_FAILURE_MS:-1000}
-NDFS_TEST_ELECTION_MS=${NDFS_TEST_ELECTION_MS:-600}
+NDFS_TEST_ELECTION_MS=${NDFS_TEST_ELECTION_MS:-1500}
 declare -A NODE_CONF=() NODE_SOCK=() NODE_NS=()
 
 # pick_port: a random port that nothing uses (TCP or UDP, any address).

@@ -17,12 +17,18 @@ echo "leader n$old, epoch $epoch"
 
 kill_node "$old"
 start=$(date +%s%N)
+# Both survivors name the same new leader.
 new_leader()
 {
-    converged 2 "${survivors[@]}" && [ "$CLUSTER_LEADER" != "n$old" ]
+    local a b
+    a=$(adm_on "${survivors[0]}" --json status | jq -r .leader) || return 1
+    b=$(adm_on "${survivors[1]}" --json status | jq -r .leader) || return 1
+    [ "$a" = "$b" ] && [ "$a" != null ] && [ "$a" != "n$old" ]
 }
 wait_until 10 new_leader || fail "no new leader among n${survivors[0]} n${survivors[1]} within 10 s: $(cluster_view "${survivors[0]}") / $(cluster_view "${survivors[1]}")"
-echo "new leader $CLUSTER_LEADER, epoch $CLUSTER_EPOCH, after $((($(date +%s%N) - start) / 1000000)) ms"
+echo "new leader after $((($(date +%s%N) - start) / 1000000)) ms"
+wait_converged 2 "${survivors[@]}"
+echo "members $CLUSTER_MEMBERS, leader $CLUSTER_LEADER, epoch $CLUSTER_EPOCH, after $((($(date +%s%N) - start) / 1000000)) ms"
 [ "$CLUSTER_EPOCH" -gt "$epoch" ] || fail "epoch did not grow when n$old went down"
 
 # Changes work through both survivors (one of them forwards to the leader).
