@@ -175,19 +175,47 @@ int ndfs_auth_response_verify(const uint8_t *key, size_t key_len, const char *na
 size_t ndfs_auth_ok_encode(const uint8_t *key, size_t key_len, const struct ndfs_auth_ends *e,
                            uint8_t *out)
 {
+    return ndfs_auth_ok_encode_session(key, key_len, e, 0, out);
+}
+
+size_t ndfs_auth_ok_encode_session(const uint8_t *key, size_t key_len,
+                                   const struct ndfs_auth_ends *e, uint64_t session, uint8_t *out)
+{
+    if (!session) {
+        auth_mac(key, key_len, 'A', e->nonce_c, e->nonce_a, e->acceptor, e->acceptor_inc,
+                 e->connector, e->connector_inc, e->link, out);
+        return NDFS_AUTH_MAC_LEN;
+    }
+    /* the session follows the MAC, which covers it (as the inner MAC's key) */
+    uint8_t inner[NDFS_AUTH_MAC_LEN];
     auth_mac(key, key_len, 'A', e->nonce_c, e->nonce_a, e->acceptor, e->acceptor_inc, e->connector,
-             e->connector_inc, e->link, out);
-    return NDFS_AUTH_MAC_LEN;
+             e->connector_inc, e->link, inner);
+    uint8_t s[8];
+    put_u64(s, session);
+    GHmac *h = g_hmac_new(G_CHECKSUM_SHA256, inner, sizeof inner);
+    g_hmac_update(h, (const guchar *)AUTH_LABEL, strlen(AUTH_LABEL));
+    g_hmac_update(h, s, sizeof s);
+    gsize len = NDFS_AUTH_MAC_LEN;
+    g_hmac_get_digest(h, out, &len);
+    g_hmac_unref(h);
+    explicit_bzero(inner, sizeof inner);
+    memcpy(out + NDFS_AUTH_MAC_LEN, s, sizeof s);
+    return NDFS_AUTH_MAC_LEN + sizeof s;
+}
+
+uint64_t ndfs_auth_ok_session(const uint8_t *buf, size_t len)
+{
+    return len == NDFS_AUTH_MAC_LEN + 8 ? get_u64(buf + NDFS_AUTH_MAC_LEN) : 0;
 }
 
 int ndfs_auth_ok_verify(const uint8_t *key, size_t key_len, const struct ndfs_auth_ends *e,
                         const uint8_t *buf, size_t len)
 {
-    if (len != NDFS_AUTH_MAC_LEN)
+    if (len != NDFS_AUTH_MAC_LEN && len != NDFS_AUTH_MAC_LEN + 8)
         return -EBADMSG;
-    uint8_t want[NDFS_AUTH_MAC_LEN];
-    ndfs_auth_ok_encode(key, key_len, e, want);
-    return ndfs_auth_equal(want, buf, NDFS_AUTH_MAC_LEN) ? 0 : -EACCES;
+    uint8_t want[NDFS_AUTH_MAC_LEN + 8];
+    size_t n = ndfs_auth_ok_encode_session(key, key_len, e, ndfs_auth_ok_session(buf, len), want);
+    return n == len && ndfs_auth_equal(want, buf, len) ? 0 : -EACCES;
 }
 
 static void hb_mac(const uint8_t *key, size_t key_len, const uint8_t *buf, size_t len,

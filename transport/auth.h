@@ -7,6 +7,10 @@
  *                               connector inc_c acceptor inc_a link)}
  *   acceptor -> OK {HMAC(key, "ndfs-auth-1" 'A' nonce_c nonce_a
  *                        acceptor inc_a connector inc_c link)}
+ *   or, with a session: OK {HMAC(that HMAC, "ndfs-auth-1" session), session}
+ *
+ * The transport puts in the connector's incarnation and the OK's session
+ * the session of each end's state for the other (see tp_peer.session).
  *
  * Names are length-prefixed; the role byte stops a reflected response from
  * passing as the acceptor's proof. */
@@ -64,6 +68,11 @@ size_t ndfs_auth_ok_encode(const uint8_t *key, size_t key_len, const struct ndfs
                            uint8_t *out);
 int ndfs_auth_ok_verify(const uint8_t *key, size_t key_len, const struct ndfs_auth_ends *e,
                         const uint8_t *buf, size_t len);
+/* An OK carrying the acceptor's session (0: none, the bare MAC); verify
+ * checks either form, and ndfs_auth_ok_session() reads it (0 if none). */
+size_t ndfs_auth_ok_encode_session(const uint8_t *key, size_t key_len,
+                                   const struct ndfs_auth_ends *e, uint64_t session, uint8_t *out);
+uint64_t ndfs_auth_ok_session(const uint8_t *buf, size_t len);
 
 /* UDP heartbeat: "NDFH" u8 version u8 link u8 name_len name u64 incarnation
  * u64 counter, then 16 bytes of HMAC over all of that. */

@@ -45,6 +45,20 @@ static void sa_to_str(const struct sockaddr_storage *ss, char *out, size_t len)
     g_snprintf(out, len, "%s:%d", ip, port);
 }
 
+/* true when key (an IP, or '@' and a peer name) may log now */
+static bool warn_allowed(struct ndfs_transport *t, const char *key)
+{
+    uint64_t now = uv_now(t->loop);
+    gpointer last;
+    if (g_hash_table_lookup_extended(t->warned, key, NULL, &last) &&
+        now - GPOINTER_TO_SIZE(last) < WARN_INTERVAL_MS)
+        return false;
+    if (g_hash_table_size(t->warned) > 4096)
+        g_hash_table_remove_all(t->warned); /* bounded, whoever knocks */
+    g_hash_table_insert(t->warned, g_strdup(key), GSIZE_TO_POINTER((gsize)now));
+    return true;
+}
+
 void tp_warn(struct ndfs_transport *t, const char *addr, const char *fmt, ...)
 {
     /* one warning per remote IP per interval: a flood of bad connections
@@ -54,17 +68,26 @@ void tp_warn(struct ndfs_transport *t, const char *addr, const char *fmt, ...)
     char *colon = strrchr(ip, ':');
     if (colon)
         *colon = '\0';
-    uint64_t now = uv_now(t->loop);
-    gpointer last;
-    if (g_hash_table_lookup_extended(t->warned, ip, NULL, &last) &&
-        now - GPOINTER_TO_SIZE(last) < WARN_INTERVAL_MS)
+    if (!warn_allowed(t, ip))
         return;
-    g_hash_table_insert(t->warned, g_strdup(ip), GSIZE_TO_POINTER((gsize)now));
     va_list ap;
     va_start(ap, fmt);
     g_autofree char *msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     g_warning("%s: %s", addr, msg);
+}
+
+void tp_warn_peer(struct ndfs_transport *t, const char *peer, const char *fmt, ...)
+{
+    /* peers on one IP (loopback clusters) are told apart */
+    g_autofree char *key = g_strconcat("@", peer, NULL);
+    if (!warn_allowed(t, key))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    g_autofree char *msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_warning("%s", msg);
 }
 
 void tp_maybe_finish(struct ndfs_transport *t)
@@ -111,7 +134,10 @@ void tp_conn_close(struct tp_conn *c, int status, const char *reason)
     struct tp_peer *p = c->peer;
     int link = c->link;
     c->state = TP_CONN_CLOSING;
-    if (reason && !t->closing)
+    if (reason && !t->closing && prev == TP_CONN_OPEN)
+        tp_warn_peer(t, c->hello.name, "%s connection %s of %s dropped: %s",
+                     c->outgoing ? "outgoing" : "incoming", c->addr, c->hello.name, reason);
+    else if (reason && !t->closing)
         tp_warn(t, c->addr, "%s connection%s%s dropped: %s", c->outgoing ? "outgoing" : "incoming",
                 c->hello.name[0] ? " of " : "", c->hello.name, reason);
     uv_timer_stop(&c->timer);
@@ -279,8 +305,10 @@ static void on_challenge(struct tp_conn *c, const uint8_t *p, size_t len)
         tp_conn_close(c, rc, "no random bytes for the response");
         return;
     }
+    /* our incarnation for this peer is the session of our state for it */
+    c->sent_session = tp_peer_get(t, ch.name)->session;
     uint8_t buf[NDFS_AUTH_MAX_LEN];
-    size_t n = ndfs_auth_response_encode(t->key, t->key_len, &ch, t->name, t->incarnation,
+    size_t n = ndfs_auth_response_encode(t->key, t->key_len, &ch, t->name, c->sent_session,
                                          (uint16_t)c->link, c->nonce_c, buf);
     memcpy(c->nonce_a, ch.nonce, sizeof c->nonce_a);
     c->hello = ch;
@@ -296,15 +324,21 @@ static void on_auth_ok(struct tp_conn *c, const uint8_t *p, size_t len)
         .acceptor = c->hello.name,
         .connector = t->name,
         .acceptor_inc = c->hello.incarnation,
-        .connector_inc = t->incarnation,
+        .connector_inc = c->sent_session,
         .nonce_a = c->nonce_a,
         .nonce_c = c->nonce_c,
         .link = (uint16_t)c->link,
     };
+    uint64_t session = ndfs_auth_ok_session(p, len);
     if (ndfs_auth_ok_verify(t->key, t->key_len, &e, p, len) < 0) {
         auth_failed(c, "the peer does not know the cluster key");
         return;
     }
+    if (!session) {
+        auth_failed(c, "the peer gave no session (an older version?)");
+        return;
+    }
+    c->hello.incarnation = session; /* from now on: the peer's session */
     tp_conn_authenticated(c);
 }
 
@@ -337,7 +371,8 @@ static void on_response(struct tp_conn *c, const uint8_t *p, size_t len)
         .nonce_c = r.nonce,
         .link = r.link,
     };
-    size_t n = ndfs_auth_ok_encode(t->key, t->key_len, &e, buf);
+    size_t n =
+        ndfs_auth_ok_encode_session(t->key, t->key_len, &e, tp_peer_get(t, r.name)->session, buf);
     c->hello = r;
     c->link = c->listen_index;
     if (write_auth(c, NDFS_FRAME_AUTH_OK, buf, n) < 0)

@@ -49,6 +49,10 @@ static struct tp_peer *peer_new(struct ndfs_transport *t, const char *name, bool
     p->t = t;
     g_strlcpy(p->name, name, sizeof p->name);
     p->configured = configured;
+    /* unique in this process; the random incarnation sets processes apart */
+    p->session = t->incarnation + 2 * ++t->sessions;
+    if (!p->session)
+        p->session = t->incarnation + 2 * ++t->sessions;
     ndfs_window_init(&p->win, t->max_message, t->stripe_size, t->max_queued);
     uv_timer_init(t->loop, &p->ack_timer);
     p->ack_timer.data = p;
@@ -72,6 +76,12 @@ static struct tp_peer *peer_new(struct ndfs_transport *t, const char *name, bool
 
 /* Closes every connection of p; the caller made sure detaching is quiet
  * (p->removed) or wanted. */
+struct tp_peer *tp_peer_get(struct ndfs_transport *t, const char *name)
+{
+    struct tp_peer *p = tp_peer_find(t, name);
+    return p ? p : peer_new(t, name, false);
+}
+
 static void peer_close_conns(struct tp_peer *p)
 {
     for (int i = 0; i < NDFS_TRANSPORT_MAX_LINKS; i++) {
@@ -208,7 +218,7 @@ void tp_peer_pump(struct tp_peer *p)
 static void peer_reset(struct tp_peer *p, struct tp_conn *keep)
 {
     struct ndfs_transport *t = p->t;
-    g_message("peer %s restarted: dropping what was queued for it", p->name);
+    g_message("peer %s restarted or forgot us: dropping what was queued for it", p->name);
     for (int i = 0; i < NDFS_TRANSPORT_MAX_LINKS; i++) {
         struct tp_link *l = &p->links[i];
         if (l->conn && l->conn != keep) {
@@ -238,8 +248,12 @@ static void deliver(struct tp_peer *p, GQueue *q)
         if (!ch || !ch->cb) {
             if (ch && !ch->warned) {
                 ch->warned = true;
-                g_warning("message from %s on channel %u, which has no receiver: dropped", p->name,
-                          m->channel);
+                if (ch->unregistered)
+                    g_message("message from %s on channel %u, whose receiver left: dropped",
+                              p->name, m->channel);
+                else
+                    g_warning("message from %s on channel %u, which has no receiver: dropped",
+                              p->name, m->channel);
             }
             g_free(m);
             continue;
@@ -253,7 +267,11 @@ void tp_conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const u
 {
     struct tp_peer *p = c->peer;
     if (ndfs_window_ack(&p->win, h->ack) < 0) {
-        tp_conn_close(c, -EPROTO, "acknowledgement of frames never sent");
+        /* within one pair of sessions: a peer's new state came with a reset */
+        g_autofree char *why =
+            g_strdup_printf("acknowledgement of frames never sent (%llu, sent up to %llu)",
+                            (unsigned long long)h->ack, (unsigned long long)(p->win.tx_next - 1));
+        tp_conn_close(c, -EPROTO, why);
         return;
     }
     switch (h->type) {
@@ -358,14 +376,22 @@ void tp_conn_authenticated(struct tp_conn *c)
         tp_conn_close(c, status, NULL);
         goto out;
     }
-    if (p->incarnation && p->incarnation != c->hello.incarnation) {
+    if (c->outgoing && c->sent_session != p->session) {
+        /* we told the peer a state of ours that is gone since */
+        status = -ECONNABORTED;
+        tp_conn_close(c, status, NULL);
+        if (!p->removed && !t->closing)
+            schedule_dial(l);
+        goto out;
+    }
+    if (p->peer_session && p->peer_session != c->hello.incarnation) {
         peer_reset(p, NULL);
         if (p->removed || t->closing || c->state == TP_CONN_CLOSING) {
             status = -ECONNABORTED;
             goto out;
         }
     }
-    p->incarnation = c->hello.incarnation;
+    p->peer_session = c->hello.incarnation;
     if (l->dialing && strcmp(p->name, t->name) < 0) {
         /* the peer's connection wins over ours anyway */
         tp_conn_close(l->dialing, -ECONNABORTED, NULL);
@@ -652,6 +678,17 @@ int ndfs_transport_register(struct ndfs_transport *t, uint16_t channel, ndfs_tra
     return 0;
 }
 
+int ndfs_transport_unregister(struct ndfs_transport *t, uint16_t channel)
+{
+    if (channel == 0 || channel >= NDFS_CHANNEL_MAX)
+        return -EINVAL;
+    struct tp_channel *ch = &t->channels[channel];
+    if (!ch->cb)
+        return -ENOENT;
+    *ch = (struct tp_channel){.unregistered = true};
+    return 0;
+}
+
 void ndfs_transport_release(struct ndfs_transport *t, struct ndfs_message *msg)
 {
     (void)t;
@@ -696,6 +733,8 @@ int ndfs_transport_foreach_link(struct ndfs_transport *t,
     g_hash_table_iter_init(&hi, t->peers);
     while (g_hash_table_iter_next(&hi, NULL, &v)) {
         struct tp_peer *p = v;
+        if (!p->configured && !peer_any_conn(p))
+            continue; /* a dynamic peer that left (a mount, a removed node) */
         for (int i = 0; i < p->nlinks; i++) {
             struct tp_link *l = &p->links[i];
             uint64_t heard = MAX(l->last_frame, l->last_udp);

@@ -51,6 +51,7 @@ struct tp_conn {
     uint8_t nonce_a[NDFS_AUTH_NONCE_LEN], nonce_c[NDFS_AUTH_NONCE_LEN];
     struct ndfs_auth_hello hello; /* what the peer said of itself */
     bool challenged;              /* connector: the challenge came, waiting for AUTH_OK */
+    uint64_t sent_session;        /* connector: the session its RESPONSE gave */
     uint8_t *rbuf;
     size_t rlen, rcap, rneed;
     size_t inflight;           /* bytes in uv_write, not completed */
@@ -83,7 +84,14 @@ struct tp_peer {
     bool removed;
     int nlinks;
     struct tp_link links[NDFS_TRANSPORT_MAX_LINKS];
-    uint64_t incarnation; /* 0: never heard */
+    /* A window lives as long as both ends keep their state for each other:
+     * session names our state for this peer (new with every tp_peer), and
+     * the handshake tells it to the peer; peer_session is the peer's state
+     * for us as last told (0: never). A session that changed means the peer
+     * restarted or forgot us: our window is reset (NDFS_PEER_RESET). */
+    uint64_t session;
+    uint64_t peer_session;
+    uint64_t last_drop_warn; /* uv_now() of the last dropped-connection line; 0: none */
     struct ndfs_window win;
     uv_timer_t ack_timer;
     int handles;
@@ -103,6 +111,7 @@ struct tp_channel {
     ndfs_transport_recv_cb cb;
     void *data;
     bool warned;
+    bool unregistered; /* had a receiver: its late messages are expected */
 };
 
 struct ndfs_transport {
@@ -129,6 +138,7 @@ struct ndfs_transport {
     uv_timer_t tick;
     GHashTable *warned; /* remote IP -> uv_now() of the last warning */
     uint64_t hb_counter;
+    uint64_t sessions; /* sessions handed out */
     uint8_t udp_buf[NDFS_HEARTBEAT_MAX_LEN * 2];
     int handles; /* every open handle of the transport, its peers and connections */
     bool closing;
@@ -153,11 +163,16 @@ int tp_conn_write(struct tp_conn *c, struct ndfs_frame_header *h, uint32_t paylo
 void tp_heartbeat_send(struct ndfs_transport *t);
 void tp_conn_start_reading(struct tp_conn *c);
 void tp_warn(struct ndfs_transport *t, const char *addr, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* The same, one line per peer name per interval. */
+void tp_warn_peer(struct ndfs_transport *t, const char *peer, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
 void tp_handle_closed(uv_handle_t *h); /* close callback of transport-level handles */
 void tp_maybe_finish(struct ndfs_transport *t);
 
 /* transport.c */
 struct tp_peer *tp_peer_find(struct ndfs_transport *t, const char *name);
+/* Finds or creates (as a dynamic peer) the peer name, for its session. */
+struct tp_peer *tp_peer_get(struct ndfs_transport *t, const char *name);
 /* A connection finished its handshake: attach it (or close it). */
 void tp_conn_authenticated(struct tp_conn *c);
 /* A connection that was attached (OPEN) is closing. */

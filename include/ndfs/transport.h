@@ -113,6 +113,11 @@ typedef void (*ndfs_transport_recv_cb)(struct ndfs_transport *t, struct ndfs_mes
 int ndfs_transport_register(struct ndfs_transport *t, uint16_t channel, ndfs_transport_recv_cb cb,
                             void *data);
 void ndfs_transport_release(struct ndfs_transport *t, struct ndfs_message *msg);
+/* Removes the channel's receiver (its data is not used after this returns;
+ * messages it still holds stay valid until released). Messages for the
+ * channel afterwards are released and logged once; a receiver may register
+ * again. -ENOENT if the channel has no receiver, -EINVAL for a bad one. */
+int ndfs_transport_unregister(struct ndfs_transport *t, uint16_t channel);
 
 /* Queues a message for peer: control and data are copied. It is delivered
  * once, in order with the other messages to that peer, as soon as a link is
