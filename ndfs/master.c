@@ -232,8 +232,10 @@ static void worker(gpointer data, gpointer user_data)
             break;
         }
     }
-    g_async_queue_push(j->m->done, j);
-    uv_async_send(&j->m->async);
+    /* j may be answered and freed as soon as it is queued */
+    struct ndfs_master *m = j->m;
+    g_async_queue_push(m->done, j);
+    uv_async_send(&m->async);
 }
 
 static void reply(struct ndfs_master *m, struct ndfs_message *msg, int32_t status, const void *data,
