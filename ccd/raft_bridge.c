@@ -77,12 +77,6 @@ struct bwrite {
     struct ndfs_message *msg;
 };
 
-/* The transport cannot unregister a channel, and a CCD may close before its
- * transport: the channel stays registered with recv_cb, which finds the
- * transport's current bridge here (none: the message is released). */
-G_LOCK_DEFINE_STATIC(bridges);
-static GHashTable *bridges; /* struct ndfs_transport * -> struct bridge * */
-
 static char *stream_key(const char *peer, uint32_t sid, bool ours)
 {
     return g_strdup_printf("%s/%u/%c", peer, sid, ours ? 'o' : 'a');
@@ -342,16 +336,13 @@ static void commit_reply(struct bridge *b, const char *peer, struct ccd_reader *
 
 static void recv_cb(struct ndfs_transport *t, struct ndfs_message *msg, void *data)
 {
-    (void)data;
-    G_LOCK(bridges);
-    struct bridge *b = bridges ? g_hash_table_lookup(bridges, t) : NULL;
-    G_UNLOCK(bridges);
+    struct bridge *b = data; /* registered until ccd_bridge_close() frees it */
     struct ccd_reader r;
     uint8_t version = 0, op = 0, flags = 0;
     uint32_t sid = 0;
 
     ccd_reader_init(&r, msg->control, msg->control_len);
-    if (b == NULL || b->closing || !ccd_get_u8(&r, &version) || !ccd_get_u8(&r, &op) ||
+    if (b->closing || !ccd_get_u8(&r, &version) || !ccd_get_u8(&r, &op) ||
         !ccd_get_u8(&r, &flags) || !ccd_get_u32(&r, &sid) || version != BRIDGE_VERSION) {
         ndfs_transport_release(t, msg);
         return;
@@ -477,18 +468,9 @@ int ccd_bridge_init(struct raft_uv_transport *rt, uv_loop_t *loop, struct ndfs_t
     b->net = t;
     b->streams = g_hash_table_new(g_str_hash, g_str_equal);
     b->next_sid = g_random_int();
-    G_LOCK(bridges);
-    if (bridges == NULL)
-        bridges = g_hash_table_new(g_direct_hash, g_direct_equal);
-    int rc = g_hash_table_contains(bridges, t) ? -EBUSY : 0;
-    if (rc == 0) {
-        rc = ndfs_transport_register(t, NDFS_CHANNEL_RAFT, recv_cb, NULL);
-        if (rc == -EEXIST)
-            rc = 0; /* registered by an earlier CCD on this transport */
-    }
-    if (rc == 0)
-        g_hash_table_insert(bridges, t, b);
-    G_UNLOCK(bridges);
+    int rc = ndfs_transport_register(t, NDFS_CHANNEL_RAFT, recv_cb, b);
+    if (rc == -EEXIST)
+        rc = -EBUSY; /* another CCD runs on this transport */
     if (rc != 0) {
         g_hash_table_destroy(b->streams);
         g_free(b);
@@ -517,9 +499,10 @@ void ccd_bridge_close(struct raft_uv_transport *rt)
         b->close_timer->data = NULL;
         uv_close((uv_handle_t *)b->close_timer, close_timer_closed);
     }
-    G_LOCK(bridges);
-    g_hash_table_remove(bridges, b->net);
-    G_UNLOCK(bridges);
+    /* late messages are released by the transport from now on */
+    int rc = ndfs_transport_unregister(b->net, NDFS_CHANNEL_RAFT);
+    if (rc < 0)
+        g_warning("raft channel: cannot unregister: %s", g_strerror(-rc));
     g_hash_table_destroy(b->streams);
     g_free(b);
 }

@@ -231,53 +231,27 @@ static void on_tick(uv_timer_t *timer)
     maybe_commit(m);
 }
 
-/* The transport cannot unregister a channel, and a membership may close
- * before its transport: the channel stays registered with on_message, which
- * finds the transport's current membership here (none: the message is
- * released). */
-G_LOCK_DEFINE_STATIC(by_transport);
-static GHashTable *by_transport; /* struct ndfs_transport * -> struct ndfs_membership * */
-
-static struct ndfs_membership *membership_of(struct ndfs_transport *t)
-{
-    G_LOCK(by_transport);
-    struct ndfs_membership *m = by_transport ? g_hash_table_lookup(by_transport, t) : NULL;
-    G_UNLOCK(by_transport);
-    return m;
-}
-
-/* Registers the channel once per transport; a later membership on the same
- * transport (after a close) takes it over. */
+/* The channel is ours from start to close: -EBUSY while another membership
+ * runs on this transport. */
 static int attach(struct ndfs_membership *m)
 {
-    int rc = ndfs_transport_register(m->transport, NDFS_CHANNEL_MEMBERSHIP, on_message, NULL);
-    if (rc < 0 && rc != -EEXIST)
-        return rc;
-    G_LOCK(by_transport);
-    if (by_transport == NULL)
-        by_transport = g_hash_table_new(g_direct_hash, g_direct_equal);
-    if (rc == -EEXIST && g_hash_table_contains(by_transport, m->transport))
-        rc = -EBUSY; /* another membership runs on this transport */
-    else
-        g_hash_table_insert(by_transport, m->transport, m);
-    G_UNLOCK(by_transport);
-    return rc == -EEXIST ? 0 : rc;
+    int rc = ndfs_transport_register(m->transport, NDFS_CHANNEL_MEMBERSHIP, on_message, m);
+    return rc == -EEXIST ? -EBUSY : rc;
 }
 
+/* Messages that come after this are released by the transport. */
 static void detach(struct ndfs_membership *m)
 {
-    G_LOCK(by_transport);
-    if (by_transport && g_hash_table_lookup(by_transport, m->transport) == m)
-        g_hash_table_remove(by_transport, m->transport);
-    G_UNLOCK(by_transport);
+    int rc = ndfs_transport_unregister(m->transport, NDFS_CHANNEL_MEMBERSHIP);
+    if (rc < 0)
+        g_warning("membership channel: cannot unregister: %s", g_strerror(-rc));
 }
 
 static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void *data)
 {
-    (void)data;
-    struct ndfs_membership *m = membership_of(t);
+    struct ndfs_membership *m = data;
     struct mview_msg in;
-    if (m == NULL || m->closing) {
+    if (m->closing) {
         ndfs_transport_release(t, msg);
         return;
     }

@@ -205,8 +205,8 @@ static void on_ccd_closed(void *data)
     d->ccd = NULL;
     ndfs_server_free(d->server);
     d->server = NULL;
-    /* the transport outlives the CCD; the membership cannot unregister its
-     * channel, so it goes in the same turn as the transport */
+    /* the transport outlives the CCD and the membership (which unregisters
+     * its channel when it closes) */
     if (d->membership != NULL) {
         ndfs_membership_close(d->membership);
         d->membership = NULL;
@@ -232,8 +232,9 @@ static void on_master_closed(void *data)
     close_ccd(d);
 }
 
-/* Order: control socket, master (its requests hold transport messages),
- * CCD, then membership and transport together. */
+/* Order: control socket, master (its requests hold transport messages; its
+ * channel goes first so that no message reaches it once it is freed), CCD,
+ * then membership and transport. */
 static void on_stopper(uv_idle_t *handle)
 {
     struct daemon *d = handle->data;
@@ -247,10 +248,17 @@ static void on_stopper(uv_idle_t *handle)
         ndfs_cluster_set_server(d->cluster, NULL);
         ndfs_cluster_set_ccd(d->cluster, NULL);
     }
-    if (d->master != NULL)
+    if (d->master != NULL) {
+        /* late IO requests are released by the transport (logged once) */
+        int rc = d->cluster ? ndfs_transport_unregister(ndfs_cluster_transport(d->cluster),
+                                                        NDFS_CHANNEL_IO)
+                            : 0;
+        if (rc < 0 && rc != -ENOENT)
+            g_warning("cannot unregister the IO channel: %s", g_strerror(-rc));
         ndfs_master_close(d->master, on_master_closed, d);
-    else
+    } else {
         close_ccd(d);
+    }
 }
 
 /* The CCD may be inside one of its callbacks: close it on the next turn. */
