@@ -15,12 +15,14 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "io_proto.h"
 #include "localio.h"
 #include "parse.h"
 
 /* An open vdisk file: fi->fh. */
 struct ndfs_handle {
-    int fd;
+    int fd;      /* -1 for a remote vdisk: only its master opens the disk */
+    bool remote; /* I/O goes through the driver to the vdisk's master */
     uint64_t ino;
     bool direct; /* the file was opened O_DIRECT, and so was fd */
     bool writable;
@@ -376,7 +378,8 @@ static void ndfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t 
     readdir_common(req, ino, size, off, true);
 }
 
-/* Remote I/O comes with the transport; until then say so once per vdisk. */
+/* Without network (no cluster key) a remote disk is out of reach: say so
+ * once per vdisk. */
 static void warn_remote(struct ndfs_fs *fs, const struct vdisk_attr *a)
 {
     g_mutex_lock(&fs->warn_lock);
@@ -385,8 +388,8 @@ static void warn_remote(struct ndfs_fs *fs, const struct vdisk_attr *a)
         g_hash_table_add(fs->warned_remote, g_memdup2(&a->id, sizeof(a->id)));
     g_mutex_unlock(&fs->warn_lock);
     if (first)
-        g_warning("vdisk \"%s\": its primary is node \"%s\", not this node \"%s\"; remote I/O "
-                  "is not available in this version yet (ENXIO)",
+        g_warning("vdisk \"%s\": its primary is node \"%s\", not this node \"%s\", and this "
+                  "mount has no cluster key to reach it (ENXIO)",
                   a->name, a->primary_node, fs->node_name);
 }
 
@@ -399,6 +402,29 @@ static void handle_free(struct ndfs_fs *fs, struct ndfs_handle *h)
     g_free(h);
 }
 
+/* A vdisk another node masters: nothing to open here, the master has it. */
+static int open_remote(struct ndfs_fs *fs, const struct vdisk_attr *a, int flags,
+                       struct ndfs_handle **out)
+{
+    if (!fs->driver) {
+        warn_remote(fs, a);
+        return -ENXIO;
+    }
+    struct ndfs_handle *h = g_new0(struct ndfs_handle, 1);
+    h->fd = -1;
+    h->remote = true;
+    h->ino = a->ino;
+    h->direct = (flags & O_DIRECT) != 0;
+    h->writable = (flags & O_ACCMODE) != O_RDONLY;
+    int rc = control_link_open_vdisk(fs->link, a->name, &h->announced);
+    if (rc < 0) {
+        handle_free(fs, h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
 static int do_open(struct ndfs_fs *fs, fuse_ino_t ino, int flags, struct ndfs_handle **out)
 {
     if (ino == VDISK_TABLE_ROOT_INO)
@@ -407,10 +433,8 @@ static int do_open(struct ndfs_fs *fs, fuse_ino_t ino, int flags, struct ndfs_ha
     int rc = vdisk_table_get(fs->table, ino, &a);
     if (rc < 0)
         return rc;
-    if (strcmp(a.primary_node, fs->node_name) != 0) {
-        warn_remote(fs, &a);
-        return -ENXIO;
-    }
+    if (strcmp(a.primary_node, fs->node_name) != 0 || (fs->force_remote && fs->driver))
+        return open_remote(fs, &a, flags, out);
     g_autofree char *path = NULL;
     if ((rc = vdisk_table_primary_path(fs->table, ino, &path)) < 0)
         return rc;
@@ -463,6 +487,152 @@ static int handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *size
     return -EIO;
 }
 
+/* A remote request's place: the vdisk's id and master, and its size. */
+static int remote_route(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *id, uint64_t *size,
+                        char *node)
+{
+    if (vdisk_table_route(fs->table, h->ino, id, size, node) == 0)
+        return 0;
+    return handle_size(fs, h, size); /* logs the removal once, -EIO */
+}
+
+/* What a remote reply needs to answer the kernel. */
+struct remote_call {
+    fuse_req_t req;
+    struct ndfs_handle *h;
+};
+
+static void remote_read_done(void *opaque, int status, const void *data)
+{
+    fuse_req_t req = opaque;
+    if (status < 0)
+        reply_err(req, status);
+    else
+        fuse_reply_buf(req, data, (size_t)status);
+}
+
+static void remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, size_t size,
+                        off_t off)
+{
+    uint64_t id, vsize;
+    char node[NDFS_NODE_NAME_MAX + 1];
+    int rc = remote_route(fs, h, &id, &vsize, node);
+    if (rc == 0 && off < 0)
+        rc = -EINVAL;
+    if (rc < 0) {
+        reply_err(req, rc);
+        return;
+    }
+    if ((uint64_t)off >= vsize || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    size_t want = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
+    if (h->direct && !localio_direct_aligned((uint64_t)off, want)) {
+        reply_err(req, -EINVAL);
+        return;
+    }
+    rc = ndfs_driver_submit(fs->driver, node, id, NDFS_IO_READ, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
+                            (uint64_t)off, want, NULL, remote_read_done, req);
+    if (rc < 0)
+        reply_err(req, rc);
+}
+
+static void remote_write_done(void *opaque, int status, const void *data)
+{
+    (void)data;
+    fuse_req_t req = opaque;
+    if (status < 0)
+        reply_err(req, status);
+    else
+        fuse_reply_write(req, (size_t)status);
+}
+
+static void remote_write(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
+                         struct fuse_bufvec *in, off_t off)
+{
+    uint64_t id, vsize;
+    char node[NDFS_NODE_NAME_MAX + 1];
+    int rc = remote_route(fs, h, &id, &vsize, node);
+    size_t size = fuse_buf_size(in);
+    if (rc == 0 && off < 0)
+        rc = -EINVAL;
+    if (rc == 0 && size > 0 && (uint64_t)off >= vsize)
+        rc = -ENOSPC;
+    if (rc < 0) {
+        reply_err(req, rc);
+        return;
+    }
+    if (size == 0) {
+        fuse_reply_write(req, 0);
+        return;
+    }
+    /* past the end a block device takes what fits */
+    size_t len = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
+    if (h->direct && !localio_direct_aligned((uint64_t)off, len)) {
+        reply_err(req, -EINVAL);
+        return;
+    }
+    void *data = malloc(len);
+    if (!data) {
+        reply_err(req, -ENOMEM);
+        return;
+    }
+    struct fuse_bufvec mem = FUSE_BUFVEC_INIT(len);
+    mem.buf[0].mem = data;
+    ssize_t n = fuse_buf_copy(&mem, in, 0);
+    if (n < 0 || (size_t)n != len) {
+        free(data);
+        reply_err(req, n < 0 ? (int)n : -EIO);
+        return;
+    }
+    atomic_store(&h->dirty, true);
+    rc =
+        ndfs_driver_submit(fs->driver, node, id, NDFS_IO_WRITE, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
+                           (uint64_t)off, len, data, remote_write_done, req);
+    if (rc < 0)
+        reply_err(req, rc);
+}
+
+static void remote_sync_done(void *opaque, int status, const void *data)
+{
+    (void)data;
+    struct remote_call *call = opaque;
+    if (status < 0)
+        atomic_store(&call->h->dirty, true);
+    reply_err(call->req, status);
+    g_free(call);
+}
+
+/* Forwards fsync (or a flush after writes) to the master's fsync. */
+static void remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, bool datasync,
+                        bool only_if_dirty)
+{
+    uint64_t id, vsize;
+    char node[NDFS_NODE_NAME_MAX + 1];
+    int rc = remote_route(fs, h, &id, &vsize, node);
+    if (rc < 0 || !h->writable) {
+        reply_err(req, rc);
+        return;
+    }
+    bool was_dirty = atomic_exchange(&h->dirty, false);
+    if (only_if_dirty && !was_dirty) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    struct remote_call *call = g_new(struct remote_call, 1);
+    call->req = req;
+    call->h = h;
+    rc = ndfs_driver_submit(fs->driver, node, id, NDFS_IO_FSYNC,
+                            datasync ? NDFS_IO_FLAG_DATASYNC : 0, 0, 0, NULL, remote_sync_done,
+                            call);
+    if (rc < 0) {
+        g_free(call);
+        atomic_store(&h->dirty, true);
+        reply_err(req, rc);
+    }
+}
+
 static int do_read(struct ndfs_fs *fs, struct ndfs_handle *h, size_t size, off_t off, void **buf,
                    size_t *len)
 {
@@ -496,6 +666,10 @@ static void ndfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                       struct fuse_file_info *fi)
 {
     (void)ino;
+    if (handle_of(fi)->remote) {
+        remote_read(req, fs_of(req), handle_of(fi), size, off);
+        return;
+    }
     void *buf;
     size_t len;
     int rc = do_read(fs_of(req), handle_of(fi), size, off, &buf, &len);
@@ -557,6 +731,10 @@ static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *i
                            struct fuse_file_info *fi)
 {
     (void)ino;
+    if (handle_of(fi)->remote) {
+        remote_write(req, fs_of(req), handle_of(fi), in, off);
+        return;
+    }
     size_t written = 0;
     int rc = do_write(fs_of(req), handle_of(fi), in, off, &written);
     if (rc < 0)
@@ -586,13 +764,19 @@ static void ndfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     (void)ino;
     /* a close(2) after writes reaches the disk, as the design promises */
-    reply_err(req, do_sync(fs_of(req), handle_of(fi), true, true));
+    if (handle_of(fi)->remote)
+        remote_sync(req, fs_of(req), handle_of(fi), true, true);
+    else
+        reply_err(req, do_sync(fs_of(req), handle_of(fi), true, true));
 }
 
 static void ndfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     (void)ino;
-    reply_err(req, do_sync(fs_of(req), handle_of(fi), datasync != 0, false));
+    if (handle_of(fi)->remote)
+        remote_sync(req, fs_of(req), handle_of(fi), datasync != 0, false);
+    else
+        reply_err(req, do_sync(fs_of(req), handle_of(fi), datasync != 0, false));
 }
 
 static void ndfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -619,6 +803,8 @@ static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off
         return -EOPNOTSUPP;
     if ((uint64_t)off >= vsize)
         return 0;
+    if (h->remote) /* the IO channel has no discard yet */
+        return -EOPNOTSUPP;
     /* discard and zeroing (a loop device's) stay within the vdisk */
     return localio_fallocate(h->fd, kind | FALLOC_FL_KEEP_SIZE, (uint64_t)off,
                              MIN(end, vsize) - (uint64_t)off);

@@ -1,6 +1,7 @@
 /* The FUSE low-level operations of an ndfs mount: a root directory holding
  * one regular file per vdisk, whose reads and writes go to the vdisk's disk
- * when this node is its primary. */
+ * when this node is its primary, and to its master through the driver
+ * otherwise. */
 #ifndef NDFS_FUSE_OPS_H
 #define NDFS_FUSE_OPS_H
 
@@ -8,6 +9,7 @@
 #include <glib.h>
 
 #include "control_link.h"
+#include "driver.h"
 #include "vdisk_table.h"
 
 /* Entries and attributes are cached this long: ndfsd tells the mount of
@@ -21,7 +23,9 @@
 struct ndfs_fs {
     struct vdisk_table *table;
     struct control_link *link;
-    const char *node_name; /* this node, set before the session starts */
+    const char *node_name;      /* this node, set before the session starts */
+    struct ndfs_driver *driver; /* remote I/O; NULL without network; set before serving */
+    bool force_remote;          /* tests and benches: local vdisks through the master too */
 
     GMutex warn_lock;
     GHashTable *warned_remote; /* ids of remote vdisks already logged; protected by warn_lock */

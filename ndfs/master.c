@@ -458,6 +458,8 @@ void ndfs_master_close(struct ndfs_master *m, void (*cb)(void *data), void *data
     m->closing = true;
     m->close_cb = cb;
     m->close_data = data;
+    /* no message may reach m once it is freed */
+    ndfs_transport_unregister(m->t, NDFS_CHANNEL_IO);
     if (m->in_flight == 0)
         finish_close(m);
     /* else on_async finishes once the last job is answered */

@@ -13,7 +13,10 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <ndfs/transport.h>
+
 #include "control_link.h"
+#include "driver.h"
 #include "fuse_ops.h"
 #include "vdisk_table.h"
 
@@ -229,11 +232,55 @@ static int serve(struct fuse_session *se, const struct mount_options *o)
     return rc;
 }
 
+static void refresh_nodes(void *data)
+{
+    ndfs_driver_refresh_nodes(data);
+}
+
+/* The driver for vdisks other nodes master, when ndfsd is in a cluster
+ * (its hello names the key file). 0 and NULL without network. */
+static int start_driver(struct control_link *link, const char *node, struct ndfs_driver **out)
+{
+    *out = NULL;
+    g_autofree char *key_file = control_link_key_file(link);
+    if (!key_file[0])
+        return 0;
+    uint8_t *key = NULL;
+    size_t key_len = 0;
+    g_autofree char *errmsg = NULL;
+    int rc = ndfs_transport_key_load(key_file, &key, &key_len, &errmsg);
+    if (rc < 0) {
+        g_warning("cannot read the cluster key %s: %s; vdisks of other nodes are out of reach",
+                  key_file, errmsg ? errmsg : g_strerror(-rc));
+        return 0;
+    }
+    struct ndfs_driver_config cfg = {
+        .node_name = node,
+        .key = key,
+        .key_len = key_len,
+        .link = link,
+        .epoch = control_link_epoch(link),
+    };
+    const char *part = g_getenv("NDFS_DRIVER_PART_SIZE"); /* tests: split small requests */
+    if (part)
+        cfg.part_size = (size_t)g_ascii_strtoull(part, NULL, 10);
+    rc = ndfs_driver_new(&cfg, out, &errmsg);
+    memset(key, 0, key_len);
+    g_free(key);
+    if (rc < 0) {
+        g_warning("cannot start remote I/O: %s", errmsg);
+        return rc;
+    }
+    control_link_set_nodes_cb(link, refresh_nodes, *out);
+    return 0;
+}
+
 static int run(struct mount_options *o, struct fuse_args *args)
 {
     struct vdisk_table *table = vdisk_table_new();
     struct control_link *link = control_link_new(o->socket, table);
     struct fuse_session *se = NULL;
+    struct ndfs_driver *driver = NULL;
     struct ndfs_fs fs;
     bool mounted = false, signals = false;
     int status = 1;
@@ -268,6 +315,12 @@ static int run(struct mount_options *o, struct fuse_args *args)
     }
     if (control_link_start(link, se) < 0)
         goto out;
+    /* after fuse_daemonize(): its thread would not survive the fork */
+    if (start_driver(link, fs.node_name, &driver) < 0)
+        goto out;
+    fs.driver = driver;
+    /* the network path on one node, to test and measure it */
+    fs.force_remote = g_strcmp0(g_getenv("NDFS_FORCE_REMOTE"), "1") == 0;
     g_message("mounted %s on %s as node \"%s\"", o->socket, o->mountpoint, fs.node_name);
     int rc = serve(se, o);
     /* > 0: ended by that signal, which is how SIGTERM unmounts */
@@ -279,6 +332,9 @@ out:
         fuse_session_unmount(se);
     if (signals)
         fuse_remove_signal_handlers(se);
+    /* the driver answers what is left and uses the link: stop it first */
+    control_link_set_nodes_cb(link, NULL, NULL);
+    ndfs_driver_free(driver);
     /* the link's thread uses the session: stop it first */
     control_link_free(link);
     if (se)
