@@ -262,6 +262,10 @@ static void proposal_cb(struct raft_apply *req, int status, void *result)
         rc = ccd_raft_fail(ccd, status, "apply a change");
     else
         rc = (int)(intptr_t)result;
+    /* libraft moves last_applied past this entry only after this callback,
+     * yet the entry is applied: an answer given from here covers it */
+    if (!ccd->closing && status == 0 && req->index > ccd->applied_floor)
+        ccd->applied_floor = req->index;
     p->cb(ccd, rc, p->data);
     g_free(p);
 }
@@ -480,6 +484,7 @@ int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data)
     ccd->retry_timer.data = ccd;
     uv_timer_init(ccd->loop, &ccd->tick_timer);
     ccd->tick_timer.data = ccd;
+    ccd_wait_init(ccd);
     ccd->ready_cb = cb;
     ccd->ready_data = data;
 
@@ -507,7 +512,7 @@ static void finish_close(struct ndfs_ccd *ccd)
 
 static void retry_timer_closed(uv_handle_t *handle)
 {
-    finish_close(handle->data);
+    ccd_wait_close(handle->data, finish_close);
 }
 
 static void tick_timer_closed(uv_handle_t *handle)
@@ -541,6 +546,7 @@ void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data)
         uv_timer_stop(&ccd->retry_timer);
         uv_timer_stop(&ccd->tick_timer);
     }
+    ccd_wait_cancel(ccd);
     /* pending proposals and the start barrier get their callbacks here */
     raft_close(&ccd->raft, raft_closed);
 }
@@ -710,7 +716,7 @@ int ndfs_ccd_status(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out)
     }
     if (out->members == NULL)
         out->members = g_new0(char *, 1);
-    out->applied_index = ccd->started ? raft_last_applied(&ccd->raft) : 0;
+    out->applied_index = ndfs_ccd_applied_index(ccd);
     ndfs_ccd_leader(ccd, out->leader); /* mapped to the node row's name */
     return 0;
 }

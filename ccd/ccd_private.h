@@ -63,6 +63,13 @@ struct ndfs_ccd {
     uv_timer_t tick_timer; /* ready polling, then the leader's Raft reconfiguration */
     bool change_pending;   /* a raft_add/assign/remove/transfer is in flight */
     GHashTable *peers;     /* name -> addresses as given to ndfs_transport_peer_set */
+
+    uint64_t applied_floor; /* index of the last proposal seen applied (see proposal_cb) */
+    /* wait.c: ndfs_ccd_wait_applied */
+    GList *waiters;        /* struct ccd_waiter * */
+    uv_check_t wait_check; /* after each loop iteration while waiters exist */
+    uv_timer_t wait_timer; /* the earliest deadline, or 0 ms for one already applied */
+    void (*wait_closed_cb)(struct ndfs_ccd *ccd);
 };
 
 /* cluster.c: the multi-node parts of the CCD. */
@@ -74,6 +81,12 @@ bool ccd_has_own_row(struct ndfs_ccd *ccd);
 int ccd_propose(struct ndfs_ccd *ccd, struct raft_buffer buf, ndfs_ccd_done_cb cb, void *data);
 void ccd_set_errmsg(struct ndfs_ccd *ccd, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 int ccd_raft_fail(struct ndfs_ccd *ccd, int rv, const char *what);
+
+/* wait.c: the handles of ndfs_ccd_wait_applied, set up at start; cancel
+ * fails every waiter with -ECANCELED; close closes both handles, then cb. */
+void ccd_wait_init(struct ndfs_ccd *ccd);
+void ccd_wait_cancel(struct ndfs_ccd *ccd);
+void ccd_wait_close(struct ndfs_ccd *ccd, void (*cb)(struct ndfs_ccd *ccd));
 
 /* Opens new, empty tables in dir (LMDB files left from before are removed). */
 int ccd_store_open(struct ccd_store *s, const char *dir, char **errmsg);

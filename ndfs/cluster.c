@@ -514,10 +514,19 @@ static void handle_change(struct ndfs_cluster *c, const char *peer, uint64_t id,
 void ndfs_cluster_reply(struct ndfs_cluster *c, const char *peer, uint64_t id, int status,
                         const char *message, GVariant *result)
 {
-    if (!c->closing)
-        reply(c, peer, id, status, message, result);
-    else if (result != NULL)
-        g_variant_unref(g_variant_ref_sink(result));
+    if (c->closing || c->ccd == NULL) {
+        if (result != NULL)
+            g_variant_unref(g_variant_ref_sink(result));
+        return;
+    }
+    /* the asking node waits until its replica applied this much (read your
+     * writes): here it covers the change, which was applied before its answer */
+    g_autoptr(GVariant) held = result ? g_variant_ref_sink(result) : NULL;
+    GVariantDict d;
+    g_variant_dict_init(&d, held);
+    g_variant_dict_insert(&d, NDFS_CLUSTER_APPLIED_INDEX, "t",
+                          (guint64)ndfs_ccd_applied_index(c->ccd));
+    reply(c, peer, id, status, message, g_variant_dict_end(&d));
 }
 
 static void handle_request(struct ndfs_cluster *c, const char *peer, GVariant *body)

@@ -9,6 +9,7 @@
  *   disk.prepare {vdisk s, path s, size t, create b, grow b} -> {created b}
  *   disk.discard {path s}                -> {}  undo a disk.prepare that created
  *   change       {command s, args a{sv}, uid u, gid u, pid i} -> the command's result
+ *                                            + ccd-applied-index t
  * A node answers join and change itself when it leads the CCD, and forwards
  * them to the leader otherwise. Runs on the loop thread. Private to ndfsd. */
 #ifndef NDFS_CLUSTER_H
@@ -72,7 +73,10 @@ int ndfs_cluster_call(struct ndfs_cluster *c, const char *peer, const char *comm
                       ndfs_cluster_reply_cb cb, void *data);
 
 /* Answers request id of peer (a forwarded change run by server.c).
- * result: a{sv}, floating consumed, NULL: {}. */
+ * result: a{sv}, floating consumed, NULL: {}. The answer also carries
+ * NDFS_CLUSTER_APPLIED_INDEX (t): this node's applied Raft index, which
+ * the asking node reaches before it answers its client. */
+#define NDFS_CLUSTER_APPLIED_INDEX "ccd-applied-index"
 void ndfs_cluster_reply(struct ndfs_cluster *c, const char *peer, uint64_t id, int status,
                         const char *message, GVariant *result);
 

@@ -424,24 +424,86 @@ static void cmd_link_list(struct cmd_request *r)
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
 }
 
-/* A change that the leader must make: forwarded there, its answer relayed. */
+/* A relayed answer waits at most this long for this node's replica to
+ * apply the change (normally one Raft heartbeat); then it goes anyway. */
+#define FORWARD_APPLIED_WAIT_MS 5000
+
+/* A change that the leader must make: forwarded there, its answer relayed
+ * once this node's replica has applied it (a show right after sees it). */
 struct forward {
     struct ndfs_conn *c; /* holds a ref */
     uint64_t id;
     char *leader;
+    char *command;
+    uint64_t index; /* the leader's applied index in its answer */
+    int status;
+    char *message;
+    GVariant *result; /* NULL until the leader answered */
 };
+
+static void forward_free(struct forward *f)
+{
+    ndfs_conn_unref(f->c);
+    g_free(f->leader);
+    g_free(f->command);
+    g_free(f->message);
+    if (f->result != NULL)
+        g_variant_unref(f->result);
+    g_free(f);
+}
+
+static void forward_relay(struct forward *f)
+{
+    ndfs_conn_reply(f->c, f->id, f->status, f->message, g_steal_pointer(&f->result));
+    forward_free(f);
+}
+
+static void forward_applied(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct forward *f = data;
+    if (status == -ETIMEDOUT)
+        g_warning("%s: answered before this node applied Raft index %llu (at %llu after %d ms): "
+                  "a read here may not show it yet",
+                  f->command, (unsigned long long)f->index,
+                  (unsigned long long)ndfs_ccd_applied_index(ccd), FORWARD_APPLIED_WAIT_MS);
+    forward_relay(f);
+}
 
 static void forward_done(int status, const char *message, GVariant *result, void *data)
 {
     struct forward *f = data;
-    if (status == -ETIMEDOUT || status == -ECONNRESET)
+    if (status == -ETIMEDOUT || status == -ECONNRESET) {
         ndfs_conn_reply_error(f->c, f->id, -EAGAIN, "the leader %s did not answer: %s", f->leader,
                               message ? message : g_strerror(-status));
-    else
-        ndfs_conn_reply(f->c, f->id, status, message, result);
-    ndfs_conn_unref(f->c);
-    g_free(f->leader);
-    g_free(f);
+        forward_free(f);
+        return;
+    }
+    f->status = status;
+    f->message = g_strdup(message);
+    /* the index is between nodes: the client gets the command's result */
+    guint64 index = 0;
+    GVariantDict d;
+    g_variant_dict_init(&d, result);
+    if (g_variant_dict_lookup(&d, NDFS_CLUSTER_APPLIED_INDEX, "t", &index))
+        g_variant_dict_remove(&d, NDFS_CLUSTER_APPLIED_INDEX);
+    f->result = g_variant_ref_sink(g_variant_dict_end(&d));
+    f->index = index;
+    /* a closing connection may outlive its server (ndfsd stopping) */
+    if (index == 0 || f->c->closing) {
+        forward_relay(f);
+        return;
+    }
+    struct ndfs_ccd *ccd = f->c->server->ccd;
+    if (ndfs_ccd_applied_index(ccd) >= index) {
+        forward_relay(f);
+        return;
+    }
+    int rc = ndfs_ccd_wait_applied(ccd, index, FORWARD_APPLIED_WAIT_MS, forward_applied, f);
+    if (rc < 0) {
+        g_debug("%s: cannot wait for Raft index %llu: %s", f->command, (unsigned long long)index,
+                g_strerror(-rc));
+        forward_relay(f);
+    }
 }
 
 static void forward_change(struct cmd_request *r)
@@ -459,14 +521,13 @@ static void forward_change(struct cmd_request *r)
     f->c = r->c;
     f->id = r->id;
     f->leader = g_strdup(leader);
+    f->command = g_strdup(r->command);
     ndfs_conn_ref(r->c);
     int rc =
         ndfs_cluster_call(r->s->cluster, leader, "change", g_variant_dict_end(&d), forward_done, f);
     if (rc < 0) {
         cmd_reply_error(r, -EAGAIN, "cannot reach the leader %s: %s", leader, g_strerror(-rc));
-        ndfs_conn_unref(f->c);
-        g_free(f->leader);
-        g_free(f);
+        forward_free(f);
     }
 }
 

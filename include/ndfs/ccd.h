@@ -154,6 +154,17 @@ struct ndfs_ccd_status {
 int ndfs_ccd_status(struct ndfs_ccd *ccd, struct ndfs_ccd_status *out);
 void ndfs_ccd_status_clear(struct ndfs_ccd_status *st);
 
+/* The last Raft index applied to LMDB (0 before start); cheap. */
+uint64_t ndfs_ccd_applied_index(struct ndfs_ccd *ccd);
+/* Read-your-writes for a change made on another node (whose answer gave its
+ * applied index): cb runs once, on a later loop iteration (never from
+ * within this call), with 0 when this replica has applied index, -ETIMEDOUT
+ * after timeout_ms, or -ECANCELED when the CCD closes. Returns -EAGAIN
+ * before start and -ECANCELED while closing; then cb is never called. */
+typedef void (*ndfs_ccd_applied_cb)(struct ndfs_ccd *ccd, int status, void *data);
+int ndfs_ccd_wait_applied(struct ndfs_ccd *ccd, uint64_t index, unsigned timeout_ms,
+                          ndfs_ccd_applied_cb cb, void *data);
+
 /* Changes. Each one is proposed as a Raft log entry; cb runs once with the
  * FSM's result when the entry has been applied (0 or -errno, see each
  * function), or with a Raft error mapped to -errno (-ENOTCONN: not the

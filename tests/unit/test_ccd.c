@@ -722,3 +722,86 @@ Test(ccd, membership_set_bumps_the_epoch_only_on_a_change)
     cr_assert_eq(epoch(), e0 + 2);
     cr_assert_eq(ndfs_ccd_node_id(E.ccd), 1);
 }
+
+/* ndfs_ccd_wait_applied: read your writes for changes relayed from the leader. */
+struct applied_wait {
+    bool done;
+    int status;
+    int get_rc; /* the vdisk "w" read in the callback */
+    int64_t at_us;
+};
+
+static void applied_cb(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct applied_wait *w = data;
+    struct ndfs_vdisk v = {0};
+    w->done = true;
+    w->status = status;
+    w->at_us = g_get_monotonic_time();
+    w->get_rc = ndfs_ccd_vdisk_get(ccd, "w", &v);
+    ndfs_vdisk_clear(&v);
+}
+
+Test(ccd, wait_applied_for_an_applied_index_calls_back_later_with_0)
+{
+    uint64_t applied = ndfs_ccd_applied_index(E.ccd);
+    cr_assert_gt(applied, 0);
+    struct applied_wait w = {0};
+    cr_assert_eq(ndfs_ccd_wait_applied(E.ccd, applied, 1000, applied_cb, &w), 0);
+    cr_assert_not(w.done, "never called back from within the call");
+    run_until(&w.done);
+    cr_assert_eq(w.status, 0);
+}
+
+Test(ccd, wait_applied_ends_when_the_entry_is_applied)
+{
+    uint64_t applied = ndfs_ccd_applied_index(E.ccd);
+    struct applied_wait w = {0};
+    cr_assert_eq(ndfs_ccd_wait_applied(E.ccd, applied + 1, 20000, applied_cb, &w), 0);
+    struct ndfs_vdisk v = make_vdisk("w");
+    struct wait c = {0};
+    cr_assert_eq(ndfs_ccd_vdisk_create(E.ccd, &v, done_cb, &c), 0);
+    run_until(&w.done);
+    cr_assert_eq(w.status, 0);
+    cr_assert_eq(w.get_rc, 0, "the change is readable when the wait ends");
+    cr_assert_geq(ndfs_ccd_applied_index(E.ccd), applied + 1);
+    run_until(&c.done);
+    cr_assert_eq(c.status, 0);
+}
+
+Test(ccd, wait_applied_times_out_for_an_index_never_reached)
+{
+    uint64_t applied = ndfs_ccd_applied_index(E.ccd);
+    struct applied_wait slow = {0}, fast = {0}, now = {0};
+    int64_t t0 = g_get_monotonic_time();
+    cr_assert_eq(ndfs_ccd_wait_applied(E.ccd, applied + 1000, 300, applied_cb, &slow), 0);
+    cr_assert_eq(ndfs_ccd_wait_applied(E.ccd, applied + 1000, 100, applied_cb, &fast), 0);
+    cr_assert_eq(ndfs_ccd_wait_applied(E.ccd, applied, 5000, applied_cb, &now), 0);
+    run_until(&now.done);
+    cr_assert_eq(now.status, 0);
+    cr_assert_not(fast.done);
+    run_until(&fast.done);
+    cr_assert_eq(fast.status, -ETIMEDOUT);
+    cr_assert_geq(fast.at_us - t0, 90 * 1000, "timed out after %lld us",
+                  (long long)(fast.at_us - t0));
+    cr_assert_not(slow.done);
+    run_until(&slow.done);
+    cr_assert_eq(slow.status, -ETIMEDOUT);
+    cr_assert_geq(slow.at_us - t0, 290 * 1000);
+}
+
+Test(ccd, wait_applied_is_cancelled_by_close)
+{
+    struct applied_wait w = {0};
+    uint64_t applied = ndfs_ccd_applied_index(E.ccd);
+    cr_assert_eq(ndfs_ccd_wait_applied(E.ccd, applied + 1000, 20000, applied_cb, &w), 0);
+    bool closed = false;
+    ndfs_ccd_close(E.ccd, closed_cb, &closed);
+    cr_assert(w.done);
+    cr_assert_eq(w.status, -ECANCELED);
+    struct applied_wait late = {0};
+    cr_assert_eq(ndfs_ccd_wait_applied(E.ccd, applied, 1000, applied_cb, &late), -ECANCELED);
+    run_until(&closed);
+    E.ccd = NULL;
+    cr_assert_not(late.done);
+}
