@@ -229,6 +229,8 @@ int tp_conn_write(struct tp_conn *c, struct ndfs_frame_header *h, uint32_t paylo
 {
     if (c->state == TP_CONN_CLOSING || c->state == TP_CONN_CONNECTING)
         return -ENOTCONN;
+    if (c->state == TP_CONN_OPEN && c->peer && c->link >= 0 && c->peer->links[c->link].cut)
+        return 0; /* test hook: lost on the way */
     struct tp_write *w = g_new(struct tp_write, 1);
     w->req.data = w;
     w->c = c;
@@ -359,6 +361,12 @@ static void on_response(struct tp_conn *c, const uint8_t *p, size_t len)
     }
     if (strcmp(r.name, t->name) == 0) {
         tp_conn_close(c, -ELOOP, "the peer claims our own name");
+        return;
+    }
+    struct tp_peer *known = tp_peer_find(t, r.name);
+    if (known && c->listen_index < known->nlinks && known->links[c->listen_index].cut) {
+        /* test hook: a cut link answers nothing; the handshake times out */
+        uv_read_stop((uv_stream_t *)&c->tcp);
         return;
     }
     uint8_t buf[NDFS_AUTH_MAX_LEN];
@@ -599,6 +607,8 @@ static void udp_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
     if (!p || hb.link >= p->nlinks)
         return;
     struct tp_link *l = &p->links[hb.link];
+    if (l->cut)
+        return;
     if (hb.incarnation == l->udp_incarnation && hb.counter <= l->udp_counter)
         return; /* replayed */
     l->udp_incarnation = hb.incarnation;
@@ -617,7 +627,7 @@ void tp_heartbeat_send(struct ndfs_transport *t)
         struct tp_peer *p = v;
         for (int i = 0; i < p->nlinks && i < t->nlisten; i++) {
             struct tp_link *l = &p->links[i];
-            if (!l->has_remote || !t->udp_open[i] || l->blocked)
+            if (!l->has_remote || !t->udp_open[i] || l->blocked || l->cut)
                 continue;
             uint8_t buf[NDFS_HEARTBEAT_MAX_LEN];
             hb.link = (uint8_t)i;

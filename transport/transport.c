@@ -13,8 +13,6 @@
 #define DEFAULT_STRIPE      (256u << 10)
 #define DEFAULT_MAX_QUEUED  (64u << 20)
 
-static void link_dial(struct tp_link *l);
-
 void tp_emit(struct ndfs_transport *t, const char *peer, enum ndfs_transport_event ev, int link)
 {
     if (t->event_cb && !t->closing)
@@ -40,7 +38,7 @@ static void peer_handle_closed(uv_handle_t *h)
 
 static void retry_cb(uv_timer_t *timer)
 {
-    link_dial(timer->data);
+    tp_link_dial(timer->data);
 }
 
 static struct tp_peer *peer_new(struct ndfs_transport *t, const char *name, bool configured)
@@ -56,7 +54,9 @@ static struct tp_peer *peer_new(struct ndfs_transport *t, const char *name, bool
     ndfs_window_init(&p->win, t->max_message, t->stripe_size, t->max_queued);
     uv_timer_init(t->loop, &p->ack_timer);
     p->ack_timer.data = p;
-    p->handles = 1;
+    uv_timer_init(t->loop, &p->rto_timer);
+    p->rto_timer.data = p;
+    p->handles = 2;
     for (int i = 0; i < NDFS_TRANSPORT_MAX_LINKS; i++) {
         struct tp_link *l = &p->links[i];
         l->peer = p;
@@ -98,6 +98,7 @@ static void peer_destroy(struct tp_peer *p)
     p->removed = true;
     peer_close_conns(p);
     uv_close((uv_handle_t *)&p->ack_timer, peer_handle_closed);
+    uv_close((uv_handle_t *)&p->rto_timer, peer_handle_closed);
     for (int i = 0; i < NDFS_TRANSPORT_MAX_LINKS; i++) {
         p->links[i].retry.data = p; /* peer_handle_closed wants the peer */
         uv_close((uv_handle_t *)&p->links[i].retry, peer_handle_closed);
@@ -126,18 +127,18 @@ static void link_set_up(struct tp_link *l, bool up)
 static void schedule_dial(struct tp_link *l)
 {
     struct tp_peer *p = l->peer;
-    if (p->removed || p->t->closing || !p->configured || !l->has_remote || l->blocked)
+    if (p->removed || p->t->closing || !p->configured || !l->has_remote || l->blocked || l->cut)
         return;
     uv_timer_start(&l->retry, retry_cb, l->backoff_ms, 0);
     l->backoff_ms = MIN(l->backoff_ms * 2, TP_BACKOFF_MAX_MS);
 }
 
-static void link_dial(struct tp_link *l)
+void tp_link_dial(struct tp_link *l)
 {
     struct tp_peer *p = l->peer;
     struct ndfs_transport *t = p->t;
     if (t->closing || p->removed || !p->configured || !l->has_remote || l->conn || l->dialing ||
-        l->blocked || l->index >= p->nlinks)
+        l->blocked || l->cut || l->index >= p->nlinks)
         return;
     int rc = tp_conn_dial(t, l, NULL, &l->remote_sa, l->remote);
     if (rc < 0) {
@@ -177,8 +178,8 @@ static struct tp_conn *peer_any_conn(struct tp_peer *p)
 static void send_ack(struct tp_peer *p, struct tp_conn *c)
 {
     uv_timer_stop(&p->ack_timer);
-    if (!c || c->state != TP_CONN_OPEN)
-        c = peer_any_conn(p);
+    if (!c || c->state != TP_CONN_OPEN || p->links[c->link].suspect)
+        c = tp_peer_pick_conn(p, true);
     if (!c)
         return;
     struct ndfs_frame_header h = {.type = NDFS_FRAME_ACK};
@@ -196,19 +197,14 @@ void tp_peer_pump(struct tp_peer *p)
 {
     struct ndfs_transport *t = p->t;
     while (!p->removed && !t->closing && ndfs_window_has_pending(&p->win)) {
-        /* the least loaded up link; ties go round-robin */
-        struct tp_conn *best = NULL;
-        for (int k = 0; k < p->nlinks; k++) {
-            struct tp_conn *c = p->links[(p->rr + (unsigned)k) % (unsigned)p->nlinks].conn;
-            if (c && c->state == TP_CONN_OPEN && c->inflight < TP_LINK_INFLIGHT &&
-                (!best || c->inflight < best->inflight))
-                best = c;
-        }
+        struct tp_conn *best = tp_peer_pick_conn(p, false);
         if (!best)
             return;
         p->rr++;
         struct ndfs_tx_frag *f = ndfs_window_next(&p->win);
         f->link = best->link;
+        f->sent_ms = uv_now(t->loop);
+        tp_rto_sent(p, best->link);
         struct ndfs_frame_header h = f->h;
         /* on failure the connection closed and its frames, f too, were requeued */
         peer_write(p, best, &h, f->payload_crc, f->control, f->data, f->msg);
@@ -301,6 +297,7 @@ void tp_conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const u
             uint32_t rtt = (uint32_t)(now_us - h->request_id);
             l->srtt_us = l->srtt_us ? (uint32_t)(((uint64_t)l->srtt_us * 7 + rtt) / 8) : rtt;
         }
+        tp_link_pong(l, h->request_id);
         break;
     }
     default:
@@ -371,7 +368,7 @@ void tp_conn_authenticated(struct tp_conn *c)
         l->dialing = NULL;
     if (!l->has_remote)
         g_strlcpy(l->remote, c->addr, sizeof l->remote);
-    if (l->blocked) {
+    if (l->blocked || l->cut) {
         status = -ECONNREFUSED;
         tp_conn_close(c, status, NULL);
         goto out;
@@ -417,6 +414,7 @@ void tp_conn_authenticated(struct tp_conn *c)
     c->state = TP_CONN_OPEN;
     c->peer = p;
     l->conn = c;
+    l->suspect = false; /* a new connection starts clean */
     l->backoff_ms = TP_BACKOFF_MIN_MS;
     uv_timer_stop(&l->retry);
     l->last_frame = uv_now(t->loop);
@@ -443,6 +441,7 @@ void tp_conn_detached(struct tp_conn *c, struct tp_peer *p, int link)
     if (l->conn != c)
         return;
     l->conn = NULL;
+    l->suspect = false;
     if (p->removed || t->closing)
         return;
     ndfs_window_requeue_link(&p->win, link);
@@ -469,7 +468,9 @@ static void tick_cb(uv_timer_t *timer)
             g_autofree char *why = g_strdup_printf("nothing heard for %llu ms",
                                                    (unsigned long long)(now - c->last_rx));
             tp_conn_close(c, -ETIMEDOUT, why);
-        } else if (now - c->last_tx >= t->hb_ms && c->peer) {
+        } else if (c->peer) {
+            /* on busy links too: RTT (hence RTO) known everywhere, acks on
+             * every link, and a PONG clears a suspect link */
             struct ndfs_frame_header h = {.type = NDFS_FRAME_PING,
                                           .request_id = uv_hrtime() / 1000};
             peer_write(c->peer, c, &h, 0, NULL, NULL, NULL);
@@ -634,7 +635,7 @@ int ndfs_transport_peer_set(struct ndfs_transport *t, const char *name,
         if (t->nlisten > 0 && strcmp(t->name, p->name) > 0 && !l->conn && !l->dialing)
             uv_timer_start(&l->retry, retry_cb, TP_DIAL_DEFER_MS, 0);
         else
-            link_dial(l);
+            tp_link_dial(l);
     }
     return 0;
 }
@@ -773,7 +774,7 @@ int ndfs__transport_block_link(struct ndfs_transport *t, const char *peer, int l
             tp_conn_close(l->conn, -ECONNABORTED, NULL);
     } else {
         l->backoff_ms = TP_BACKOFF_MIN_MS;
-        link_dial(l);
+        tp_link_dial(l);
     }
     return 0;
 }

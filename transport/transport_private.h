@@ -23,6 +23,7 @@
 #define TP_LINK_INFLIGHT  (1 << 20) /* bytes written on a link and not yet completed */
 #define TP_DYNAMIC_TTL_MS 60000     /* a dynamic peer without connections is forgotten */
 #define TP_DIAL_DEFER_MS  200       /* the larger name's first dial waits this long */
+#define TP_RTO_MIN_MS     50        /* retransmission timeout floor */
 
 enum tp_conn_state {
     TP_CONN_CONNECTING,
@@ -70,7 +71,14 @@ struct tp_link {
     uv_timer_t retry;
     unsigned backoff_ms;
     bool up;
-    bool blocked;                  /* test hook: no connection allowed */
+    bool blocked; /* test hook: no connection allowed */
+    bool cut;     /* test hook: bytes stop flowing, the socket stays open */
+    /* A frame on it went unacknowledged past the RTO and was resent on
+     * another link: no new frames go here until a PONG for a PING sent
+     * after suspect_us comes back (the link still goes down only after the
+     * failure timeout). */
+    bool suspect;
+    uint64_t suspect_us;           /* uv_hrtime() / 1000 when it became suspect */
     uint64_t last_frame, last_udp; /* uv_now() */
     uint64_t udp_incarnation, udp_counter;
     uint32_t srtt_us;
@@ -94,6 +102,7 @@ struct tp_peer {
     uint64_t last_drop_warn; /* uv_now() of the last dropped-connection line; 0: none */
     struct ndfs_window win;
     uv_timer_t ack_timer;
+    uv_timer_t rto_timer; /* the oldest frame in flight is due to be acknowledged */
     int handles;
     int up_links;
     unsigned rr;
@@ -185,10 +194,32 @@ void tp_conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const u
 void tp_peer_pump(struct tp_peer *p);
 void tp_emit(struct ndfs_transport *t, const char *peer, enum ndfs_transport_event ev, int link);
 void tp_probe_done(struct tp_probe *probe, int status, const char *peer);
+/* Dials link if it is configured, has an address and no connection. */
+void tp_link_dial(struct tp_link *l);
+
+/* rto.c */
+/* The link's retransmission timeout: max(4 x srtt, 2 x heartbeat,
+ * TP_RTO_MIN_MS), at most a third of the failure timeout. */
+unsigned tp_link_rto_ms(const struct tp_link *l);
+/* A frame went out on link: make sure the RTO timer runs. */
+void tp_rto_sent(struct tp_peer *p, int link);
+void tp_rto_timer_cb(uv_timer_t *timer);
+/* A PONG on l for a PING sent at sent_us: l carries traffic both ways. */
+void tp_link_pong(struct tp_link *l, uint64_t sent_us);
+/* The connection for new frames (for_ack: for an ack alone): open, not
+ * suspect if any is, then the least loaded (for_ack: most recently heard);
+ * NULL when none is open (or, for frames, all are full). */
+struct tp_conn *tp_peer_pick_conn(struct tp_peer *p, bool for_ack);
 
 /* Test hook: a blocked link drops its connection and makes no other until
  * unblocked. -ENOENT for an unknown peer or link. */
 int ndfs__transport_block_link(struct ndfs_transport *t, const char *peer, int link, bool blocked);
+/* Test hook: a silent cut of one link, as a cable pulled or packets
+ * dropped: nothing is read from or written to its connection (frames sent
+ * on it vanish), no heartbeat goes or is taken on it, no new connection for
+ * it is accepted or made; the socket stays open, so the link goes down only
+ * after the failure timeout. -ENOENT for an unknown peer or link. */
+int ndfs__transport_cut_link(struct ndfs_transport *t, const char *peer, int link, bool cut);
 /* Test hook: a frozen transport reads nothing and sends no heartbeat, like
  * a stopped process whose sockets stay open. */
 int ndfs__transport_freeze(struct ndfs_transport *t, bool frozen);

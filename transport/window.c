@@ -85,6 +85,7 @@ void ndfs_window_reset(struct ndfs_window *w)
 {
     window_drop_all(w);
     w->tx_next = 1;
+    w->tx_sent_max = 0;
     w->tx_acked = 0;
     w->rx_next = 1;
 }
@@ -152,6 +153,8 @@ struct ndfs_tx_frag *ndfs_window_next(struct ndfs_window *w)
         return NULL;
     struct ndfs_tx_frag *f = g_queue_pop_head(&w->tx_pending);
     f->in_pending = false;
+    if (f->h.seq > w->tx_sent_max)
+        w->tx_sent_max = f->h.seq;
     return f;
 }
 
@@ -170,6 +173,24 @@ int ndfs_window_ack(struct ndfs_window *w, uint64_t ack)
     if (ack > w->tx_acked)
         w->tx_acked = ack;
     return 0;
+}
+
+int ndfs_window_oldest_in_flight(const struct ndfs_window *w, int nlinks, uint64_t *oldest)
+{
+    int found = 0;
+    for (int i = 0; i < nlinks; i++)
+        oldest[i] = UINT64_MAX;
+    /* past tx_sent_max nothing ever went out: the queue's tail is not walked */
+    for (GList *u = w->tx_unacked.head; u && found < nlinks; u = u->next) {
+        const struct ndfs_tx_frag *f = u->data;
+        if (f->h.seq > w->tx_sent_max)
+            break;
+        if (f->in_pending || f->link < 0 || f->link >= nlinks || oldest[f->link] != UINT64_MAX)
+            continue;
+        oldest[f->link] = f->sent_ms;
+        found++;
+    }
+    return found;
 }
 
 unsigned ndfs_window_requeue_link(struct ndfs_window *w, int link)

@@ -33,20 +33,22 @@ struct ndfs_tx_frag {
     const uint8_t *control;
     const uint8_t *data;
     uint32_t payload_crc;
-    int link;        /* link it went out on; -1 while queued */
-    bool in_pending; /* in tx_pending */
+    int link;         /* link it went out on; -1 while queued */
+    uint64_t sent_ms; /* when it went out (the caller's clock), set with link */
+    bool in_pending;  /* in tx_pending */
     bool acked;
 };
 
 struct ndfs_window {
     size_t max_message, stripe_size, max_queued;
-    uint64_t tx_next;  /* next sequence number, from 1 */
-    uint64_t tx_acked; /* highest cumulative ack from the peer */
-    GQueue tx_unacked; /* struct ndfs_tx_frag *, in seq order */
-    GQueue tx_pending; /* to (re)send, in seq order; may hold acked ones */
-    size_t tx_queued;  /* bytes not yet acknowledged */
-    uint64_t rx_next;  /* next sequence number expected */
-    GTree *rx_early;   /* uint64_t *seq -> struct rx_frag *: arrived early */
+    uint64_t tx_next;     /* next sequence number, from 1 */
+    uint64_t tx_acked;    /* highest cumulative ack from the peer */
+    GQueue tx_unacked;    /* struct ndfs_tx_frag *, in seq order */
+    GQueue tx_pending;    /* to (re)send, in seq order; may hold acked ones */
+    size_t tx_queued;     /* bytes not yet acknowledged */
+    uint64_t tx_sent_max; /* highest sequence number handed out by ndfs_window_next */
+    uint64_t rx_next;     /* next sequence number expected */
+    GTree *rx_early;      /* uint64_t *seq -> struct rx_frag *: arrived early */
     size_t rx_early_bytes;
     struct ndfs_message *rx_msg; /* message being reassembled */
     size_t rx_fill;              /* data bytes of rx_msg received */
@@ -70,6 +72,11 @@ int ndfs_window_ack(struct ndfs_window *w, uint64_t ack);
 /* Queues again what went out on link and is not acknowledged; returns how
  * many fragments. */
 unsigned ndfs_window_requeue_link(struct ndfs_window *w, int link);
+
+/* For links 0..nlinks-1 (at most NDFS_TRANSPORT_MAX_LINKS), the sent_ms of
+ * the first unacknowledged fragment in flight on it (in sequence order), or
+ * UINT64_MAX when none is. Returns how many links have one. */
+int ndfs_window_oldest_in_flight(const struct ndfs_window *w, int nlinks, uint64_t *oldest);
 
 /* A DATA frame: 0 (whole messages, g_malloc'd blocks the receiver frees with
  * g_free, appended to delivered in order), -EBADMSG for a frame that breaks

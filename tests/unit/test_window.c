@@ -256,3 +256,36 @@ Test(window, max_queued_and_max_message_are_enforced)
     cr_assert_eq(ndfs_window_queue(&tx, 4, 0, 0, NULL, 0, NULL, MAXMSG + 1), -EMSGSIZE);
     g_ptr_array_free(a, true);
 }
+
+Test(window, oldest_in_flight_per_link_skips_acked_requeued_and_unsent)
+{
+    uint64_t oldest[3];
+    for (uint64_t id = 0; id < 6; id++)
+        queue_msg(id, 10);
+    cr_assert_eq(ndfs_window_oldest_in_flight(&tx, 3, oldest), 0, "nothing sent yet");
+    /* 1..4 go out: 1 and 3 on link 0 at 100 and 300, 2 and 4 on link 1 */
+    for (uint64_t t = 1; t <= 4; t++) {
+        struct ndfs_tx_frag *f = ndfs_window_next(&tx);
+        f->link = (int)((t - 1) % 2);
+        f->sent_ms = t * 100;
+    }
+    cr_assert_eq(ndfs_window_oldest_in_flight(&tx, 3, oldest), 2);
+    cr_assert_eq(oldest[0], 100);
+    cr_assert_eq(oldest[1], 200);
+    cr_assert_eq(oldest[2], UINT64_MAX);
+    cr_assert_eq(ndfs_window_ack(&tx, 1), 0);
+    ndfs_window_oldest_in_flight(&tx, 3, oldest);
+    cr_assert_eq(oldest[0], 300, "acked frames are not in flight");
+    /* link 1 timed out: its frames are queued again, not in flight */
+    cr_assert_eq(ndfs_window_requeue_link(&tx, 1), 2);
+    cr_assert_eq(ndfs_window_oldest_in_flight(&tx, 3, oldest), 1);
+    cr_assert_eq(oldest[1], UINT64_MAX);
+    /* resent on link 2 */
+    struct ndfs_tx_frag *f = ndfs_window_next(&tx);
+    cr_assert_eq(f->h.seq, 2);
+    f->link = 2;
+    f->sent_ms = 700;
+    ndfs_window_oldest_in_flight(&tx, 3, oldest);
+    cr_assert_eq(oldest[2], 700);
+    cr_assert_eq(oldest[0], 300);
+}
