@@ -84,6 +84,35 @@ void tp_rto_sent(struct tp_peer *p, int link)
         uv_timer_start(&p->rto_timer, tp_rto_timer_cb, tp_link_rto_ms(&p->links[link]), 0);
 }
 
+/* Makes link i suspect and resends what is in flight on it elsewhere;
+ * false when there is nowhere else (resending on it would only add load). */
+static bool link_suspect(struct tp_peer *p, int i, const char *why, unsigned long long ms)
+{
+    struct tp_link *l = &p->links[i];
+    if (!peer_has_other_link(p, i))
+        return false;
+    unsigned n = ndfs_window_requeue_link(&p->win, i);
+    if (!l->suspect) {
+        l->suspect = true;
+        l->suspect_us = uv_hrtime() / 1000;
+        g_message("link %d to %s suspect: %s for %llu ms (RTO %u ms), %u frame(s) resent on "
+                  "another link",
+                  i, p->name, why, ms, tp_link_rto_ms(l), n);
+    }
+    return n > 0;
+}
+
+void tp_link_check_silence(struct tp_link *l, uint64_t now)
+{
+    struct tp_conn *c = l->conn;
+    /* the peer PINGs every heartbeat: silence past the RTO means trouble,
+     * also for an end that only acknowledges */
+    if (l->suspect || !conn_open(c) || now - c->last_rx < tp_link_rto_ms(l))
+        return;
+    if (link_suspect(l->peer, l->index, "nothing heard", (unsigned long long)(now - c->last_rx)))
+        tp_peer_pump(l->peer);
+}
+
 void tp_rto_timer_cb(uv_timer_t *timer)
 {
     struct tp_peer *p = timer->data;
@@ -99,18 +128,8 @@ void tp_rto_timer_cb(uv_timer_t *timer)
         unsigned rto = tp_link_rto_ms(l);
         if (oldest[i] == UINT64_MAX || now - oldest[i] < rto)
             continue;
-        /* with no other link, resending on this one would only add load */
-        if (!peer_has_other_link(p, i))
-            continue;
-        unsigned n = ndfs_window_requeue_link(&p->win, i);
-        if (!l->suspect) {
-            l->suspect = true;
-            l->suspect_us = uv_hrtime() / 1000;
-            g_message("link %d to %s suspect: a frame unacknowledged for %llu ms (RTO %u ms), "
-                      "%u frame(s) resent on another link",
-                      i, p->name, (unsigned long long)(now - oldest[i]), rto, n);
-        }
-        moved = moved || n > 0;
+        if (link_suspect(p, i, "a frame unacknowledged", (unsigned long long)(now - oldest[i])))
+            moved = true;
     }
     if (moved)
         tp_peer_pump(p);

@@ -469,6 +469,9 @@ static void tick_cb(uv_timer_t *timer)
                                                    (unsigned long long)(now - c->last_rx));
             tp_conn_close(c, -ETIMEDOUT, why);
         } else if (c->peer) {
+            tp_link_check_silence(&c->peer->links[c->link], now);
+            if (c->state != TP_CONN_OPEN || !c->peer)
+                continue;
             /* on busy links too: RTT (hence RTO) known everywhere, acks on
              * every link, and a PONG clears a suspect link */
             struct ndfs_frame_header h = {.type = NDFS_FRAME_PING,

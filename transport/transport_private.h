@@ -204,6 +204,8 @@ unsigned tp_link_rto_ms(const struct tp_link *l);
 /* A frame went out on link: make sure the RTO timer runs. */
 void tp_rto_sent(struct tp_peer *p, int link);
 void tp_rto_timer_cb(uv_timer_t *timer);
+/* From the heartbeat tick: l heard nothing for its RTO: suspect. */
+void tp_link_check_silence(struct tp_link *l, uint64_t now);
 /* A PONG on l for a PING sent at sent_us: l carries traffic both ways. */
 void tp_link_pong(struct tp_link *l, uint64_t sent_us);
 /* The connection for new frames (for_ack: for an ack alone): open, not
