@@ -681,6 +681,8 @@ int ndfs_cluster_new(uv_loop_t *loop, const struct ndfs_config *cfg, struct ndfs
         .key_len = key_len,
         .heartbeat_interval_ms = cfg->heartbeat_interval_ms,
         .failure_timeout_ms = cfg->failure_timeout_ms,
+        /* the transport reads 0 as its default: "off" is one piece of any size */
+        .stripe_size = cfg->stripe_size ? (size_t)cfg->stripe_size : SIZE_MAX,
     };
     struct ndfs_transport *t = NULL;
     rc = ndfs_transport_new(loop, &tcfg, &t, errmsg);

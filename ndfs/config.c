@@ -29,7 +29,7 @@ struct known_group {
 };
 
 static const char *const node_keys[] = {"name", "data-dir", "control-socket", "admin-group", NULL};
-static const char *const cluster_keys[] = {"listen", "join", "key-file", NULL};
+static const char *const cluster_keys[] = {"listen", "join", "key-file", "stripe-size", NULL};
 static const char *const ccd_keys[] = {"snapshot-threshold", "election-timeout-ms", NULL};
 static const char *const membership_keys[] = {"heartbeat-interval-ms", "failure-timeout-ms", NULL};
 static const struct known_group known_groups[] = {
@@ -186,6 +186,33 @@ gboolean ndfs_config_address_valid(const char *address)
            g_ascii_string_to_unsigned(colon + 1, 10, 1, 65535, &port, NULL);
 }
 
+/* [cluster] stripe-size: a size with K/M units, or 0/"off" for no striping. */
+static int load_stripe_size(GKeyFile *kf, const char *label, struct ndfs_config *out,
+                            GError **error)
+{
+    g_autofree char *text = get_string(kf, "cluster", "stripe-size");
+    uint64_t value = 0;
+
+    out->stripe_size = NDFS_CONFIG_STRIPE_DEFAULT;
+    if (!text)
+        return 0;
+    g_strstrip(text);
+    if (g_ascii_strcasecmp(text, "off") == 0) {
+        out->stripe_size = 0;
+        return 0;
+    }
+    int rc = ndfs_parse_size(text, &value);
+    if (rc == 0 && value == 0) {
+        out->stripe_size = 0;
+        return 0;
+    }
+    if (rc < 0 || value < NDFS_CONFIG_STRIPE_MIN || value > NDFS_CONFIG_STRIPE_MAX)
+        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "cluster", "stripe-size",
+                         "\"%s\" is not a size from 4K to 16M (e.g. 256K), 0 or \"off\"", text);
+    out->stripe_size = value;
+    return 0;
+}
+
 static int load_cluster(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
 {
     const int invalid = G_KEY_FILE_ERROR_INVALID_VALUE;
@@ -252,7 +279,7 @@ static int load_cluster(GKeyFile *kf, const char *label, struct ndfs_config *out
     if (network && out->key_file[0] == '\0')
         return key_error(error, G_KEY_FILE_ERROR_KEY_NOT_FOUND, label, "cluster", "key-file",
                          "missing: required when [cluster] listen is set");
-    return 0;
+    return load_stripe_size(kf, label, out, error);
 }
 
 /* An optional number of milliseconds in [min, max]; absent: def. */

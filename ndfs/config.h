@@ -5,6 +5,7 @@
 #define NDFS_CONFIG_H
 
 #include <glib.h>
+#include <stdint.h>
 
 struct ndfs_config {
     char *file;                     /* the file it was loaded from */
@@ -17,6 +18,8 @@ struct ndfs_config {
                                        empty when there is no network */
     char *join;                     /* [cluster] join, "" when absent */
     char *key_file;                 /* [cluster] key-file, "" when absent; required with listen */
+    uint64_t stripe_size;           /* [cluster] stripe-size in bytes, default 256K; 0: "off",
+                                       every message goes whole over one link */
     unsigned snapshot_threshold;    /* [ccd] snapshot-threshold, default 1024 */
     unsigned election_timeout_ms;   /* [ccd] election-timeout-ms, default 1000 */
     unsigned heartbeat_interval_ms; /* [membership] heartbeat-interval-ms, default 200 */
@@ -24,6 +27,11 @@ struct ndfs_config {
 };
 
 #define NDFS_CONFIG_MAX_LINKS 8
+/* [cluster] stripe-size bounds (besides 0/off): smaller pieces would cost a
+ * frame header per few bytes; the transport sends at most 16 MiB at once. */
+#define NDFS_CONFIG_STRIPE_DEFAULT (256u << 10)
+#define NDFS_CONFIG_STRIPE_MIN     (4u << 10)
+#define NDFS_CONFIG_STRIPE_MAX     (16u << 20)
 
 /* "A.B.C.D:PORT" with a port from 1 to 65535. */
 gboolean ndfs_config_address_valid(const char *address);

@@ -52,6 +52,7 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.heartbeat_interval_ms, 200);
     cr_assert_eq(c.failure_timeout_ms, 1500);
     cr_assert_eq(c.election_timeout_ms, 1000);
+    cr_assert_eq(c.stripe_size, 256 * 1024);
     ndfs_config_clear(&c);
     cr_assert_null(c.node_name);
 }
@@ -371,4 +372,44 @@ Test(config, membership_errors)
     assert_error(NODE "[ccd]\nelection-timeout-ms=99\n", G_KEY_FILE_ERROR, invalid,
                  LABEL ": [ccd] election-timeout-ms: \"99\" is not a number of milliseconds "
                        "from 100 to 600000");
+}
+
+Test(config, stripe_size)
+{
+    static const struct {
+        const char *text;
+        uint64_t want;
+    } good[] = {
+        {"256K", 256 * 1024},
+        {"4K", 4096},
+        {"16M", 16 << 20},
+        {"1m", 1 << 20},
+        {"65536", 65536},
+        {"128KiB", 131072},
+        {"0", 0},
+        {"off", 0},
+        {"OFF", 0},
+        {"0K", 0},
+        {"64K  # comment", 65536},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+        struct ndfs_config c;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = g_strdup_printf(NODE "[cluster]\nstripe-size = %s\n", good[i].text);
+        cr_assert_eq(load(text, &c, &error), 0, "%s: %s", good[i].text,
+                     error ? error->message : "");
+        cr_assert_eq(c.stripe_size, good[i].want, "%s: %llu", good[i].text,
+                     (unsigned long long)c.stripe_size);
+        ndfs_config_clear(&c);
+    }
+    const char *bad[] = {
+        "4095", "3K", "17M", "1G", "-1", "256 K", "1.5M", "on", "", "256X", "99999999999999999999"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *text = g_strdup_printf(NODE "[cluster]\nstripe-size=%s\n", bad[i]);
+        g_autofree char *want = g_strdup_printf(
+            LABEL ": [cluster] stripe-size: \"%s\" is not a size from 4K to 16M (e.g. 256K), 0 or "
+                  "\"off\"",
+            bad[i]);
+        assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
+    }
 }
