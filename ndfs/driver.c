@@ -62,6 +62,9 @@ struct ndfs_driver {
 
     /* the loop thread's */
     uv_loop_t loop;
+    /* Other threads send it only under lock and only while !stopping: the
+     * loop closes it after it saw stopping, and ndfs_driver_free() frees d
+     * right after, so a send outside the lock could touch freed memory. */
     uv_async_t wake;
     uv_timer_t tick;
     struct ndfs_transport *t;
@@ -506,8 +509,13 @@ static int loop_setup(struct ndfs_driver *d, char **errmsg)
         d->t = NULL;
         return rc;
     }
+    if ((rc = uv_async_init(&d->loop, &d->wake, on_wake)) < 0) {
+        *errmsg = g_strdup_printf("uv_async_init: %s", uv_strerror(rc));
+        ndfs_transport_close(d->t, NULL, NULL);
+        d->t = NULL;
+        return rc;
+    }
     ndfs_transport_set_event_cb(d->t, on_event, d);
-    uv_async_init(&d->loop, &d->wake, on_wake);
     d->wake.data = d;
     uv_timer_init(&d->loop, &d->tick);
     d->tick.data = d;
@@ -603,8 +611,8 @@ void ndfs_driver_free(struct ndfs_driver *d)
         return;
     g_mutex_lock(&d->lock);
     d->stopping = true;
-    g_mutex_unlock(&d->lock);
     uv_async_send(&d->wake);
+    g_mutex_unlock(&d->lock);
     g_thread_join(d->thread);
     driver_release(d);
 }
@@ -612,11 +620,10 @@ void ndfs_driver_free(struct ndfs_driver *d)
 void ndfs_driver_refresh_nodes(struct ndfs_driver *d)
 {
     g_mutex_lock(&d->lock);
-    bool stopping = d->stopping;
     d->refresh_asked = true;
+    if (!d->stopping)
+        uv_async_send(&d->wake); /* under the lock: see wake */
     g_mutex_unlock(&d->lock);
-    if (!stopping)
-        uv_async_send(&d->wake);
 }
 
 int ndfs_driver_submit(struct ndfs_driver *d, const char *node, uint64_t vdisk_id, uint8_t op,
@@ -640,14 +647,15 @@ int ndfs_driver_submit(struct ndfs_driver *d, const char *node, uint64_t vdisk_i
     r->opaque = opaque;
     g_mutex_lock(&d->lock);
     bool stopping = d->stopping;
-    if (!stopping)
+    if (!stopping) {
         g_queue_push_tail(&d->incoming, r);
+        uv_async_send(&d->wake); /* under the lock: see wake */
+    }
     g_mutex_unlock(&d->lock);
     if (stopping) {
         free(data);
         g_free(r);
         return -ESHUTDOWN;
     }
-    uv_async_send(&d->wake);
     return 0;
 }
