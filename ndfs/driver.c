@@ -29,7 +29,9 @@ struct drv_request {
     char node[NDFS_NODE_NAME_MAX + 1];
     uint64_t offset;
     size_t length;
-    void *data; /* write: the bytes to write; read: the bytes read (malloc'd) */
+    /* write: the bytes to write; read in parts: the bytes read (malloc'd);
+     * read in one part: NULL (the reply's data is handed on as it is) */
+    void *data;
     unsigned parts_left;
     int status;       /* the first error, or 0 */
     size_t done_upto; /* bytes transferred from offset on: a short part ends it */
@@ -94,13 +96,14 @@ static void node_addrs_free(gpointer p)
     g_free(n);
 }
 
-static void finish_request(struct ndfs_driver *d, struct drv_request *r)
+/* read: what was read (r->data, or the only part's reply data). */
+static void finish_request(struct ndfs_driver *d, struct drv_request *r, const void *read)
 {
     (void)d;
     int status = r->status;
     if (status == 0 && r->op != NDFS_IO_FSYNC)
         status = (int)r->done_upto;
-    r->done(r->opaque, status, r->op == NDFS_IO_READ ? r->data : NULL);
+    r->done(r->opaque, status, r->op == NDFS_IO_READ && status > 0 ? read : NULL);
     free(r->data);
     g_free(r);
 }
@@ -115,13 +118,13 @@ static void part_done(struct ndfs_driver *d, const struct pending_entry *e, int 
             r->status = status;
     } else if (r->op != NDFS_IO_FSYNC) {
         size_t at = (size_t)(e->offset - r->offset);
-        if (r->op == NDFS_IO_READ && status > 0)
+        if (r->op == NDFS_IO_READ && status > 0 && r->data)
             memcpy((char *)r->data + at, data, (size_t)status);
         if ((uint32_t)status < e->length)
             r->done_upto = MIN(r->done_upto, at + (size_t)status);
     }
     if (--r->parts_left == 0)
-        finish_request(d, r);
+        finish_request(d, r, r->data ? r->data : data);
 }
 
 /* Says once per node that its I/O waits. */
@@ -216,9 +219,10 @@ static void flush_unsent(struct ndfs_driver *d)
 
 static void start_request(struct ndfs_driver *d, struct drv_request *r)
 {
-    if (r->op == NDFS_IO_READ && !(r->data = malloc(r->length))) {
+    /* one part (the usual case) answers with the reply's own bytes */
+    if (r->op == NDFS_IO_READ && r->length > d->part_size && !(r->data = malloc(r->length))) {
         r->status = -ENOMEM;
-        finish_request(d, r);
+        finish_request(d, r, NULL);
         return;
     }
     r->done_upto = r->length;
@@ -466,7 +470,7 @@ static void on_wake(uv_async_t *async)
     while ((r = g_queue_pop_head(&work))) {
         if (stop) {
             r->status = -EIO;
-            finish_request(d, r);
+            finish_request(d, r, NULL);
         } else {
             start_request(d, r);
         }
@@ -631,7 +635,8 @@ int ndfs_driver_submit(struct ndfs_driver *d, const char *node, uint64_t vdisk_i
                        ndfs_driver_done_cb done, void *opaque)
 {
     if ((op != NDFS_IO_FSYNC && length == 0) || (op == NDFS_IO_WRITE) != (data != NULL) ||
-        strlen(node) > NDFS_NODE_NAME_MAX || length > INT32_MAX) {
+        strlen(node) > NDFS_NODE_NAME_MAX || length > INT32_MAX ||
+        (op != NDFS_IO_FSYNC && offset > UINT64_MAX - length)) {
         free(data);
         return -EINVAL;
     }
