@@ -13,6 +13,7 @@
 #include <ndfs/transport.h>
 
 #include "io_proto.h"
+#include "localio.h"
 #include "pending.h"
 
 /* Unsent requests (no route yet, queue full, master without lease) are
@@ -580,6 +581,8 @@ int ndfs_driver_new(const struct ndfs_driver_config *cfg, struct ndfs_driver **o
     d->epoch = cfg->epoch;
     d->part_size =
         cfg->part_size && cfg->part_size < NDFS_IO_MAX_LENGTH ? cfg->part_size : NDFS_IO_MAX_LENGTH;
+    /* parts of an O_DIRECT request must stay aligned for the master */
+    d->part_size = MAX(d->part_size / LOCALIO_BUFFER_ALIGN, 1) * LOCALIO_BUFFER_ALIGN;
     g_mutex_init(&d->lock);
     g_cond_init(&d->started_cond);
     g_queue_init(&d->incoming);

@@ -26,7 +26,7 @@ struct ndfs_driver_config {
     size_t key_len;
     struct control_link *link; /* for node.list; outlives the driver */
     uint64_t epoch;            /* stamped on requests */
-    size_t part_size;          /* 0: NDFS_IO_MAX_LENGTH; at most that */
+    size_t part_size;          /* 0: NDFS_IO_MAX_LENGTH; at most that, a multiple of 4096 */
 };
 
 /* Starts the driver's thread and transport. On error *errmsg says why. */
