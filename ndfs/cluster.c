@@ -104,6 +104,13 @@ static int send_frame(struct ndfs_cluster *c, const char *peer, uint64_t id,
 int ndfs_cluster_call(struct ndfs_cluster *c, const char *peer, const char *command, GVariant *args,
                       ndfs_cluster_reply_cb cb, void *data)
 {
+    return ndfs_cluster_call_timeout(c, peer, command, args, CALL_TIMEOUT_MS, cb, data);
+}
+
+int ndfs_cluster_call_timeout(struct ndfs_cluster *c, const char *peer, const char *command,
+                              GVariant *args, unsigned timeout_ms, ndfs_cluster_reply_cb cb,
+                              void *data)
+{
     if (c->closing) {
         if (args != NULL)
             g_variant_unref(g_variant_ref_sink(args));
@@ -121,7 +128,7 @@ int ndfs_cluster_call(struct ndfs_cluster *c, const char *peer, const char *comm
     call->peer = g_strdup(peer);
     call->cb = cb;
     call->data = data;
-    call->deadline_ms = uv_now(c->loop) + CALL_TIMEOUT_MS;
+    call->deadline_ms = uv_now(c->loop) + timeout_ms;
     g_hash_table_insert(c->calls, &call->id, call);
     return 0;
 }
@@ -248,6 +255,116 @@ void ndfs_cluster_links(struct ndfs_cluster *c, const char *peer, unsigned *up, 
     ndfs_transport_foreach_link(c->t, count_link, &lc);
     *up = lc.up;
     *total = lc.total;
+}
+
+/* ---- the open counts of a vdisk on every other node ---- */
+
+struct open_counts {
+    struct ndfs_cluster *c;
+    unsigned pending;
+    bool asking; /* still sending: answers must not finish it yet */
+    bool cancelled;
+    GHashTable *mounts; /* node name -> GUINT_TO_POINTER(mounts) */
+    char *failed_node;  /* the first by name that did not answer */
+    char *why;
+    ndfs_cluster_open_counts_cb cb;
+    void *data;
+};
+
+struct open_count_call {
+    struct open_counts *oc;
+    char *node;
+};
+
+static void open_counts_failed(struct open_counts *oc, const char *node, const char *why)
+{
+    if (oc->failed_node != NULL && strcmp(node, oc->failed_node) >= 0)
+        return;
+    g_free(oc->failed_node);
+    g_free(oc->why);
+    oc->failed_node = g_strdup(node);
+    oc->why = g_strdup(why);
+}
+
+static void open_counts_maybe_done(struct open_counts *oc)
+{
+    if (oc->asking || oc->pending > 0)
+        return;
+    oc->cb(oc->cancelled ? -ECANCELED : 0, oc->mounts, oc->failed_node, oc->why, oc->data);
+    g_hash_table_unref(oc->mounts);
+    g_free(oc->failed_node);
+    g_free(oc->why);
+    g_free(oc);
+}
+
+static void open_count_answered(int status, const char *message, GVariant *result, void *data)
+{
+    struct open_count_call *q = data;
+    struct open_counts *oc = q->oc;
+    guint32 mounts = 0;
+    if (status == -ECANCELED)
+        oc->cancelled = true;
+    else if (status == -ETIMEDOUT || status == -ECONNRESET)
+        open_counts_failed(oc, q->node, "not reachable");
+    else if (status < 0)
+        open_counts_failed(oc, q->node, message ? message : g_strerror(-status));
+    else if (!g_variant_lookup(result, "mounts", "u", &mounts))
+        open_counts_failed(oc, q->node, "malformed answer");
+    else if (mounts > 0)
+        g_hash_table_replace(oc->mounts, g_strdup(q->node), GUINT_TO_POINTER(mounts));
+    g_free(q->node);
+    g_free(q);
+    oc->pending--;
+    open_counts_maybe_done(oc);
+}
+
+static int note_node_name(const struct ndfs_node *n, void *data)
+{
+    g_ptr_array_add(data, g_strdup(n->name));
+    return 0;
+}
+
+void ndfs_cluster_open_counts(struct ndfs_cluster *c, const char *vdisk, unsigned timeout_ms,
+                              ndfs_cluster_open_counts_cb cb, void *data)
+{
+    struct open_counts *oc = g_new0(struct open_counts, 1);
+    oc->c = c;
+    oc->asking = true;
+    oc->mounts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    oc->cb = cb;
+    oc->data = data;
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    int rc = c->ccd != NULL && !c->closing ? ndfs_ccd_node_foreach(c->ccd, note_node_name, names)
+                                           : -ECANCELED;
+    if (rc == -ECANCELED)
+        oc->cancelled = true;
+    else if (rc < 0)
+        open_counts_failed(oc, c->node_name, "cannot read the nodes");
+    for (guint i = 0; rc == 0 && i < names->len; i++) {
+        const char *node = names->pdata[i];
+        if (strcmp(node, c->node_name) == 0)
+            continue;
+        /* a node that is down may still have mounts: it cannot say */
+        if (!ndfs_transport_peer_up(c->t, node)) {
+            open_counts_failed(oc, node, "not reachable");
+            continue;
+        }
+        struct open_count_call *q = g_new0(struct open_count_call, 1);
+        q->oc = oc;
+        q->node = g_strdup(node);
+        int crc = ndfs_cluster_call_timeout(c, node, NDFS_CLUSTER_OPEN_COUNT,
+                                            g_variant_new_parsed("{'name': <%s>}", vdisk),
+                                            timeout_ms, open_count_answered, q);
+        if (crc < 0) {
+            open_counts_failed(oc, node, "not reachable");
+            g_free(q->node);
+            g_free(q);
+            continue;
+        }
+        oc->pending++;
+    }
+    oc->asking = false;
+    open_counts_maybe_done(oc);
 }
 
 /* ---- the peers: the CCD keeps the transport's peers in step with the nodes
@@ -529,6 +646,22 @@ void ndfs_cluster_reply(struct ndfs_cluster *c, const char *peer, uint64_t id, i
     reply(c, peer, id, status, message, g_variant_dict_end(&d));
 }
 
+/* The mounts of this node that hold a vdisk open; none while the control
+ * socket is not serving (starting, stopping). */
+static void handle_open_count(struct ndfs_cluster *c, const char *peer, uint64_t id, GVariant *args)
+{
+    const char *name = NULL;
+    if (!g_variant_lookup(args, "name", "&s", &name) || !ndfs_vdisk_name_valid(name)) {
+        reply_error(c, peer, id, -EINVAL, "malformed vdisk.open-count request");
+        return;
+    }
+    unsigned mounts = 0, count = 0;
+    if (c->server != NULL)
+        count = ndfs_server_open_count(c->server, name, &mounts);
+    reply(c, peer, id, 0, NULL,
+          g_variant_new_parsed("{'count': <%u>, 'mounts': <%u>}", (guint32)count, (guint32)mounts));
+}
+
 static void handle_request(struct ndfs_cluster *c, const char *peer, GVariant *body)
 {
     guint64 id;
@@ -537,6 +670,8 @@ static void handle_request(struct ndfs_cluster *c, const char *peer, GVariant *b
     g_variant_get(body, "(t&s@a{sv})", &id, &command, &args);
     if (strcmp(command, "join") == 0)
         handle_join(c, peer, id, args);
+    else if (strcmp(command, NDFS_CLUSTER_OPEN_COUNT) == 0)
+        handle_open_count(c, peer, id, args);
     else if (c->ccd == NULL)
         reply_error(c, peer, id, -EAGAIN, "node %s is starting or stopping", c->node_name);
     else if (strcmp(command, "disk.prepare") == 0)

@@ -10,6 +10,8 @@
  *   disk.discard {path s}                -> {}  undo a disk.prepare that created
  *   change       {command s, args a{sv}, uid u, gid u, pid i} -> the command's result
  *                                            + ccd-applied-index t
+ *   vdisk.open-count {name s}            -> {count u, mounts u}  this node's opens of
+ *                                            the vdisk and the mounts that hold them
  * A node answers join and change itself when it leads the CCD, and forwards
  * them to the leader otherwise. Runs on the loop thread. Private to ndfsd. */
 #ifndef NDFS_CLUSTER_H
@@ -71,6 +73,23 @@ typedef void (*ndfs_cluster_reply_cb)(int status, const char *message, GVariant 
                                       void *data);
 int ndfs_cluster_call(struct ndfs_cluster *c, const char *peer, const char *command, GVariant *args,
                       ndfs_cluster_reply_cb cb, void *data);
+/* The same with its own deadline (ndfs_cluster_call: 20 s). */
+int ndfs_cluster_call_timeout(struct ndfs_cluster *c, const char *peer, const char *command,
+                              GVariant *args, unsigned timeout_ms, ndfs_cluster_reply_cb cb,
+                              void *data);
+
+/* Asks every other node of the nodes table, all at once, how many of its
+ * mounts hold vdisk open (NDFS_CLUSTER_OPEN_COUNT), each within timeout_ms.
+ * cb runs once, maybe before this returns: mounts (borrowed) maps the nodes
+ * that answered with mounts > 0 to GUINT_TO_POINTER(mounts); failed_node is
+ * the first node by name that did not answer (down, timed out, or an error:
+ * why says which, "not reachable" for the first two), NULL when every node
+ * answered. status is -ECANCELED when the cluster is closing, 0 otherwise. */
+#define NDFS_CLUSTER_OPEN_COUNT "vdisk.open-count"
+typedef void (*ndfs_cluster_open_counts_cb)(int status, GHashTable *mounts, const char *failed_node,
+                                            const char *why, void *data);
+void ndfs_cluster_open_counts(struct ndfs_cluster *c, const char *vdisk, unsigned timeout_ms,
+                              ndfs_cluster_open_counts_cb cb, void *data);
 
 /* Answers request id of peer (a forwarded change run by server.c).
  * result: a{sv}, floating consumed, NULL: {}. The answer also carries

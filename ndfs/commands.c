@@ -550,9 +550,6 @@ static bool route_change(struct cmd_request *r)
         cmd_reply_error(r, -EAGAIN, "node %s is no longer the leader, try again", r->s->node_name);
         return true;
     }
-    /* checks that only this node can make (its mounts) */
-    if (strcmp(r->command, "vdisk.remove") == 0 && cmd_vdisk_remove_check_local(r) < 0)
-        return true;
     forward_change(r);
     return true;
 }

@@ -54,9 +54,8 @@ void cmd_vdisk_chmod(struct cmd_request *r);
 void cmd_vdisk_chown(struct cmd_request *r);
 void cmd_vdisk_resize(struct cmd_request *r);
 void cmd_node_remove(struct cmd_request *r);
-/* vdisk.remove's checks of this node's mounts, before it is forwarded:
- * -errno after answering r. */
-int cmd_vdisk_remove_check_local(struct cmd_request *r);
+/* vdisk.remove runs on the leader: unless forced, it asks every node for
+ * the mounts that hold the vdisk open (ndfs_cluster_open_counts). */
 
 /* The disk behind a vdisk on this node must hold size bytes. A missing path
  * is created as a sparse file when may_create (*created says so); a smaller

@@ -36,6 +36,9 @@ void ndfs_conn_unref(struct ndfs_conn *c)
     g_assert(c->refs > 0);
     if (--c->refs > 0)
         return;
+    /* not closing: the server has not stopped, so it is still there */
+    if (c->remote_peer != NULL && !c->closing)
+        c->server->remote_conns = g_list_remove(c->server->remote_conns, c);
     g_byte_array_unref(c->inbuf);
     g_hash_table_unref(c->open_counts);
     g_free(c->remote_peer);
@@ -460,6 +463,11 @@ void ndfs_server_stop(struct ndfs_server *s)
     }
     while (s->conns != NULL)
         conn_close(s->conns->data);
+    /* a forwarded change still waiting (on other nodes) answers nothing more:
+     * its answer would go through this server once it is freed */
+    for (GList *l = s->remote_conns; l != NULL; l = l->next)
+        ((struct ndfs_conn *)l->data)->closing = true;
+    g_clear_pointer(&s->remote_conns, g_list_free);
     if (s->socket_created) {
         s->socket_created = false;
         if (unlink(s->socket_path) < 0 && errno != ENOENT)
@@ -495,8 +503,10 @@ void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_
     c->peer.gid = gid;
     /* a stopping server answers nothing more: the peer times out */
     c->closing = s->stopping;
-    if (!c->closing)
+    if (!c->closing) {
+        s->remote_conns = g_list_prepend(s->remote_conns, c);
         ndfs_commands_dispatch(c, id, command, args);
+    }
     ndfs_conn_unref(c);
 }
 

@@ -30,6 +30,7 @@ struct ndfs_server {
     bool stopping;
     int last_accept_error;              /* logged once until an accept succeeds */
     GList *conns;                       /* struct ndfs_conn *, open ones only */
+    GList *remote_conns;                /* forwarded changes not closing: stop closes them */
     GHashTable *vdisk_ids;              /* name -> uint64_t id, to announce removals */
     GHashTable *pending_paths;          /* "node:path" of vdisk creates in flight */
     struct ndfs_cluster *cluster;       /* NULL: a single node without network */

@@ -529,26 +529,55 @@ static void remove_done(struct ndfs_ccd *ccd, int status, void *data)
     change_free(ch);
 }
 
-/* -EBUSY after answering r when a mount of this node holds vdisk name. */
-static int check_open(struct cmd_request *r, const char *name)
+/* Every other node answers how many of its mounts hold the vdisk within
+ * this (one heartbeat round trip normally); ndfsadm waits 30 s. */
+#define OPEN_COUNT_TIMEOUT_MS 2000
+
+static void remove_propose(struct change *ch)
 {
-    unsigned mounts = 0;
-    ndfs_server_open_count(r->s, name, &mounts);
-    if (mounts == 0)
-        return 0;
-    cmd_reply_error(r, -EBUSY, "vdisk \"%s\" is open on %u mount%s%s%s (use --force)", name, mounts,
-                    mounts == 1 ? "" : "s", r->c->remote_peer ? " of node " : "",
-                    r->c->remote_peer ? r->s->node_name : "");
-    return -EBUSY;
+    int rc = ndfs_ccd_vdisk_remove(ch->s->ccd, ch->name, remove_done, ch);
+    if (rc < 0)
+        change_fail(ch, rc, "remove");
 }
 
-int cmd_vdisk_remove_check_local(struct cmd_request *r)
+/* The mounts of every node (this one's are in mounts too) that hold the
+ * vdisk; refuses when there are any or a node could not say. */
+static void remove_counted(int status, GHashTable *mounts, const char *failed_node, const char *why,
+                           void *data)
 {
-    g_autofree char *name = NULL;
-    bool force = false;
-    if (cmd_arg_vdisk_name(r, &name) < 0 || cmd_arg_bool(r, "force", false, &force) < 0)
-        return -EINVAL;
-    return force ? 0 : check_open(r, name);
+    struct change *ch = data;
+    if (status < 0 || ch->s->stopping) {
+        change_fail(ch, -ECANCELED, "remove");
+        return;
+    }
+    unsigned here = 0;
+    ndfs_server_open_count(ch->s, ch->name, &here);
+    if (here > 0)
+        g_hash_table_replace(mounts, g_strdup(ch->s->node_name), GUINT_TO_POINTER(here));
+    if (g_hash_table_size(mounts) > 0) {
+        GList *nodes = g_list_sort(g_hash_table_get_keys(mounts), (GCompareFunc)strcmp);
+        g_autoptr(GString) list = g_string_new(NULL);
+        unsigned total = 0;
+        for (GList *l = nodes; l != NULL; l = l->next) {
+            unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(mounts, l->data));
+            total += n;
+            g_string_append_printf(list, "%s%s: %u", l == nodes ? "" : ", ", (char *)l->data, n);
+        }
+        g_list_free(nodes);
+        g_autofree char *msg =
+            g_strdup_printf("vdisk \"%s\" is open on %u mount%s (%s) (use --force)", ch->name,
+                            total, total == 1 ? "" : "s", list->str);
+        change_fail_msg(ch, -EBUSY, msg);
+        return;
+    }
+    if (failed_node != NULL) {
+        g_autofree char *msg = g_strdup_printf(
+            "cannot check the mounts of node %s: %s (use --force)", failed_node, why);
+        change_fail_msg(ch, -EHOSTUNREACH, msg);
+        return;
+    }
+    /* the vdisk may have gone meanwhile: the CCD answers -ENOENT then */
+    remove_propose(ch);
 }
 
 void cmd_vdisk_remove(struct cmd_request *r)
@@ -564,15 +593,20 @@ void cmd_vdisk_remove(struct cmd_request *r)
         ndfs_conn_reply(r->c, r->id, rc, msg, NULL);
         return;
     }
-    if (!force && check_open(r, name) < 0) {
-        ndfs_vdisk_clear(&v);
-        return;
-    }
     struct change *ch = change_new(r, CHANGE_REMOVE, name);
     ch->v = v; /* for the log line */
-    rc = ndfs_ccd_vdisk_remove(r->s->ccd, name, remove_done, ch);
-    if (rc < 0)
-        change_fail(ch, rc, "remove");
+    if (force) {
+        remove_propose(ch);
+        return;
+    }
+    if (r->s->cluster == NULL) {
+        GHashTable *none = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        remove_counted(0, none, NULL, NULL, ch);
+        g_hash_table_unref(none);
+        return;
+    }
+    /* the leader runs the remove: it asks every other node for its mounts */
+    ndfs_cluster_open_counts(r->s->cluster, name, OPEN_COUNT_TIMEOUT_MS, remove_counted, ch);
 }
 
 static void update_attempt(struct change *ch);
