@@ -7,14 +7,26 @@
  * corrupt after a crash), ndfs_ccd_start() empties every table in one
  * transaction all the same, raft_start()
  * restores the latest snapshot through fsm->restore, and the entries after it
- * are applied again once they are known to be committed. ready_cb runs only
- * after a barrier of the current term has been applied, so the local replica
- * is then current. This keeps LMDB and the log consistent after any crash
- * without storing the last applied index next to the tables. */
+ * are applied again once they are known to be committed. This keeps LMDB and
+ * the log consistent after any crash without storing the last applied index
+ * next to the tables.
+ *
+ * Readiness. Without a transport, and for a node whose replica does not yet
+ * hold the cluster and its own row (the first start, a node that joins),
+ * ready_cb runs only once the replica is current: after a barrier of the
+ * leader's term has been applied (on the leader), or once the commit index
+ * the leader reported has been applied (on a follower). A node of a cluster
+ * that restarts on its data dir is ready as soon as its replica is loaded:
+ * the snapshot, then its log up to the index it had applied before (kept in
+ * <data_dir>/applied, see wait.c; libraft alone would apply nothing past the
+ * snapshot until a leader is reachable). Until a leader is reachable, that
+ * replica may lag behind what the cluster committed since; it catches up in
+ * the background (tick_cb), the watch reporting each change as usual. */
 #define G_LOG_DOMAIN "ndfs-ccd"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -137,6 +149,7 @@ static int make_dir(const char *path, char **errmsg)
 
 static void ccd_free(struct ndfs_ccd *ccd)
 {
+    ccd_applied_free(ccd);
     ccd_store_close(&ccd->store);
     if (ccd->lock_fd >= 0)
         close(ccd->lock_fd); /* releases the flock */
@@ -166,6 +179,7 @@ int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndf
     struct ndfs_ccd *ccd = g_new0(struct ndfs_ccd, 1);
     ccd->loop = loop;
     ccd->lock_fd = -1;
+    ccd->applied_fd = -1;
     ccd->data_dir = g_strdup(cfg->data_dir);
     ccd->node_name = g_strdup(cfg->node_name);
     ccd->snapshot_threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold : DEFAULT_THRESHOLD;
@@ -216,6 +230,13 @@ int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndf
         ccd_free(ccd);
         return raft_errno(rv);
     }
+    rc = ccd->net ? ccd_applied_open(ccd, errmsg) : 0;
+    if (rc != 0) {
+        raft_uv_close(&ccd->io);
+        ccd_bridge_close(&ccd->transport);
+        ccd_free(ccd);
+        return rc;
+    }
     rv = raft_init(&ccd->raft, &ccd->io, &ccd->fsm, ccd->node_id, ccd->node_name);
     if (rv != 0) {
         *errmsg = g_strdup_printf("raft log %s: %s", raft_dir, raft_errmsg(&ccd->raft));
@@ -246,8 +267,9 @@ static void finish_ready(struct ndfs_ccd *ccd, int status)
     if (status == 0)
         ccd_nodes_changed(ccd, NULL, false); /* the tables are current: save the peers */
     if (status == 0)
-        g_info("CCD ready: node %s, Raft index %llu applied", ccd->node_name,
-               raft_last_applied(&ccd->raft));
+        g_info("CCD ready: node %s, Raft index %llu applied%s", ccd->node_name,
+               raft_last_applied(&ccd->raft),
+               ccd->current ? "" : " from the local log (catching up once a leader is reachable)");
     cb(ccd, status, ccd->ready_data);
 }
 
@@ -292,6 +314,15 @@ int ccd_propose(struct ndfs_ccd *ccd, struct raft_buffer buf, ndfs_ccd_done_cb c
     return 0;
 }
 
+static void became_current(struct ndfs_ccd *ccd, const char *how)
+{
+    if (ccd->current)
+        return;
+    ccd->current = true;
+    if (ccd->ready)
+        g_info("CCD caught up (%s): Raft index %llu applied", how, raft_last_applied(&ccd->raft));
+}
+
 static void bootstrap_done(struct ndfs_ccd *ccd, int status, void *data)
 {
     (void)data;
@@ -300,6 +331,8 @@ static void bootstrap_done(struct ndfs_ccd *ccd, int status, void *data)
     else if (status != -EEXIST && status != -ECANCELED)
         ccd_set_errmsg(ccd, "bootstrap a new cluster: %s", g_strerror(-status));
     /* -EEXIST: an earlier bootstrap entry was applied first; fine */
+    if (status == 0 || status == -EEXIST)
+        became_current(ccd, "leader");
     finish_ready(ccd, status == -EEXIST ? 0 : status);
 }
 
@@ -340,6 +373,15 @@ static bool may_bootstrap(const struct ndfs_ccd *ccd)
     return !ccd->join && ccd->node_id == RAFT_SERVER_ID;
 }
 
+/* A startup error before ready fails the start; after it, it is logged. */
+static void start_error(struct ndfs_ccd *ccd, int rc)
+{
+    if (ccd->ready_cb)
+        finish_ready(ccd, rc);
+    else
+        g_warning("%s", ndfs_ccd_errmsg(ccd));
+}
+
 static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct ndfs_ccd *ccd = req->data;
@@ -354,10 +396,16 @@ static void barrier_cb(struct raft_barrier *req, int status)
         return;
     }
     if (status != 0) {
-        finish_ready(ccd, ccd_raft_fail(ccd, status, "wait for the Raft log"));
+        start_error(ccd, ccd_raft_fail(ccd, status, "wait for the Raft log"));
+        return;
+    }
+    ccd->barrier_term = ccd->barrier_req_term;
+    if (ccd->ready_cb == NULL) { /* ready from the local log: now current */
+        became_current(ccd, "leader");
         return;
     }
     if (is_bootstrapped(ccd)) {
+        became_current(ccd, "leader");
         finish_ready(ccd, 0);
         return;
     }
@@ -372,6 +420,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
 static int try_barrier(struct ndfs_ccd *ccd)
 {
     ccd->barrier.data = ccd;
+    ccd->barrier_req_term = ccd->raft.current_term;
     int rv = raft_barrier(&ccd->raft, &ccd->barrier, barrier_cb);
     if (rv == RAFT_NOTLEADER) {
         if (ccd->net == NULL)
@@ -393,15 +442,17 @@ static void retry_timer_cb(uv_timer_t *timer)
         finish_ready(ccd, rc);
 }
 
-/* Follower readiness: the leader's commit index at the time we asked has
- * been applied, and the tables hold the cluster and our own row. */
-static void check_follower_ready(struct ndfs_ccd *ccd)
+/* Follower: current once the leader's commit index at the time we asked
+ * has been applied and the tables hold the cluster and our own row. */
+static void check_follower_current(struct ndfs_ccd *ccd)
 {
-    if (ccd->ready_cb == NULL || ccd->ready_target == 0)
+    if (ccd->current || ccd->ready_target == 0)
         return;
     if (raft_last_applied(&ccd->raft) >= ccd->ready_target && is_bootstrapped(ccd) &&
-        ccd_has_own_row(ccd))
+        ccd_has_own_row(ccd)) {
+        became_current(ccd, "follower");
         finish_ready(ccd, 0);
+    }
 }
 
 static void commit_reply_cb(void *data, const char *peer, uint64_t commit_index)
@@ -409,37 +460,48 @@ static void commit_reply_cb(void *data, const char *peer, uint64_t commit_index)
     struct ndfs_ccd *ccd = data;
     raft_id id = 0;
     const char *address = NULL;
-    if (ccd->closing || ccd->ready_cb == NULL || ccd->ready_target != 0 || commit_index == 0)
+    if (ccd->closing || ccd->current || ccd->ready_target != 0 || commit_index == 0)
         return;
     raft_leader(&ccd->raft, &id, &address);
     if (address == NULL || strcmp(address, peer) != 0)
         return; /* a stale answer from a former leader */
     ccd->ready_target = commit_index;
-    check_follower_ready(ccd);
+    check_follower_current(ccd);
 }
 
-/* With a network: until ready, the leader runs the start barrier and a
- * follower asks the leader for its commit index; once ready, the leader
- * brings the Raft configuration in line with the nodes table. */
+/* With a network, every tick: a restarted node becomes ready from its local
+ * replica; a leader runs a barrier of its term (older entries commit only
+ * with one of the current term, so it and the followers apply everything
+ * the cluster committed), a follower not yet current asks the leader for
+ * its commit index; the applied index is saved; and once its barrier has
+ * been applied, the leader brings the Raft configuration in line with the
+ * nodes table (never from a stale table). */
 static void tick_cb(uv_timer_t *timer)
 {
     struct ndfs_ccd *ccd = timer->data;
     if (ccd->closing)
         return;
-    if (ccd->ready) {
-        ccd_reconcile(ccd);
-        return;
-    }
-    if (ccd->ready_cb == NULL)
+    if (!ccd->ready && ccd->ready_cb == NULL)
         return; /* startup failed */
+    if (!ccd->ready && ccd->local_ready)
+        finish_ready(ccd, 0);
+    if (ccd->ready)
+        ccd_applied_save(ccd);
     if (raft_state(&ccd->raft) == RAFT_LEADER) {
-        if (!ccd->barrier_pending) {
-            int rc = try_barrier(ccd);
-            if (rc != 0)
-                finish_ready(ccd, rc);
+        if (ccd->barrier_term != ccd->raft.current_term) {
+            if (!ccd->barrier_pending) {
+                int rc = try_barrier(ccd);
+                if (rc != 0)
+                    start_error(ccd, rc);
+            }
+            return;
         }
+        if (ccd->ready)
+            ccd_reconcile(ccd);
         return;
     }
+    if (ccd->current)
+        return;
     raft_id id = 0;
     const char *address = NULL;
     raft_leader(&ccd->raft, &id, &address);
@@ -448,7 +510,7 @@ static void tick_cb(uv_timer_t *timer)
     if (ccd->ready_target == 0)
         ccd_bridge_query_commit(&ccd->transport, address);
     else
-        check_follower_ready(ccd);
+        check_follower_current(ccd);
 }
 
 int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data)
@@ -480,6 +542,13 @@ int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data)
     if (rv != 0)
         return ccd_raft_fail(ccd, rv, "start Raft");
     ccd->started = true;
+    uint64_t replayed = ccd_applied_replay(ccd);
+    /* a node that was in the cluster before: ready from its own replica */
+    ccd->local_ready = ccd->net != NULL && is_bootstrapped(ccd) && ccd_has_own_row(ccd);
+    if (ccd->local_ready)
+        g_info("CCD replica loaded from the local log: Raft index %llu applied (%" PRIu64
+               " by replaying the log)",
+               raft_last_applied(&ccd->raft), replayed);
     uv_timer_init(ccd->loop, &ccd->retry_timer);
     ccd->retry_timer.data = ccd;
     uv_timer_init(ccd->loop, &ccd->tick_timer);
@@ -498,7 +567,7 @@ int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data)
     return rc;
 }
 
-static void finish_close(struct ndfs_ccd *ccd)
+static void closed_all(struct ndfs_ccd *ccd)
 {
     ndfs_ccd_closed_cb cb = ccd->closed_cb;
     void *data = ccd->closed_data;
@@ -508,6 +577,12 @@ static void finish_close(struct ndfs_ccd *ccd)
     ccd_free(ccd);
     if (cb)
         cb(data);
+}
+
+/* The applied index is written a last time once Raft has stopped. */
+static void finish_close(struct ndfs_ccd *ccd)
+{
+    ccd_applied_close(ccd, closed_all);
 }
 
 static void retry_timer_closed(uv_handle_t *handle)
@@ -549,6 +624,11 @@ void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data)
     ccd_wait_cancel(ccd);
     /* pending proposals and the start barrier get their callbacks here */
     raft_close(&ccd->raft, raft_closed);
+}
+
+bool ndfs_ccd_current(struct ndfs_ccd *ccd)
+{
+    return ccd->ready && ccd->current;
 }
 
 const char *ndfs_ccd_errmsg(const struct ndfs_ccd *ccd)

@@ -19,6 +19,7 @@
 #define CCD_META_NEXT_NODE_ID  "next-node-id"
 #define CCD_MAX_VOTERS         5
 #define CCD_MEMBERSHIP_KEY     "current"
+#define CCD_APPLIED_LEN        42 /* <data_dir>/applied: "%020llu %020llu\n" */
 
 /* LMDB environment with one sub-database per table (index: enum ndfs_ccd_table). */
 struct ccd_store {
@@ -70,6 +71,30 @@ struct ndfs_ccd {
     uv_check_t wait_check; /* after each loop iteration while waiters exist */
     uv_timer_t wait_timer; /* the earliest deadline, or 0 ms for one already applied */
     void (*wait_closed_cb)(struct ndfs_ccd *ccd);
+
+    /* Restart (cluster only): a node whose replica, loaded from its own
+     * disk, holds the cluster and its row is ready at once; it is current
+     * once caught up with a leader (see tick_cb in ccd.c). */
+    bool local_ready;
+    bool current;
+    raft_term barrier_term;     /* a barrier of this term has been applied (leader) */
+    raft_term barrier_req_term; /* the term of the barrier in flight */
+    /* wait.c: the applied index kept in <data_dir>/applied */
+    int applied_fd;           /* -1: not kept (no transport) */
+    uint64_t saved_applied;   /* read at open: what the last run applied */
+    uint64_t applied_written; /* the value in the file */
+    uint64_t applied_writing;
+    bool applied_busy; /* applied_req in flight */
+    bool applied_warned;
+    bool applied_final;
+    uv_fs_t applied_req;
+    char applied_text[CCD_APPLIED_LEN + 1];
+    void (*applied_closed_cb)(struct ndfs_ccd *ccd);
+    int (*io_load)(struct raft_io *io, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry *entries[], size_t *n_entries); /* raft_uv's */
+    GArray *replay;          /* loaded entries to apply again; struct replay_entry */
+    raft_index replay_first; /* index of replay[0] */
 };
 
 /* cluster.c: the multi-node parts of the CCD. */
@@ -87,6 +112,17 @@ int ccd_raft_fail(struct ndfs_ccd *ccd, int rv, const char *what);
 void ccd_wait_init(struct ndfs_ccd *ccd);
 void ccd_wait_cancel(struct ndfs_ccd *ccd);
 void ccd_wait_close(struct ndfs_ccd *ccd, void (*cb)(struct ndfs_ccd *ccd));
+
+/* wait.c: the applied index across restarts. open (after raft_uv_init)
+ * reads <data_dir>/applied and wraps io.load; replay (after raft_start)
+ * applies the loaded entries up to it and returns how many indexes it
+ * moved; save writes it (async) when it moved; close writes it a last time,
+ * closes the file, then cb; free closes at once (failed open). */
+int ccd_applied_open(struct ndfs_ccd *ccd, char **errmsg);
+uint64_t ccd_applied_replay(struct ndfs_ccd *ccd);
+void ccd_applied_save(struct ndfs_ccd *ccd);
+void ccd_applied_close(struct ndfs_ccd *ccd, void (*cb)(struct ndfs_ccd *ccd));
+void ccd_applied_free(struct ndfs_ccd *ccd);
 
 /* Opens new, empty tables in dir (LMDB files left from before are removed). */
 int ccd_store_open(struct ccd_store *s, const char *dir, char **errmsg);

@@ -383,9 +383,13 @@ static void on_ccd_ready(struct ndfs_ccd *ccd, int status, void *data)
     }
     struct ndfs_ccd_status st = {0};
     if (ndfs_ccd_status(ccd, &st) == 0) {
+        /* a restarted node is ready from its own replica, leader or not */
         g_message("ready: node %s, cluster %s, epoch %" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-                  " vdisks, control socket %s",
-                  d->cfg.node_name, st.cluster_id, st.epoch, st.vdisks, d->cfg.control_socket);
+                  " vdisks, control socket %s%s",
+                  d->cfg.node_name, st.cluster_id, st.epoch, st.vdisks, d->cfg.control_socket,
+                  ndfs_ccd_current(ccd) ? ""
+                                        : " (replica from the local log: it catches up once a "
+                                          "leader is reachable)");
         ndfs_ccd_status_clear(&st);
     } else {
         g_message("ready: node %s, control socket %s", d->cfg.node_name, d->cfg.control_socket);

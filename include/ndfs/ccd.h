@@ -118,6 +118,14 @@ int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndf
  * in the cluster therefore waits until it has been added and caught up. */
 typedef void (*ndfs_ccd_ready_cb)(struct ndfs_ccd *ccd, int status, void *data);
 int ndfs_ccd_start(struct ndfs_ccd *ccd, ndfs_ccd_ready_cb cb, void *data);
+/* Restart: with a transport, a node whose data dir holds a replica with the
+ * cluster and this node's row is ready as soon as that replica is loaded
+ * (its snapshot, then its log up to the index it had applied before),
+ * without a leader. Until a leader is reachable it may lag behind what the
+ * cluster committed; it catches up in the background, the watch reporting
+ * the changes. ndfs_ccd_current() is true once the replica has caught up
+ * with a leader since the start (always, once ready, on the other paths). */
+bool ndfs_ccd_current(struct ndfs_ccd *ccd);
 
 /* Stops Raft, closes LMDB, releases the lock and frees ccd; cb runs when done. */
 typedef void (*ndfs_ccd_closed_cb)(void *data);

@@ -3,11 +3,13 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "ccd/ccd_private.h"
 #include "ndfs/ccd.h"
+#include "ndfs/transport.h"
 
 #define NODE        "n1"
 #define DEADLINE_MS 30000
@@ -804,4 +806,263 @@ Test(ccd, wait_applied_is_cancelled_by_close)
     run_until(&closed);
     E.ccd = NULL;
     cr_assert_not(late.done);
+}
+
+/* ---- restart with a transport: ready from the local replica ---- */
+
+struct rnode {
+    char name[8];
+    char address[32];
+    char *dir;
+    struct ndfs_transport *t;
+    struct ndfs_ccd *ccd;
+    struct wait ready;
+    bool current_at_ready; /* ndfs_ccd_current() in the ready callback */
+    uint64_t vdisks_at_ready;
+};
+
+static struct rnode R[2];
+
+static void r_event_cb(struct ndfs_transport *t, const char *peer, enum ndfs_transport_event ev,
+                       int link, void *data)
+{
+    (void)t;
+    (void)link;
+    struct rnode *n = data;
+    if (n->ccd)
+        ndfs_ccd_transport_event(n->ccd, peer, ev);
+}
+
+static void r_ready_cb(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct rnode *n = data;
+    struct ndfs_ccd_status st;
+    n->current_at_ready = ndfs_ccd_current(ccd);
+    if (status == 0 && ndfs_ccd_status(ccd, &st) == 0) {
+        n->vdisks_at_ready = st.vdisks;
+        ndfs_ccd_status_clear(&st);
+    }
+    ready_cb(ccd, status, &n->ready);
+}
+
+static void r_start(int i, bool join, uint64_t id)
+{
+    struct rnode *n = &R[i];
+    static const uint8_t key[32] = {7, 7, 7};
+    const char *listen[] = {n->address, NULL};
+    g_autofree char *errmsg = NULL;
+    struct ndfs_transport_config tc = {.name = n->name,
+                                       .listen = listen,
+                                       .key = key,
+                                       .key_len = sizeof key,
+                                       .heartbeat_interval_ms = 100,
+                                       .failure_timeout_ms = 1000};
+    cr_assert_eq(ndfs_transport_new(&E.loop, &tc, &n->t, &errmsg), 0, "%s", errmsg);
+    ndfs_transport_set_event_cb(n->t, r_event_cb, n);
+    cr_assert_eq(ndfs_transport_start(n->t, &errmsg), 0, "%s", errmsg);
+    struct ndfs_ccd_config cfg = {.data_dir = n->dir,
+                                  .node_name = n->name,
+                                  .transport = n->t,
+                                  .addresses = listen,
+                                  .join = join,
+                                  .node_id = id,
+                                  .election_timeout_ms = 1000,
+                                  .heartbeat_timeout_ms = 100};
+    cr_assert_eq(ndfs_ccd_open(&E.loop, &cfg, &n->ccd, &errmsg), 0, "open: %s", errmsg);
+    n->ready = (struct wait){0};
+    cr_assert_eq(ndfs_ccd_start(n->ccd, r_ready_cb, n), 0, "%s", ndfs_ccd_errmsg(n->ccd));
+}
+
+static void r_ready(int i)
+{
+    run_until(&R[i].ready.done);
+    cr_assert_eq(R[i].ready.status, 0, "%s ready: %s", R[i].name, ndfs_ccd_errmsg(R[i].ccd));
+}
+
+static void transport_closed(void *data)
+{
+    *(bool *)data = true;
+}
+
+static void r_stop(int i)
+{
+    struct rnode *n = &R[i];
+    if (n->ccd) {
+        bool closed = false;
+        ndfs_ccd_close(n->ccd, closed_cb, &closed);
+        run_until(&closed);
+        n->ccd = NULL;
+    }
+    if (n->t) {
+        bool closed = false;
+        ndfs_transport_close(n->t, transport_closed, &closed);
+        run_until(&closed);
+        n->t = NULL;
+    }
+}
+
+static void restart_setup(void)
+{
+    cr_assert_eq(uv_loop_init(&E.loop), 0);
+    E.dir = g_dir_make_tmp("ndfs-ccd-XXXXXX", NULL);
+    cr_assert_not_null(E.dir);
+    E.events = g_array_new(FALSE, TRUE, sizeof(struct event));
+    unsigned port = 20000 + (unsigned)getpid() % 20000;
+    for (int i = 0; i < 2; i++) {
+        R[i] = (struct rnode){0};
+        g_snprintf(R[i].name, sizeof R[i].name, "n%d", i + 1);
+        g_snprintf(R[i].address, sizeof R[i].address, "127.0.9.%d:%u", i + 1, port);
+        R[i].dir = g_build_filename(E.dir, R[i].name, NULL);
+    }
+}
+
+static void restart_teardown(void)
+{
+    for (int i = 0; i < 2; i++) {
+        r_stop(i);
+        g_free(R[i].dir);
+    }
+    teardown();
+}
+
+/* Polls cond(i) every 10 ms until it holds (run_until's deadline). */
+static bool (*poll_cond)(int i);
+static int poll_node;
+
+static void poll_cb(uv_timer_t *t)
+{
+    if (poll_cond(poll_node))
+        *(bool *)t->data = true;
+}
+
+static void wait_for(bool (*cond)(int i), int i)
+{
+    uv_timer_t poll;
+    bool done = false;
+    poll_cond = cond;
+    poll_node = i;
+    uv_timer_init(&E.loop, &poll);
+    poll.data = &done;
+    uv_timer_start(&poll, poll_cb, 0, 10);
+    run_until(&done);
+    uv_close((uv_handle_t *)&poll, NULL);
+    uv_run(&E.loop, UV_RUN_NOWAIT);
+}
+
+static bool is_current(int i)
+{
+    return ndfs_ccd_current(R[i].ccd);
+}
+
+static bool two_voters(int i)
+{
+    unsigned total = 0;
+    g_strfreev(ndfs_ccd_voters(R[i].ccd, &total));
+    return total == 2 && R[i].ccd->raft.configuration_uncommitted_index == 0;
+}
+
+static bool applied_as_n1(int i)
+{
+    return ndfs_ccd_applied_index(R[i].ccd) >= ndfs_ccd_applied_index(R[0].ccd);
+}
+
+static void r_added_cb(struct ndfs_ccd *ccd, int status, uint64_t id, void *data)
+{
+    (void)ccd;
+    struct wait *w = data;
+    w->done = true;
+    w->status = status < 0 ? status : (int)id;
+}
+
+static int r_create(int i, const char *name)
+{
+    struct ndfs_vdisk v = make_vdisk(name);
+    struct wait w = {0};
+    int rc = ndfs_ccd_vdisk_create(R[i].ccd, &v, done_cb, &w);
+    if (rc != 0)
+        return rc;
+    run_until(&w.done);
+    return w.status;
+}
+
+static uint64_t vdisk_count(int i)
+{
+    struct ndfs_ccd_status st;
+    cr_assert_eq(ndfs_ccd_status(R[i].ccd, &st), 0);
+    uint64_t n = st.vdisks;
+    ndfs_ccd_status_clear(&st);
+    return n;
+}
+
+TestSuite(ccd_restart, .init = restart_setup, .fini = restart_teardown, .timeout = 120);
+
+/* Two voters stop; n2 restarts alone: ready at once from its own log (no
+ * snapshot: libraft alone would apply nothing), reads work, changes fail
+ * (-ENOTCONN), not current. n1 back: both current, changes work. With an
+ * unreadable <data_dir>/applied, n2 alone waits for the leader instead. */
+Test(ccd_restart, a_node_restarted_alone_is_ready_from_its_replica)
+{
+    r_start(0, false, 0);
+    r_ready(0);
+    char *addresses[] = {R[1].address, NULL};
+    struct ndfs_node row = {
+        .role = NDFS_NODE_VOTER, .name = R[1].name, .address = "", .addresses = addresses};
+    struct wait added = {0};
+    cr_assert_eq(ndfs_ccd_node_add(R[0].ccd, &row, r_added_cb, &added), 0);
+    run_until(&added.done);
+    cr_assert_eq(added.status, 2, "node add: %d", added.status);
+    r_start(1, true, 2);
+    r_ready(1);
+    cr_assert(R[1].current_at_ready, "a node that joins is ready once current");
+    wait_for(two_voters, 0);
+    for (int k = 0; k < 3; k++) {
+        g_autofree char *name = g_strdup_printf("r%d", k);
+        cr_assert_eq(r_create(0, name), 0);
+    }
+    wait_for(applied_as_n1, 1);
+    r_stop(0);
+    r_stop(1);
+
+    /* n2 alone */
+    r_start(1, true, 0);
+    r_ready(1);
+    cr_assert_not(R[1].current_at_ready);
+    cr_assert_eq(R[1].vdisks_at_ready, 3, "n2 alone was ready with %" PRIu64 " vdisks",
+                 R[1].vdisks_at_ready);
+    struct ndfs_vdisk v;
+    cr_assert_eq(ndfs_ccd_vdisk_get(R[1].ccd, "r2", &v), 0);
+    ndfs_vdisk_clear(&v);
+    char leader[NDFS_NODE_NAME_MAX + 1];
+    ndfs_ccd_leader(R[1].ccd, leader);
+    cr_assert_str_eq(leader, "");
+    cr_assert_eq(r_create(1, "x"), -ENOTCONN, "a change without a leader");
+
+    /* n1 back: a leader, both current, changes work and reach n2 */
+    r_start(0, false, 0);
+    r_ready(0);
+    wait_for(is_current, 0);
+    wait_for(is_current, 1);
+    int leader_i = ndfs_ccd_is_leader(R[0].ccd) ? 0 : 1;
+    cr_assert_eq(r_create(leader_i, "r3"), 0);
+    wait_for(applied_as_n1, 1);
+    cr_assert_eq(vdisk_count(1), 4);
+    r_stop(0);
+    r_stop(1);
+
+    /* an unreadable applied index: n2 alone is not ready without a leader */
+    g_autofree char *path = g_build_filename(R[1].dir, "applied", NULL);
+    cr_assert(g_file_set_contents(path, "00000000000000000009 00000000000000000008\n", -1, NULL));
+    r_start(1, true, 0);
+    uv_timer_t wait;
+    bool waited = false;
+    uv_timer_init(&E.loop, &wait);
+    wait.data = &waited;
+    uv_timer_start(&wait, deadline_cb, 2000, 0);
+    run_until(&waited);
+    uv_close((uv_handle_t *)&wait, NULL);
+    cr_assert_not(R[1].ready.done, "n2 ready without its applied index nor a leader");
+    r_start(0, false, 0);
+    r_ready(1);
+    cr_assert(R[1].current_at_ready);
+    cr_assert_eq(R[1].vdisks_at_ready, 4);
 }
