@@ -296,8 +296,12 @@ Test(transport, messages_of_many_sizes_arrive_intact_in_order_once)
     }
     wait_received(2, 1, n);
     wait_received(1, 2, n);
-    cr_assert_eq(N[1].events[NDFS_PEER_UP], 1);
-    cr_assert_eq(N[2].events[NDFS_PEER_UP], 1);
+    /* Both ends run on this one loop: on a loaded CI machine (ASan, tests in
+     * parallel) a stall of the loop past the failure timeout can take the
+     * peer down and up again. That must not lose or repeat a message, which
+     * is what this test is about, so a flap is allowed here. */
+    cr_assert_geq(N[1].events[NDFS_PEER_UP], 1);
+    cr_assert_geq(N[2].events[NDFS_PEER_UP], 1);
     cr_assert(ndfs_transport_peer_up(N[1].t, "n2"));
     /* nothing more arrives: exactly once */
     uv_run(&loop, UV_RUN_NOWAIT);
