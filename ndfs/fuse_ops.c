@@ -19,18 +19,6 @@
 #include "localio.h"
 #include "parse.h"
 
-/* An open vdisk file: fi->fh. */
-struct ndfs_handle {
-    int fd;      /* -1 for a remote vdisk: only its master opens the disk */
-    bool remote; /* I/O goes through the driver to the vdisk's master */
-    uint64_t ino;
-    bool direct; /* the file was opened O_DIRECT, and so was fd */
-    bool writable;
-    atomic_bool dirty;          /* written since the last flush */
-    atomic_bool removed_logged; /* "removed while open" said once */
-    struct control_link_open *announced;
-};
-
 static struct ndfs_fs *fs_of(fuse_req_t req)
 {
     return fuse_req_userdata(req);
@@ -100,7 +88,7 @@ static void fill_entry(const struct vdisk_attr *a, struct fuse_entry_param *e)
     vdisk_stat(a, &e->attr);
 }
 
-static void reply_err(fuse_req_t req, int rc)
+void ndfs__fuse_reply_err(fuse_req_t req, int rc)
 {
     fuse_reply_err(req, rc < 0 ? -rc : rc);
 }
@@ -177,7 +165,7 @@ static void ndfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
     struct stat st;
     int rc = get_stat(fs_of(req), ino, &st);
     if (rc < 0)
-        reply_err(req, rc);
+        ndfs__fuse_reply_err(req, rc);
     else
         fuse_reply_attr(req, &st, NDFS_FUSE_TIMEOUT);
 }
@@ -297,7 +285,7 @@ static void ndfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
     struct stat st;
     int rc = do_setattr(fs_of(req), ino, attr, to_set, &st);
     if (rc < 0)
-        reply_err(req, rc);
+        ndfs__fuse_reply_err(req, rc);
     else
         fuse_reply_attr(req, &st, NDFS_FUSE_TIMEOUT);
 }
@@ -464,7 +452,7 @@ static void ndfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct ndfs_handle *h = NULL;
     int rc = do_open(fs, ino, fi->flags, &h);
     if (rc < 0) {
-        reply_err(req, rc);
+        ndfs__fuse_reply_err(req, rc);
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
@@ -476,7 +464,7 @@ static void ndfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* The vdisk's size for I/O on h; -EIO once it was removed under h. */
-static int handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *size)
+int ndfs__fuse_handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *size)
 {
     if (vdisk_table_size(fs->table, h->ino, size) == 0)
         return 0;
@@ -487,157 +475,11 @@ static int handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *size
     return -EIO;
 }
 
-/* A remote request's place: the vdisk's id and master, and its size. */
-static int remote_route(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *id, uint64_t *size,
-                        char *node)
-{
-    if (vdisk_table_route(fs->table, h->ino, id, size, node) == 0)
-        return 0;
-    return handle_size(fs, h, size); /* logs the removal once, -EIO */
-}
-
-/* What a remote reply needs to answer the kernel. */
-struct remote_call {
-    fuse_req_t req;
-    struct ndfs_handle *h;
-};
-
-static void remote_read_done(void *opaque, int status, const void *data)
-{
-    fuse_req_t req = opaque;
-    if (status < 0)
-        reply_err(req, status);
-    else
-        fuse_reply_buf(req, data, (size_t)status);
-}
-
-static void remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, size_t size,
-                        off_t off)
-{
-    uint64_t id, vsize;
-    char node[NDFS_NODE_NAME_MAX + 1];
-    int rc = remote_route(fs, h, &id, &vsize, node);
-    if (rc == 0 && off < 0)
-        rc = -EINVAL;
-    if (rc < 0) {
-        reply_err(req, rc);
-        return;
-    }
-    if ((uint64_t)off >= vsize || size == 0) {
-        fuse_reply_buf(req, NULL, 0);
-        return;
-    }
-    size_t want = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
-    if (h->direct && !localio_direct_aligned((uint64_t)off, want)) {
-        reply_err(req, -EINVAL);
-        return;
-    }
-    rc = ndfs_driver_submit(fs->driver, node, id, NDFS_IO_READ, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
-                            (uint64_t)off, want, NULL, remote_read_done, req);
-    if (rc < 0)
-        reply_err(req, rc);
-}
-
-static void remote_write_done(void *opaque, int status, const void *data)
-{
-    (void)data;
-    fuse_req_t req = opaque;
-    if (status < 0)
-        reply_err(req, status);
-    else
-        fuse_reply_write(req, (size_t)status);
-}
-
-static void remote_write(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
-                         struct fuse_bufvec *in, off_t off)
-{
-    uint64_t id, vsize;
-    char node[NDFS_NODE_NAME_MAX + 1];
-    int rc = remote_route(fs, h, &id, &vsize, node);
-    size_t size = fuse_buf_size(in);
-    if (rc == 0 && off < 0)
-        rc = -EINVAL;
-    if (rc == 0 && size > 0 && (uint64_t)off >= vsize)
-        rc = -ENOSPC;
-    if (rc < 0) {
-        reply_err(req, rc);
-        return;
-    }
-    if (size == 0) {
-        fuse_reply_write(req, 0);
-        return;
-    }
-    /* past the end a block device takes what fits */
-    size_t len = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
-    if (h->direct && !localio_direct_aligned((uint64_t)off, len)) {
-        reply_err(req, -EINVAL);
-        return;
-    }
-    void *data = malloc(len);
-    if (!data) {
-        reply_err(req, -ENOMEM);
-        return;
-    }
-    struct fuse_bufvec mem = FUSE_BUFVEC_INIT(len);
-    mem.buf[0].mem = data;
-    ssize_t n = fuse_buf_copy(&mem, in, 0);
-    if (n < 0 || (size_t)n != len) {
-        free(data);
-        reply_err(req, n < 0 ? (int)n : -EIO);
-        return;
-    }
-    atomic_store(&h->dirty, true);
-    rc =
-        ndfs_driver_submit(fs->driver, node, id, NDFS_IO_WRITE, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
-                           (uint64_t)off, len, data, remote_write_done, req);
-    if (rc < 0)
-        reply_err(req, rc);
-}
-
-static void remote_sync_done(void *opaque, int status, const void *data)
-{
-    (void)data;
-    struct remote_call *call = opaque;
-    if (status < 0)
-        atomic_store(&call->h->dirty, true);
-    reply_err(call->req, status);
-    g_free(call);
-}
-
-/* Forwards fsync (or a flush after writes) to the master's fsync. */
-static void remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, bool datasync,
-                        bool only_if_dirty)
-{
-    uint64_t id, vsize;
-    char node[NDFS_NODE_NAME_MAX + 1];
-    int rc = remote_route(fs, h, &id, &vsize, node);
-    if (rc < 0 || !h->writable) {
-        reply_err(req, rc);
-        return;
-    }
-    bool was_dirty = atomic_exchange(&h->dirty, false);
-    if (only_if_dirty && !was_dirty) {
-        fuse_reply_err(req, 0);
-        return;
-    }
-    struct remote_call *call = g_new(struct remote_call, 1);
-    call->req = req;
-    call->h = h;
-    rc = ndfs_driver_submit(fs->driver, node, id, NDFS_IO_FSYNC,
-                            datasync ? NDFS_IO_FLAG_DATASYNC : 0, 0, 0, NULL, remote_sync_done,
-                            call);
-    if (rc < 0) {
-        g_free(call);
-        atomic_store(&h->dirty, true);
-        reply_err(req, rc);
-    }
-}
-
 static int do_read(struct ndfs_fs *fs, struct ndfs_handle *h, size_t size, off_t off, void **buf,
                    size_t *len)
 {
     uint64_t vsize;
-    int rc = handle_size(fs, h, &vsize);
+    int rc = ndfs__fuse_handle_size(fs, h, &vsize);
     if (rc < 0)
         return rc;
     *buf = NULL;
@@ -667,14 +509,14 @@ static void ndfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     (void)ino;
     if (handle_of(fi)->remote) {
-        remote_read(req, fs_of(req), handle_of(fi), size, off);
+        ndfs__fuse_remote_read(req, fs_of(req), handle_of(fi), size, off);
         return;
     }
     void *buf;
     size_t len;
     int rc = do_read(fs_of(req), handle_of(fi), size, off, &buf, &len);
     if (rc < 0) {
-        reply_err(req, rc);
+        ndfs__fuse_reply_err(req, rc);
         return;
     }
     fuse_reply_buf(req, buf, len);
@@ -685,7 +527,7 @@ static int do_write(struct ndfs_fs *fs, struct ndfs_handle *h, struct fuse_bufve
                     size_t *written)
 {
     uint64_t vsize;
-    int rc = handle_size(fs, h, &vsize);
+    int rc = ndfs__fuse_handle_size(fs, h, &vsize);
     if (rc < 0)
         return rc;
     size_t size = fuse_buf_size(in);
@@ -732,13 +574,13 @@ static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *i
 {
     (void)ino;
     if (handle_of(fi)->remote) {
-        remote_write(req, fs_of(req), handle_of(fi), in, off);
+        ndfs__fuse_remote_write(req, fs_of(req), handle_of(fi), in, off);
         return;
     }
     size_t written = 0;
     int rc = do_write(fs_of(req), handle_of(fi), in, off, &written);
     if (rc < 0)
-        reply_err(req, rc);
+        ndfs__fuse_reply_err(req, rc);
     else
         fuse_reply_write(req, written);
 }
@@ -746,7 +588,7 @@ static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *i
 static int do_sync(struct ndfs_fs *fs, struct ndfs_handle *h, bool datasync, bool only_if_dirty)
 {
     uint64_t vsize;
-    int rc = handle_size(fs, h, &vsize);
+    int rc = ndfs__fuse_handle_size(fs, h, &vsize);
     if (rc < 0)
         return rc;
     if (!h->writable)
@@ -765,18 +607,18 @@ static void ndfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     (void)ino;
     /* a close(2) after writes reaches the disk, as the design promises */
     if (handle_of(fi)->remote)
-        remote_sync(req, fs_of(req), handle_of(fi), true, true);
+        ndfs__fuse_remote_sync(req, fs_of(req), handle_of(fi), true, true);
     else
-        reply_err(req, do_sync(fs_of(req), handle_of(fi), true, true));
+        ndfs__fuse_reply_err(req, do_sync(fs_of(req), handle_of(fi), true, true));
 }
 
 static void ndfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     (void)ino;
     if (handle_of(fi)->remote)
-        remote_sync(req, fs_of(req), handle_of(fi), datasync != 0, false);
+        ndfs__fuse_remote_sync(req, fs_of(req), handle_of(fi), datasync != 0, false);
     else
-        reply_err(req, do_sync(fs_of(req), handle_of(fi), datasync != 0, false));
+        ndfs__fuse_reply_err(req, do_sync(fs_of(req), handle_of(fi), datasync != 0, false));
 }
 
 static void ndfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -790,7 +632,7 @@ static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off
                         off_t length)
 {
     uint64_t vsize;
-    int rc = handle_size(fs, h, &vsize);
+    int rc = ndfs__fuse_handle_size(fs, h, &vsize);
     if (rc < 0)
         return rc;
     if (off < 0 || length <= 0)
@@ -814,7 +656,7 @@ static void ndfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, 
                            struct fuse_file_info *fi)
 {
     (void)ino;
-    reply_err(req, do_fallocate(fs_of(req), handle_of(fi), mode, off, length));
+    ndfs__fuse_reply_err(req, do_fallocate(fs_of(req), handle_of(fi), mode, off, length));
 }
 
 static void ndfs_statfs(fuse_req_t req, fuse_ino_t ino)

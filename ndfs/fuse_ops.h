@@ -7,6 +7,9 @@
 
 #include <fuse_lowlevel.h>
 #include <glib.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "control_link.h"
 #include "driver.h"
@@ -35,5 +38,29 @@ void ndfs_fs_init(struct ndfs_fs *fs, struct vdisk_table *table, struct control_
 void ndfs_fs_clear(struct ndfs_fs *fs);
 
 extern const struct fuse_lowlevel_ops ndfs_fuse_ops;
+
+/* Internal to the mount, shared by fuse_ops.c and fuse_remote.c. */
+/* An open vdisk file: fi->fh. */
+struct ndfs_handle {
+    int fd;      /* -1 for a remote vdisk: only its master opens the disk */
+    bool remote; /* I/O goes through the driver to the vdisk's master */
+    uint64_t ino;
+    bool direct; /* the file was opened O_DIRECT, and so was fd */
+    bool writable;
+    atomic_bool dirty;          /* written since the last flush */
+    atomic_bool removed_logged; /* "removed while open" said once */
+    struct control_link_open *announced;
+};
+
+void ndfs__fuse_reply_err(fuse_req_t req, int rc);
+/* The vdisk's size for I/O on h; -EIO once it was removed under h. */
+int ndfs__fuse_handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *size);
+/* Through the driver to the vdisk's master; each answers req. */
+void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, size_t size,
+                           off_t off);
+void ndfs__fuse_remote_write(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
+                            struct fuse_bufvec *in, off_t off);
+void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, bool datasync,
+                           bool only_if_dirty);
 
 #endif
