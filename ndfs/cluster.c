@@ -25,30 +25,6 @@ struct call {
     uint64_t deadline_ms;
 };
 
-struct ndfs_cluster {
-    uv_loop_t *loop;
-    char *node_name;
-    char *data_dir;
-    char **listen;
-    char *join_address;
-    struct ndfs_transport *t;
-    struct ndfs_ccd *ccd;
-    struct ndfs_server *server;
-    struct ndfs_membership *membership;
-    GHashTable *calls; /* id -> struct call * */
-    uint64_t next_id;
-    GHashTable *known; /* node names seen in the nodes table, to log joins */
-    uv_timer_t *tick;  /* call deadlines, leader changes */
-    char *last_leader;
-    void (*removed_cb)(struct ndfs_cluster *c, void *data);
-    void *removed_data;
-    ndfs_cluster_join_cb join_cb;
-    void *join_data;
-    bool closing;
-    void (*closed_cb)(void *data);
-    void *closed_data;
-};
-
 char *ndfs_cluster_addresses_join(const char *const *addresses)
 {
     return g_strjoinv(";", (char **)addresses);
@@ -133,8 +109,8 @@ int ndfs_cluster_call_timeout(struct ndfs_cluster *c, const char *peer, const ch
     return 0;
 }
 
-static void reply(struct ndfs_cluster *c, const char *peer, uint64_t id, int status,
-                  const char *message, GVariant *result)
+void ndfs__cluster_reply(struct ndfs_cluster *c, const char *peer, uint64_t id, int status,
+                         const char *message, GVariant *result)
 {
     if (result == NULL)
         result = g_variant_new("a{sv}", NULL);
@@ -145,15 +121,14 @@ static void reply(struct ndfs_cluster *c, const char *peer, uint64_t id, int sta
         g_warning("cannot answer node %s: %s", peer, g_strerror(-rc));
 }
 
-G_GNUC_PRINTF(5, 6)
-static void reply_error(struct ndfs_cluster *c, const char *peer, uint64_t id, int status,
-                        const char *fmt, ...)
+void ndfs__cluster_reply_error(struct ndfs_cluster *c, const char *peer, uint64_t id, int status,
+                               const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     g_autofree char *message = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    reply(c, peer, id, status, message, NULL);
+    ndfs__cluster_reply(c, peer, id, status, message, NULL);
 }
 
 /* Answers a request of peer with whatever another node answered. */
@@ -167,13 +142,13 @@ static void relay_reply(int status, const char *message, GVariant *result, void 
 {
     struct relay *r = data;
     if (status != -ECANCELED)
-        reply(r->c, r->peer, r->id, status, message, result);
+        ndfs__cluster_reply(r->c, r->peer, r->id, status, message, result);
     g_free(r->peer);
     g_free(r);
 }
 
-static int relay_to(struct ndfs_cluster *c, const char *to, const char *peer, uint64_t id,
-                    const char *command, GVariant *args)
+int ndfs__cluster_relay_to(struct ndfs_cluster *c, const char *to, const char *peer, uint64_t id,
+                           const char *command, GVariant *args)
 {
     struct relay *r = g_new0(struct relay, 1);
     r->c = c;
@@ -257,122 +232,12 @@ void ndfs_cluster_links(struct ndfs_cluster *c, const char *peer, unsigned *up, 
     *total = lc.total;
 }
 
-/* ---- the open counts of a vdisk on every other node ---- */
-
-struct open_counts {
-    struct ndfs_cluster *c;
-    unsigned pending;
-    bool asking; /* still sending: answers must not finish it yet */
-    bool cancelled;
-    GHashTable *mounts; /* node name -> GUINT_TO_POINTER(mounts) */
-    char *failed_node;  /* the first by name that did not answer */
-    char *why;
-    ndfs_cluster_open_counts_cb cb;
-    void *data;
-};
-
-struct open_count_call {
-    struct open_counts *oc;
-    char *node;
-};
-
-static void open_counts_failed(struct open_counts *oc, const char *node, const char *why)
-{
-    if (oc->failed_node != NULL && strcmp(node, oc->failed_node) >= 0)
-        return;
-    g_free(oc->failed_node);
-    g_free(oc->why);
-    oc->failed_node = g_strdup(node);
-    oc->why = g_strdup(why);
-}
-
-static void open_counts_maybe_done(struct open_counts *oc)
-{
-    if (oc->asking || oc->pending > 0)
-        return;
-    oc->cb(oc->cancelled ? -ECANCELED : 0, oc->mounts, oc->failed_node, oc->why, oc->data);
-    g_hash_table_unref(oc->mounts);
-    g_free(oc->failed_node);
-    g_free(oc->why);
-    g_free(oc);
-}
-
-static void open_count_answered(int status, const char *message, GVariant *result, void *data)
-{
-    struct open_count_call *q = data;
-    struct open_counts *oc = q->oc;
-    guint32 mounts = 0;
-    if (status == -ECANCELED)
-        oc->cancelled = true;
-    else if (status == -ETIMEDOUT || status == -ECONNRESET)
-        open_counts_failed(oc, q->node, "not reachable");
-    else if (status < 0)
-        open_counts_failed(oc, q->node, message ? message : g_strerror(-status));
-    else if (!g_variant_lookup(result, "mounts", "u", &mounts))
-        open_counts_failed(oc, q->node, "malformed answer");
-    else if (mounts > 0)
-        g_hash_table_replace(oc->mounts, g_strdup(q->node), GUINT_TO_POINTER(mounts));
-    g_free(q->node);
-    g_free(q);
-    oc->pending--;
-    open_counts_maybe_done(oc);
-}
-
-static int note_node_name(const struct ndfs_node *n, void *data)
-{
-    g_ptr_array_add(data, g_strdup(n->name));
-    return 0;
-}
-
-void ndfs_cluster_open_counts(struct ndfs_cluster *c, const char *vdisk, unsigned timeout_ms,
-                              ndfs_cluster_open_counts_cb cb, void *data)
-{
-    struct open_counts *oc = g_new0(struct open_counts, 1);
-    oc->c = c;
-    oc->asking = true;
-    oc->mounts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    oc->cb = cb;
-    oc->data = data;
-    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-    int rc = c->ccd != NULL && !c->closing ? ndfs_ccd_node_foreach(c->ccd, note_node_name, names)
-                                           : -ECANCELED;
-    if (rc == -ECANCELED)
-        oc->cancelled = true;
-    else if (rc < 0)
-        open_counts_failed(oc, c->node_name, "cannot read the nodes");
-    for (guint i = 0; rc == 0 && i < names->len; i++) {
-        const char *node = names->pdata[i];
-        if (strcmp(node, c->node_name) == 0)
-            continue;
-        /* a node that is down may still have mounts: it cannot say */
-        if (!ndfs_transport_peer_up(c->t, node)) {
-            open_counts_failed(oc, node, "not reachable");
-            continue;
-        }
-        struct open_count_call *q = g_new0(struct open_count_call, 1);
-        q->oc = oc;
-        q->node = g_strdup(node);
-        int crc = ndfs_cluster_call_timeout(c, node, NDFS_CLUSTER_OPEN_COUNT,
-                                            g_variant_new_parsed("{'name': <%s>}", vdisk),
-                                            timeout_ms, open_count_answered, q);
-        if (crc < 0) {
-            open_counts_failed(oc, node, "not reachable");
-            g_free(q->node);
-            g_free(q);
-            continue;
-        }
-        oc->pending++;
-    }
-    oc->asking = false;
-    open_counts_maybe_done(oc);
-}
-
 /* ---- the peers: the CCD keeps the transport's peers in step with the nodes
  * table; we set them from a join answer (before the CCD runs) and log who
  * joins and leaves ---- */
 
 /* Tells the transport about a node before the CCD runs (from a join answer). */
-static void peer_set(struct ndfs_cluster *c, const char *name, const char *const *addresses)
+void ndfs__cluster_peer_set(struct ndfs_cluster *c, const char *name, const char *const *addresses)
 {
     if (strcmp(name, c->node_name) == 0 || addresses == NULL || addresses[0] == NULL)
         return;
@@ -436,134 +301,6 @@ void ndfs_cluster_ccd_ready(struct ndfs_cluster *c)
 
 /* ---- requests from other nodes ---- */
 
-static int add_member(const struct ndfs_node *n, void *data)
-{
-    GVariantDict d;
-    g_variant_dict_init(&d, NULL);
-    g_variant_dict_insert(&d, "name", "s", n->name);
-    g_variant_dict_insert(&d, "id", "t", (guint64)n->id);
-    const char *const none[] = {NULL};
-    g_variant_dict_insert_value(
-        &d, "addresses",
-        g_variant_new_strv(n->addresses ? (const char *const *)n->addresses : none, -1));
-    g_variant_builder_add_value(data, g_variant_dict_end(&d));
-    return 0;
-}
-
-static void reply_joined(struct ndfs_cluster *c, const char *peer, uint64_t id, const char *name)
-{
-    struct ndfs_node n = {0};
-    int rc = ndfs_ccd_node_get(c->ccd, name, &n);
-    if (rc < 0) {
-        reply_error(c, peer, id, rc, "cannot read node \"%s\": %s", name, ndfs_ccd_errmsg(c->ccd));
-        return;
-    }
-    GVariantBuilder members;
-    g_variant_builder_init(&members, G_VARIANT_TYPE("aa{sv}"));
-    ndfs_ccd_node_foreach(c->ccd, add_member, &members);
-    GVariantDict d;
-    g_variant_dict_init(&d, NULL);
-    g_variant_dict_insert(&d, "id", "t", (guint64)n.id);
-    g_variant_dict_insert_value(&d, "members", g_variant_builder_end(&members));
-    ndfs_node_clear(&n);
-    reply(c, peer, id, 0, NULL, g_variant_dict_end(&d));
-}
-
-struct join_req {
-    struct ndfs_cluster *c;
-    char *peer;
-    uint64_t id;
-    char *name;
-};
-
-static void join_added(struct ndfs_ccd *ccd, int status, uint64_t node_id, void *data)
-{
-    struct join_req *j = data;
-    (void)ccd;
-    if (status == 0)
-        g_message("added node %s (id %" G_GUINT64_FORMAT ") at the request of %s", j->name, node_id,
-                  j->peer);
-    if (status == 0)
-        reply_joined(j->c, j->peer, j->id, j->name);
-    else if (status != -ECANCELED)
-        reply_error(j->c, j->peer, j->id, status, "cannot add node \"%s\": %s", j->name,
-                    ndfs_ccd_errmsg(j->c->ccd));
-    g_free(j->peer);
-    g_free(j->name);
-    g_free(j);
-}
-
-static void handle_join(struct ndfs_cluster *c, const char *peer, uint64_t id, GVariant *args)
-{
-    const char *name = NULL;
-    g_autofree const char **addrs = NULL;
-    if (!g_variant_lookup(args, "name", "&s", &name) || !ndfs_node_name_valid(name) ||
-        !g_variant_lookup(args, "addresses", "^a&s", &addrs) || addrs[0] == NULL ||
-        g_strv_length((char **)addrs) > NDFS_TRANSPORT_MAX_LINKS) {
-        reply_error(c, peer, id, -EINVAL, "malformed join request");
-        return;
-    }
-    for (const char **a = addrs; *a; a++) {
-        if (!ndfs_config_address_valid(*a)) {
-            reply_error(c, peer, id, -EINVAL, "node \"%s\": \"%s\" is not an IPv4 address and port",
-                        name, *a);
-            return;
-        }
-    }
-    g_autofree char *errmsg = NULL;
-    int rc = ndfs_cluster_quorum(c, &errmsg);
-    if (rc < 0) {
-        reply(c, peer, id, rc, errmsg, NULL);
-        return;
-    }
-    if (!ndfs_cluster_is_leader(c)) {
-        char leader[NDFS_NODE_NAME_MAX + 1];
-        ndfs_ccd_leader(c->ccd, leader);
-        rc = relay_to(c, leader, peer, id, "join", args);
-        if (rc < 0)
-            reply_error(c, peer, id, -EAGAIN, "cannot reach the leader %s: %s", leader,
-                        g_strerror(-rc));
-        return;
-    }
-    g_autofree char *joined = ndfs_cluster_addresses_join(addrs);
-    struct ndfs_node n = {0};
-    rc = ndfs_ccd_node_get(c->ccd, name, &n);
-    if (rc == 0) {
-        g_autofree char *had = ndfs_cluster_addresses_join((const char *const *)n.addresses);
-        bool same = strcmp(had, joined) == 0;
-        ndfs_node_clear(&n);
-        if (same) {
-            /* it joined before and lost the answer, or lost its data-dir */
-            reply_joined(c, peer, id, name);
-            return;
-        }
-        reply_error(c, peer, id, -EEXIST,
-                    "node \"%s\" is already in the cluster with addresses %s (asked: %s); "
-                    "remove it first (ndfsadm node remove %s)",
-                    name, had[0] ? had : "(none)", joined, name);
-        return;
-    }
-    if (rc != -ENOENT) {
-        reply_error(c, peer, id, rc, "cannot read node \"%s\": %s", name, ndfs_ccd_errmsg(c->ccd));
-        return;
-    }
-    struct join_req *j = g_new0(struct join_req, 1);
-    j->c = c;
-    j->peer = g_strdup(peer);
-    j->id = id;
-    j->name = g_strdup(name);
-    /* VOTER: the CCD makes it a standby once there are five voters */
-    struct ndfs_node row = {
-        .name = (char *)name, .role = NDFS_NODE_VOTER, .address = "", .addresses = (char **)addrs};
-    rc = ndfs_ccd_node_add(c->ccd, &row, join_added, j);
-    if (rc < 0) {
-        reply_error(c, peer, id, rc, "cannot add node \"%s\": %s", name, ndfs_ccd_errmsg(c->ccd));
-        g_free(j->peer);
-        g_free(j->name);
-        g_free(j);
-    }
-}
-
 static void handle_disk_prepare(struct ndfs_cluster *c, const char *peer, uint64_t id,
                                 GVariant *args)
 {
@@ -573,7 +310,7 @@ static void handle_disk_prepare(struct ndfs_cluster *c, const char *peer, uint64
     if (!g_variant_lookup(args, "vdisk", "&s", &vdisk) ||
         !g_variant_lookup(args, "path", "&s", &path) || !g_path_is_absolute(path) ||
         !g_variant_lookup(args, "size", "t", &size)) {
-        reply_error(c, peer, id, -EINVAL, "malformed disk.prepare request");
+        ndfs__cluster_reply_error(c, peer, id, -EINVAL, "malformed disk.prepare request");
         return;
     }
     g_variant_lookup(args, "create", "b", &create);
@@ -582,10 +319,11 @@ static void handle_disk_prepare(struct ndfs_cluster *c, const char *peer, uint64
     g_autofree char *errmsg = NULL;
     int rc = ndfs_disk_prepare(vdisk, path, size, create, grow, &created, &errmsg);
     if (rc < 0) {
-        reply_error(c, peer, id, rc, "node %s: %s", c->node_name, errmsg);
+        ndfs__cluster_reply_error(c, peer, id, rc, "node %s: %s", c->node_name, errmsg);
         return;
     }
-    reply(c, peer, id, 0, NULL, g_variant_new_parsed("{'created': <%b>}", (gboolean)created));
+    ndfs__cluster_reply(c, peer, id, 0, NULL,
+                        g_variant_new_parsed("{'created': <%b>}", (gboolean)created));
 }
 
 static void handle_disk_discard(struct ndfs_cluster *c, const char *peer, uint64_t id,
@@ -593,17 +331,17 @@ static void handle_disk_discard(struct ndfs_cluster *c, const char *peer, uint64
 {
     const char *path = NULL;
     if (!g_variant_lookup(args, "path", "&s", &path) || !g_path_is_absolute(path)) {
-        reply_error(c, peer, id, -EINVAL, "malformed disk.discard request");
+        ndfs__cluster_reply_error(c, peer, id, -EINVAL, "malformed disk.discard request");
         return;
     }
     if (unlink(path) < 0) {
         int err = errno;
-        reply_error(c, peer, id, -err, "node %s: cannot remove %s: %s", c->node_name, path,
-                    g_strerror(err));
+        ndfs__cluster_reply_error(c, peer, id, -err, "node %s: cannot remove %s: %s", c->node_name,
+                                  path, g_strerror(err));
         return;
     }
     g_message("removed %s, made for a vdisk that was not created", path);
-    reply(c, peer, id, 0, NULL, NULL);
+    ndfs__cluster_reply(c, peer, id, 0, NULL, NULL);
 }
 
 static void handle_change(struct ndfs_cluster *c, const char *peer, uint64_t id, GVariant *args)
@@ -615,12 +353,13 @@ static void handle_change(struct ndfs_cluster *c, const char *peer, uint64_t id,
     if (!g_variant_lookup(args, "command", "&s", &command) ||
         !g_variant_lookup(args, "args", "@a{sv}", &cargs) ||
         !g_variant_lookup(args, "uid", "u", &uid) || !g_variant_lookup(args, "gid", "u", &gid)) {
-        reply_error(c, peer, id, -EINVAL, "malformed change request");
+        ndfs__cluster_reply_error(c, peer, id, -EINVAL, "malformed change request");
         return;
     }
     g_variant_lookup(args, "pid", "i", &pid);
     if (c->server == NULL || c->ccd == NULL) {
-        reply_error(c, peer, id, -EAGAIN, "node %s is starting or stopping", c->node_name);
+        ndfs__cluster_reply_error(c, peer, id, -EAGAIN, "node %s is starting or stopping",
+                                  c->node_name);
         return;
     }
     ndfs_server_remote_request(c->server, peer, id, command, cargs, (uid_t)uid, (gid_t)gid,
@@ -643,7 +382,7 @@ void ndfs_cluster_reply(struct ndfs_cluster *c, const char *peer, uint64_t id, i
     g_variant_dict_init(&d, held);
     g_variant_dict_insert(&d, NDFS_CLUSTER_APPLIED_INDEX, "t",
                           (guint64)ndfs_ccd_applied_index(c->ccd));
-    reply(c, peer, id, status, message, g_variant_dict_end(&d));
+    ndfs__cluster_reply(c, peer, id, status, message, g_variant_dict_end(&d));
 }
 
 /* The mounts of this node that hold a vdisk open; none while the control
@@ -652,14 +391,15 @@ static void handle_open_count(struct ndfs_cluster *c, const char *peer, uint64_t
 {
     const char *name = NULL;
     if (!g_variant_lookup(args, "name", "&s", &name) || !ndfs_vdisk_name_valid(name)) {
-        reply_error(c, peer, id, -EINVAL, "malformed vdisk.open-count request");
+        ndfs__cluster_reply_error(c, peer, id, -EINVAL, "malformed vdisk.open-count request");
         return;
     }
     unsigned mounts = 0, count = 0;
     if (c->server != NULL)
         count = ndfs_server_open_count(c->server, name, &mounts);
-    reply(c, peer, id, 0, NULL,
-          g_variant_new_parsed("{'count': <%u>, 'mounts': <%u>}", (guint32)count, (guint32)mounts));
+    ndfs__cluster_reply(
+        c, peer, id, 0, NULL,
+        g_variant_new_parsed("{'count': <%u>, 'mounts': <%u>}", (guint32)count, (guint32)mounts));
 }
 
 static void handle_request(struct ndfs_cluster *c, const char *peer, GVariant *body)
@@ -669,11 +409,12 @@ static void handle_request(struct ndfs_cluster *c, const char *peer, GVariant *b
     g_autoptr(GVariant) args = NULL;
     g_variant_get(body, "(t&s@a{sv})", &id, &command, &args);
     if (strcmp(command, "join") == 0)
-        handle_join(c, peer, id, args);
+        ndfs__cluster_handle_join(c, peer, id, args);
     else if (strcmp(command, NDFS_CLUSTER_OPEN_COUNT) == 0)
         handle_open_count(c, peer, id, args);
     else if (c->ccd == NULL)
-        reply_error(c, peer, id, -EAGAIN, "node %s is starting or stopping", c->node_name);
+        ndfs__cluster_reply_error(c, peer, id, -EAGAIN, "node %s is starting or stopping",
+                                  c->node_name);
     else if (strcmp(command, "disk.prepare") == 0)
         handle_disk_prepare(c, peer, id, args);
     else if (strcmp(command, "disk.discard") == 0)
@@ -681,7 +422,7 @@ static void handle_request(struct ndfs_cluster *c, const char *peer, GVariant *b
     else if (strcmp(command, "change") == 0)
         handle_change(c, peer, id, args);
     else
-        reply_error(c, peer, id, -EOPNOTSUPP, "unknown node command \"%s\"", command);
+        ndfs__cluster_reply_error(c, peer, id, -EOPNOTSUPP, "unknown node command \"%s\"", command);
 }
 
 static void handle_response(struct ndfs_cluster *c, const char *peer, GVariant *body)
@@ -886,79 +627,6 @@ void ndfs_cluster_set_removed_cb(struct ndfs_cluster *c,
 void ndfs_cluster_set_membership(struct ndfs_cluster *c, struct ndfs_membership *m)
 {
     c->membership = m;
-}
-
-static void join_answered(int status, const char *message, GVariant *result, void *data)
-{
-    struct ndfs_cluster *c = data;
-    ndfs_cluster_join_cb cb = c->join_cb;
-    c->join_cb = NULL;
-    if (status < 0) {
-        g_autofree char *why =
-            g_strdup_printf("cannot join the cluster through %s: %s", c->join_address,
-                            message ? message : g_strerror(-status));
-        cb(c, status, 0, why, c->join_data);
-        return;
-    }
-    guint64 id = 0;
-    g_autoptr(GVariant) members = NULL;
-    if (!g_variant_lookup(result, "id", "t", &id) ||
-        !g_variant_lookup(result, "members", "@aa{sv}", &members)) {
-        g_autofree char *why = g_strdup_printf(
-            "cannot join the cluster through %s: malformed answer", c->join_address);
-        cb(c, -EPROTO, 0, why, c->join_data);
-        return;
-    }
-    GVariantIter it;
-    GVariant *m;
-    g_variant_iter_init(&it, members);
-    while ((m = g_variant_iter_next_value(&it)) != NULL) {
-        const char *name = NULL;
-        g_autofree const char **addrs = NULL;
-        if (g_variant_lookup(m, "name", "&s", &name) &&
-            g_variant_lookup(m, "addresses", "^a&s", &addrs) && ndfs_node_name_valid(name))
-            peer_set(c, name, addrs);
-        g_variant_unref(m);
-    }
-    g_message("joined the cluster through %s as node id %" G_GUINT64_FORMAT, c->join_address, id);
-    cb(c, 0, id, NULL, c->join_data);
-}
-
-static void join_probed(struct ndfs_transport *t, int status, const char *peer, void *data)
-{
-    struct ndfs_cluster *c = data;
-    (void)t;
-    if (c->closing || c->join_cb == NULL)
-        return;
-    if (status < 0) {
-        ndfs_cluster_join_cb cb = c->join_cb;
-        c->join_cb = NULL;
-        g_autofree char *why =
-            g_strdup_printf("cannot join the cluster through %s: %s", c->join_address,
-                            status == -EACCES ? "authentication failed (not the same cluster key?)"
-                                              : g_strerror(-status));
-        cb(c, status, 0, why, c->join_data);
-        return;
-    }
-    g_message("asking %s (%s) to join the cluster", peer, c->join_address);
-    GVariantDict d;
-    g_variant_dict_init(&d, NULL);
-    g_variant_dict_insert(&d, "name", "s", c->node_name);
-    g_variant_dict_insert_value(&d, "addresses",
-                                g_variant_new_strv((const char *const *)c->listen, -1));
-    int rc = ndfs_cluster_call(c, peer, "join", g_variant_dict_end(&d), join_answered, c);
-    if (rc < 0)
-        join_answered(rc, NULL, NULL, c);
-}
-
-int ndfs_cluster_join(struct ndfs_cluster *c, ndfs_cluster_join_cb cb, void *data)
-{
-    c->join_cb = cb;
-    c->join_data = data;
-    int rc = ndfs_transport_probe(c->t, c->join_address, join_probed, c);
-    if (rc < 0)
-        c->join_cb = NULL;
-    return rc;
 }
 
 static void tick_closed(uv_handle_t *handle)

@@ -111,4 +111,44 @@ void ndfs_cluster_links(struct ndfs_cluster *c, const char *peer, unsigned *up, 
 /* Addresses for people: "a;b". g_malloc'd. */
 char *ndfs_cluster_addresses_join(const char *const *addresses);
 
+/* Internal to cluster.c, cluster_join.c and cluster_open.c. */
+struct ndfs_cluster {
+    uv_loop_t *loop;
+    char *node_name;
+    char *data_dir;
+    char **listen;
+    char *join_address;
+    struct ndfs_transport *t;
+    struct ndfs_ccd *ccd;
+    struct ndfs_server *server;
+    struct ndfs_membership *membership;
+    GHashTable *calls; /* id -> struct call * */
+    uint64_t next_id;
+    GHashTable *known; /* node names seen in the nodes table, to log joins */
+    uv_timer_t *tick;  /* call deadlines, leader changes */
+    char *last_leader;
+    void (*removed_cb)(struct ndfs_cluster *c, void *data);
+    void *removed_data;
+    ndfs_cluster_join_cb join_cb;
+    void *join_data;
+    bool closing;
+    void (*closed_cb)(void *data);
+    void *closed_data;
+};
+
+/* Answers request id of peer. result: a{sv}, floating consumed, NULL: {}. */
+void ndfs__cluster_reply(struct ndfs_cluster *c, const char *peer, uint64_t id, int status,
+                         const char *message, GVariant *result);
+G_GNUC_PRINTF(5, 6)
+void ndfs__cluster_reply_error(struct ndfs_cluster *c, const char *peer, uint64_t id, int status,
+                               const char *fmt, ...);
+/* Answers request id of peer with whatever node to answers to command. */
+int ndfs__cluster_relay_to(struct ndfs_cluster *c, const char *to, const char *peer, uint64_t id,
+                           const char *command, GVariant *args);
+/* Tells the transport about a node before the CCD runs (from a join answer). */
+void ndfs__cluster_peer_set(struct ndfs_cluster *c, const char *name, const char *const *addresses);
+/* The join request of a new node (cluster_join.c). */
+void ndfs__cluster_handle_join(struct ndfs_cluster *c, const char *peer, uint64_t id,
+                               GVariant *args);
+
 #endif
