@@ -57,10 +57,10 @@ void ndfs__fuse_reply_err(fuse_req_t req, int rc);
 int ndfs__fuse_handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *size);
 /* Through the driver to the vdisk's master; each answers req. */
 void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, size_t size,
-                           off_t off);
+                            off_t off);
 void ndfs__fuse_remote_write(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
-                            struct fuse_bufvec *in, off_t off);
-void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, bool datasync,
-                           bool only_if_dirty);
+                             struct fuse_bufvec *in, off_t off);
+void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
+                            bool datasync, bool only_if_dirty);
 
 #endif

@@ -36,7 +36,7 @@ static void remote_read_done(void *opaque, int status, const void *data)
 }
 
 void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, size_t size,
-                           off_t off)
+                            off_t off)
 {
     uint64_t id, vsize;
     char node[NDFS_NODE_NAME_MAX + 1];
@@ -73,7 +73,7 @@ static void remote_write_done(void *opaque, int status, const void *data)
 }
 
 void ndfs__fuse_remote_write(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
-                            struct fuse_bufvec *in, off_t off)
+                             struct fuse_bufvec *in, off_t off)
 {
     uint64_t id, vsize;
     char node[NDFS_NODE_NAME_MAX + 1];
@@ -129,8 +129,8 @@ static void remote_sync_done(void *opaque, int status, const void *data)
 }
 
 /* Forwards fsync (or a flush after writes) to the master's fsync. */
-void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, bool datasync,
-                           bool only_if_dirty)
+void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
+                            bool datasync, bool only_if_dirty)
 {
     uint64_t id, vsize;
     char node[NDFS_NODE_NAME_MAX + 1];
