@@ -36,10 +36,29 @@ void ndfs_fs_init(struct ndfs_fs *fs, struct vdisk_table *table, struct control_
     fs->link = link;
     g_mutex_init(&fs->warn_lock);
     fs->warned_remote = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
+    g_mutex_init(&fs->handles_lock);
+    fs->handles = g_hash_table_new(g_direct_hash, g_direct_equal);
+}
+
+static void handle_free(struct ndfs_fs *fs, struct ndfs_handle *h);
+
+void ndfs_fs_release_all(struct ndfs_fs *fs)
+{
+    g_mutex_lock(&fs->handles_lock);
+    GList *left = g_hash_table_get_keys(fs->handles);
+    g_mutex_unlock(&fs->handles_lock);
+    if (left)
+        g_message("releasing %u vdisk file(s) still open when the mount ended",
+                  g_list_length(left));
+    for (GList *l = left; l; l = l->next)
+        handle_free(fs, l->data);
+    g_list_free(left);
 }
 
 void ndfs_fs_clear(struct ndfs_fs *fs)
 {
+    g_hash_table_destroy(fs->handles);
+    g_mutex_clear(&fs->handles_lock);
     g_hash_table_destroy(fs->warned_remote);
     g_mutex_clear(&fs->warn_lock);
 }
@@ -383,6 +402,9 @@ static void warn_remote(struct ndfs_fs *fs, const struct vdisk_attr *a)
 
 static void handle_free(struct ndfs_fs *fs, struct ndfs_handle *h)
 {
+    g_mutex_lock(&fs->handles_lock);
+    g_hash_table_remove(fs->handles, h);
+    g_mutex_unlock(&fs->handles_lock);
     if (h->fd >= 0)
         close(h->fd);
     if (h->announced)
@@ -456,6 +478,9 @@ static void ndfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
+    g_mutex_lock(&fs->handles_lock);
+    g_hash_table_add(fs->handles, h);
+    g_mutex_unlock(&fs->handles_lock);
     /* no page cache in the FUSE file: other nodes will write the disk too */
     fi->direct_io = 1;
     fi->keep_cache = 0;

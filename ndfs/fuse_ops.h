@@ -32,9 +32,16 @@ struct ndfs_fs {
 
     GMutex warn_lock;
     GHashTable *warned_remote; /* ids of remote vdisks already logged; protected by warn_lock */
+
+    GMutex handles_lock;
+    GHashTable *handles; /* open struct ndfs_handle *; protected by handles_lock */
 };
 
 void ndfs_fs_init(struct ndfs_fs *fs, struct vdisk_table *table, struct control_link *link);
+/* Frees the handles the kernel never released (a mount torn down while files
+ * were open, e.g. by a loop device): closes their disks and tells ndfsd.
+ * Call once the session stopped and before the control link is freed. */
+void ndfs_fs_release_all(struct ndfs_fs *fs);
 void ndfs_fs_clear(struct ndfs_fs *fs);
 
 extern const struct fuse_lowlevel_ops ndfs_fuse_ops;

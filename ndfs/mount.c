@@ -335,6 +335,9 @@ out:
     /* the driver answers what is left and uses the link: stop it first */
     control_link_set_nodes_cb(link, NULL, NULL);
     ndfs_driver_free(driver);
+    /* remote handles send through the driver: it is gone, and they only
+     * close their disks and tell ndfsd now */
+    ndfs_fs_release_all(&fs);
     /* the link's thread uses the session: stop it first */
     control_link_free(link);
     if (se)
