@@ -34,6 +34,9 @@ struct ndfs_membership {
     char **members;                      /* last reported to change_cb */
     ndfs_membership_change_cb change_cb;
     void *change_data;
+    ndfs_membership_removed_cb removed_cb;
+    void *removed_data;
+    bool removed; /* the leader said we are not in the nodes table */
 };
 
 static uint64_t now_ns(void)
@@ -263,7 +266,13 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
     uint64_t now = now_ns();
     if (in.type == MVIEW_HEARTBEAT) {
         uint64_t lease;
-        if (mview_on_heartbeat(m->view, msg->peer, now, &lease)) {
+        if (mview_disowns(m->view, msg->peer, now)) {
+            /* removed while it ran: it no longer gets the CCD's updates */
+            g_message("%s is not in the nodes table: telling it it was removed", msg->peer);
+            struct mview_msg no = {
+                .type = MVIEW_NOT_MEMBER, .send_ns = in.send_ns, .epoch = mview_epoch(m->view)};
+            send_msg(m, msg->peer, &no);
+        } else if (mview_on_heartbeat(m->view, msg->peer, now, &lease)) {
             struct mview_msg grant = {.type = MVIEW_GRANT,
                                       .send_ns = in.send_ns,
                                       .lease_ns = lease,
@@ -271,6 +280,15 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
             send_msg(m, msg->peer, &grant);
         }
         maybe_commit(m); /* a node heard again is committed without waiting for a tick */
+    } else if (in.type == MVIEW_NOT_MEMBER) {
+        /* only the node we heartbeat (the leader) may say so */
+        if (strcmp(msg->peer, m->leader) == 0 && !m->removed) {
+            m->removed = true;
+            g_warning("this node (%s) was removed from the cluster (leader %s): stopping", m->self,
+                      msg->peer);
+            if (m->removed_cb)
+                m->removed_cb(m, msg->peer, m->removed_data);
+        }
     } else {
         mview_heard(m->view, msg->peer, now);
         mview_on_grant(m->view, in.send_ns, in.lease_ns, now);
@@ -391,6 +409,13 @@ void ndfs_membership_set_change_cb(struct ndfs_membership *m, ndfs_membership_ch
 {
     m->change_cb = cb;
     m->change_data = data;
+}
+
+void ndfs_membership_set_removed_cb(struct ndfs_membership *m, ndfs_membership_removed_cb cb,
+                                    void *data)
+{
+    m->removed_cb = cb;
+    m->removed_data = data;
 }
 
 void ndfs_membership_ccd_changed(struct ndfs_membership *m, enum ndfs_ccd_table table)

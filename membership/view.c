@@ -166,6 +166,15 @@ bool mview_on_heartbeat(struct mview *v, const char *node, uint64_t now, uint64_
     return true;
 }
 
+bool mview_disowns(const struct mview *v, const char *node, uint64_t now)
+{
+    if (!v->leader || !v->nodes_loaded || strcmp(node, v->self) == 0 || mview_is_node(v, node))
+        return false;
+    if (v->takeover_ns == 0 || now - v->takeover_ns < v->cfg.failure_timeout_ns)
+        return false;
+    return mview_lease_valid(v, now);
+}
+
 void mview_on_grant(struct mview *v, uint64_t send_ns, uint64_t lease_ns, uint64_t now)
 {
     if (send_ns == 0 || send_ns > now || lease_ns > UINT64_MAX - send_ns)
@@ -318,7 +327,7 @@ int mview_msg_decode(const uint8_t *buf, size_t len, struct mview_msg *out)
 {
     memset(out, 0, sizeof(*out));
     if (len != MVIEW_MSG_LEN || buf[0] != MSG_VERSION ||
-        (buf[1] != MVIEW_HEARTBEAT && buf[1] != MVIEW_GRANT))
+        (buf[1] != MVIEW_HEARTBEAT && buf[1] != MVIEW_GRANT && buf[1] != MVIEW_NOT_MEMBER))
         return -EBADMSG;
     out->type = buf[1];
     out->send_ns = get_u64(buf + 2);

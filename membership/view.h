@@ -56,6 +56,12 @@ uint64_t mview_last_heard(const struct mview *v, const char *node);
  * node is a committed member (a node declared down gets no lease until it
  * is committed again). */
 bool mview_on_heartbeat(struct mview *v, const char *node, uint64_t now, uint64_t *lease_ns);
+/* Leader: is a heartbeat from node to be answered MVIEW_NOT_MEMBER? Only
+ * when node is not in the loaded nodes table, we lead with a valid lease
+ * and have led for a failure timeout (so we applied what earlier leaders
+ * committed: a node that joined is in our table). A node that only lost
+ * contact is still in the table and never gets this answer. */
+bool mview_disowns(const struct mview *v, const char *node, uint64_t now);
 /* Any node: a grant echoing our send time. Lease expiry becomes
  * send_ns + lease_ns on our own clock, whatever the network delay (never
  * moves back; a send time in the future is ignored). */
@@ -83,8 +89,9 @@ bool mview_commit_in_flight(const struct mview *v);
 /* The membership wire format: a version byte, a type byte, then send time,
  * lease and epoch as little-endian u64 (26 bytes). A heartbeat carries the
  * sender's send time and applied epoch (lease 0); a grant echoes the send
- * time and carries the lease and the leader's epoch. */
-enum mview_msg_type { MVIEW_HEARTBEAT = 1, MVIEW_GRANT = 2 };
+ * time and carries the lease and the leader's epoch; a not-member answer
+ * (mview_disowns) echoes the send time and carries the leader's epoch. */
+enum mview_msg_type { MVIEW_HEARTBEAT = 1, MVIEW_GRANT = 2, MVIEW_NOT_MEMBER = 3 };
 struct mview_msg {
     uint8_t type;
     uint64_t send_ns;

@@ -330,6 +330,14 @@ static void on_removed(struct ndfs_cluster *c, void *data)
     shutdown_daemon(data, 0);
 }
 
+/* The leader says we are not in the nodes table any more. */
+static void on_membership_removed(struct ndfs_membership *m, const char *leader, void *data)
+{
+    (void)m;
+    (void)leader;
+    shutdown_daemon(data, 0);
+}
+
 /* Membership and master, once the CCD replica is caught up. */
 static int start_cluster_parts(struct daemon *d, char **errmsg)
 {
@@ -352,6 +360,7 @@ static int start_cluster_parts(struct daemon *d, char **errmsg)
         return rc;
     ndfs_cluster_set_membership(d->cluster, d->membership);
     ndfs_cluster_set_removed_cb(d->cluster, on_removed, d);
+    ndfs_membership_set_removed_cb(d->membership, on_membership_removed, d);
     ndfs_server_set_membership(d->server, d->membership);
     ndfs_cluster_ccd_ready(d->cluster);
     d->server->watch_chain = on_ccd_change;

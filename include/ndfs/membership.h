@@ -66,6 +66,15 @@ typedef void (*ndfs_membership_change_cb)(struct ndfs_membership *m, uint64_t ep
 void ndfs_membership_set_change_cb(struct ndfs_membership *m, ndfs_membership_change_cb cb,
                                    void *data);
 
+/* Called once when the membership leader answers our heartbeat that this
+ * node is not in the nodes table (ndfsadm node remove while it ran: its
+ * replica no longer gets the CCD's updates, so it would not see its row go).
+ * leader: the node that said so. Losing contact never calls it. */
+typedef void (*ndfs_membership_removed_cb)(struct ndfs_membership *m, const char *leader,
+                                           void *data);
+void ndfs_membership_set_removed_cb(struct ndfs_membership *m, ndfs_membership_removed_cb cb,
+                                    void *data);
+
 /* Optional: the owner of the CCD watch forwards every change here, so the
  * membership row and the nodes table are reread at once rather than on the
  * next heartbeat tick (which rereads them anyway). */

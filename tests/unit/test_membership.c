@@ -342,8 +342,45 @@ Test(membership, message_codec_round_trip_and_rejects)
     bad[0] = 2;
     cr_assert_eq(mview_msg_decode(bad, sizeof(bad), &out), -EBADMSG);
     memcpy(bad, buf, sizeof(bad));
-    bad[1] = 3;
+    bad[1] = 4;
     cr_assert_eq(mview_msg_decode(bad, sizeof(bad), &out), -EBADMSG);
+    in.type = MVIEW_NOT_MEMBER;
+    mview_msg_encode(&in, buf);
+    cr_assert_eq(mview_msg_decode(buf, sizeof(buf), &out), 0);
+    cr_assert_eq(out.type, MVIEW_NOT_MEMBER);
+}
+
+Test(membership, only_a_settled_leader_disowns_a_node_gone_from_the_table)
+{
+    uint64_t now = T0;
+    struct mview *v = three_nodes("n1", true, now);
+    struct mview_node_row two[] = {{"n1", true}, {"n2", true}};
+    uint64_t lease;
+    for (; now < T0 + FAILURE_NS; now += HB_NS) {
+        mview_on_heartbeat(v, "n2", now, &lease);
+        mview_on_heartbeat(v, "n3", now, &lease);
+    }
+    /* n3 is in the table: silent or not, never disowned */
+    cr_assert_not(mview_disowns(v, "n3", now));
+    mview_set_nodes(v, two, 2, now);
+    /* removed, but a fresh leader may not have applied a join yet */
+    struct mview *fresh = three_nodes("n2", false, T0);
+    mview_set_nodes(fresh, two, 2, now);
+    mview_set_leader(fresh, true, now);
+    mview_on_heartbeat(fresh, "n1", now, &lease);
+    cr_assert_not(mview_disowns(fresh, "n3", now));
+    mview_free(fresh);
+    /* the settled leader with its lease disowns n3, not itself or n2 */
+    cr_assert(mview_disowns(v, "n3", now));
+    cr_assert_not(mview_disowns(v, "n1", now));
+    cr_assert_not(mview_disowns(v, "n2", now));
+    /* a follower never does */
+    mview_set_leader(v, false, now);
+    cr_assert_not(mview_disowns(v, "n3", now));
+    /* nor a leader without a lease (n2 silent) */
+    mview_set_leader(v, true, T0);
+    cr_assert_not(mview_disowns(v, "n3", now + 2 * FAILURE_NS));
+    mview_free(v);
 }
 
 /* The wired module on a real single-node CCD (no network) and a real loop. */
