@@ -259,7 +259,9 @@ static bool mapping_changed(const struct ndfs_vdisk *old, const struct ndfs_vdis
     return !same_str(old->primary_node, new->primary_node) ||
            !same_str(old->primary_path, new->primary_path) ||
            !same_str(old->secondary_node, new->secondary_node) ||
-           !same_str(old->secondary_path, new->secondary_path);
+           !same_str(old->secondary_path, new->secondary_path) ||
+           old->on_secondary != new->on_secondary || old->primary_failed != new->primary_failed ||
+           old->secondary_failed != new->secondary_failed;
 }
 
 static int apply_vdisk_write(struct apply_ctx *a, enum ccd_op op, struct ccd_reader *r)

@@ -9,6 +9,12 @@
 #include "codec.h"
 
 #define VDISK_HAS_SECONDARY 0x01u
+/* The mapping's state; rows written before HA have none of these bits. */
+#define VDISK_ON_SECONDARY     0x02u
+#define VDISK_PRIMARY_FAILED   0x04u
+#define VDISK_SECONDARY_FAILED 0x08u
+#define VDISK_FLAGS                                                                                \
+    (VDISK_HAS_SECONDARY | VDISK_ON_SECONDARY | VDISK_PRIMARY_FAILED | VDISK_SECONDARY_FAILED)
 #define MAX_MEMBERS         64
 
 void ccd_put_u8(GByteArray *b, uint8_t v)
@@ -230,6 +236,8 @@ bool ccd_vdisk_valid(const struct ndfs_vdisk *v)
         return false;
     if ((v->secondary_node == NULL) != (v->secondary_path == NULL))
         return false;
+    if (!v->secondary_node && (v->on_secondary || v->secondary_failed))
+        return false;
     if (v->secondary_node &&
         (!ccd_valid_node_name(v->secondary_node) || !ccd_valid_path(v->secondary_path)))
         return false;
@@ -267,7 +275,16 @@ int ndfs_vdisk_encode(const struct ndfs_vdisk *v, uint8_t **buf, size_t *len)
     ccd_put_u32(b, v->mode);
     ccd_put_u64(b, v->mtime_ns);
     ccd_put_u64(b, v->version);
-    ccd_put_u8(b, v->secondary_node ? VDISK_HAS_SECONDARY : 0);
+    uint8_t flags = 0;
+    if (v->secondary_node)
+        flags |= VDISK_HAS_SECONDARY;
+    if (v->on_secondary)
+        flags |= VDISK_ON_SECONDARY;
+    if (v->primary_failed)
+        flags |= VDISK_PRIMARY_FAILED;
+    if (v->secondary_failed)
+        flags |= VDISK_SECONDARY_FAILED;
+    ccd_put_u8(b, flags);
     ccd_put_str(b, v->name);
     ccd_put_str(b, v->owner);
     ccd_put_str(b, v->group);
@@ -304,7 +321,10 @@ int ndfs_vdisk_decode(const uint8_t *buf, size_t len, struct ndfs_vdisk *out)
         ccd_get_str(&r, &out->secondary_node);
         ccd_get_str(&r, &out->secondary_path);
     }
-    if (!ccd_reader_done(&r) || version != CCD_ROW_VERSION || (flags & ~VDISK_HAS_SECONDARY) ||
+    out->on_secondary = (flags & VDISK_ON_SECONDARY) != 0;
+    out->primary_failed = (flags & VDISK_PRIMARY_FAILED) != 0;
+    out->secondary_failed = (flags & VDISK_SECONDARY_FAILED) != 0;
+    if (!ccd_reader_done(&r) || version != CCD_ROW_VERSION || (flags & ~VDISK_FLAGS) ||
         !ccd_vdisk_valid(out)) {
         ndfs_vdisk_clear(out);
         return -EBADMSG;

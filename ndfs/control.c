@@ -153,6 +153,15 @@ GVariant *ndfs_vdisk_to_dict(const struct ndfs_vdisk *v)
         g_variant_builder_add(&b, "{sv}", "secondary",
                               g_variant_new_take_string(
                                   g_strdup_printf("%s:%s", v->secondary_node, v->secondary_path)));
+    const char *master = v->on_secondary && v->secondary_node ? v->secondary_node : v->primary_node;
+    g_variant_builder_add(&b, "{sv}", "master", g_variant_new_string(master ? master : ""));
+    const char *failed[3] = {NULL, NULL, NULL};
+    int nfailed = 0;
+    if (v->primary_failed && v->primary_node)
+        failed[nfailed++] = v->primary_node;
+    if (v->secondary_failed && v->secondary_node)
+        failed[nfailed++] = v->secondary_node;
+    g_variant_builder_add(&b, "{sv}", "failed", g_variant_new_strv(failed, nfailed));
     g_variant_builder_add(&b, "{sv}", "mtime", g_variant_new_uint64(v->mtime_ns));
     g_variant_builder_add(&b, "{sv}", "version", g_variant_new_uint64(v->version));
     return g_variant_builder_end(&b);
@@ -196,6 +205,8 @@ int ndfs_vdisk_from_dict(GVariant *dict, struct ndfs_vdisk *out)
     g_autofree char *secondary = NULL;
     g_autoptr(GVariant) mode = NULL;
     g_autoptr(GVariant) any_secondary = NULL;
+    g_autofree char *master = NULL;
+    g_autoptr(GVariant) failed = NULL;
 
     memset(out, 0, sizeof(*out));
     if (!dict || !g_variant_is_of_type(dict, G_VARIANT_TYPE_VARDICT))
@@ -220,6 +231,27 @@ int ndfs_vdisk_from_dict(GVariant *dict, struct ndfs_vdisk *out)
         if (secondary[0] != '\0' &&
             ndfs_parse_node_path(secondary, &out->secondary_node, &out->secondary_path) < 0)
             goto invalid;
+    }
+    /* the mapping's state; absent from an older ndfsd: the primary, nothing failed */
+    if (lookup_string(dict, "master", &master) && master[0] != '\0') {
+        if (out->secondary_node && strcmp(master, out->secondary_node) == 0 &&
+            strcmp(master, out->primary_node) != 0)
+            out->on_secondary = true;
+        else if (strcmp(master, out->primary_node) != 0)
+            goto invalid;
+    }
+    failed = g_variant_lookup_value(dict, "failed", G_VARIANT_TYPE_STRING_ARRAY);
+    if (failed) {
+        for (gsize i = 0; i < g_variant_n_children(failed); i++) {
+            const char *node;
+            g_variant_get_child(failed, i, "&s", &node);
+            if (strcmp(node, out->primary_node) == 0)
+                out->primary_failed = true;
+            else if (out->secondary_node && strcmp(node, out->secondary_node) == 0)
+                out->secondary_failed = true;
+            else
+                goto invalid;
+        }
     }
     return 0;
 

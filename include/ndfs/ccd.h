@@ -33,7 +33,24 @@ struct ndfs_vdisk {
     char *primary_path;
     char *secondary_node; /* NULL when the vdisk has no secondary */
     char *secondary_path; /* NULL when the vdisk has no secondary */
+    /* The mapping's state (HA): which path masters the vdisk now, and which
+     * paths are marked failed. Only with a secondary may on_secondary or
+     * secondary_failed be set. A change of any of them is a mapping change
+     * (the epoch moves). */
+    bool on_secondary;     /* the secondary is the current master (after a takeover) */
+    bool primary_failed;   /* the primary's path is marked failed (a NACK, fail-path) */
+    bool secondary_failed; /* the secondary's path is marked failed */
 };
+
+/* The node and path that master v now (the secondary's when on_secondary). */
+static inline const char *ndfs_vdisk_master_node(const struct ndfs_vdisk *v)
+{
+    return v->on_secondary && v->secondary_node ? v->secondary_node : v->primary_node;
+}
+static inline const char *ndfs_vdisk_master_path(const struct ndfs_vdisk *v)
+{
+    return v->on_secondary && v->secondary_path ? v->secondary_path : v->primary_path;
+}
 
 /* A node: one row of the "nodes" table, keyed by name. */
 enum ndfs_node_role { NDFS_NODE_VOTER = 1, NDFS_NODE_STANDBY = 2 };

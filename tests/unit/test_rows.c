@@ -181,8 +181,34 @@ Test(vdisk_row, unknown_version_and_flags_rejected)
     struct ndfs_vdisk v = sample_vdisk(true);
     expect_raw_rejected(0, &v, 1);
     expect_raw_rejected(2, &v, 1);
-    expect_raw_rejected(1, &v, 3);
+    expect_raw_rejected(1, &v, 0x11);
     expect_raw_rejected(1, &v, 0x80);
+    /* the secondary's state without a secondary */
+    struct ndfs_vdisk one = sample_vdisk(false);
+    expect_raw_rejected(1, &one, 0x02);
+    expect_raw_rejected(1, &one, 0x08);
+}
+
+Test(vdisk_row, mapping_state_round_trips)
+{
+    for (unsigned bits = 0; bits < 8; bits++) {
+        struct ndfs_vdisk v = sample_vdisk(true), out;
+        v.on_secondary = bits & 1;
+        v.primary_failed = (bits & 2) != 0;
+        v.secondary_failed = (bits & 4) != 0;
+        g_autofree uint8_t *buf = NULL;
+        size_t len;
+        cr_assert_eq(ndfs_vdisk_encode(&v, &buf, &len), 0);
+        g_autoptr(GByteArray) raw = raw_vdisk(1, &v, (uint8_t)(1 | bits << 1));
+        cr_assert_eq(len, raw->len);
+        cr_assert_eq(memcmp(buf, raw->data, len), 0);
+        cr_assert_eq(ndfs_vdisk_decode(buf, len, &out), 0);
+        cr_assert_eq(out.on_secondary, v.on_secondary);
+        cr_assert_eq(out.primary_failed, v.primary_failed);
+        cr_assert_eq(out.secondary_failed, v.secondary_failed);
+        cr_assert_str_eq(ndfs_vdisk_master_node(&out), bits & 1 ? "node-2" : "n1");
+        ndfs_vdisk_clear(&out);
+    }
 }
 
 Test(vdisk_row, out_of_range_fields_rejected)
