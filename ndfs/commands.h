@@ -54,6 +54,10 @@ void cmd_vdisk_chmod(struct cmd_request *r);
 void cmd_vdisk_chown(struct cmd_request *r);
 void cmd_vdisk_resize(struct cmd_request *r);
 void cmd_node_remove(struct cmd_request *r);
+/* vdisk_path.c: the mapping's state (see control.h). */
+void cmd_vdisk_fail_path(struct cmd_request *r);
+void cmd_vdisk_restore_path(struct cmd_request *r);
+void cmd_vdisk_failback(struct cmd_request *r);
 /* vdisk.remove runs on the leader: unless forced, it asks every node for
  * the mounts that hold the vdisk open (ndfs_cluster_open_counts). */
 

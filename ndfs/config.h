@@ -24,6 +24,11 @@ struct ndfs_config {
     unsigned election_timeout_ms;   /* [ccd] election-timeout-ms, default 1000 */
     unsigned heartbeat_interval_ms; /* [membership] heartbeat-interval-ms, default 200 */
     unsigned failure_timeout_ms;    /* [membership] failure-timeout-ms, default 1500 */
+    char *fence_command;            /* [membership] fence-command, NULL when absent: an
+                                       absolute path, run by the leader as
+                                       "fence-command NODE" before a takeover */
+    uint64_t io_timeout_ms;         /* [vdisk] io-timeout ("30s", "500ms", "2m", a number of
+                                       seconds; 0 or "forever": the default) */
 };
 
 #define NDFS_CONFIG_MAX_LINKS 8

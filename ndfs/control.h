@@ -42,13 +42,48 @@
  * Changes sent to a node that is not the CCD leader are forwarded to the
  * leader; without a majority they fail at once with -EAGAIN
  * "no quorum: 1 of 3 voters reachable". status also returns {quorum b}.
+ *
+ * High availability (issue 5):
+ *   vdisk.fail-path    {name s, node s}    -> vdisk  marks node's path of the vdisk
+ *                      failed; if node masters it and the other path is good and
+ *                      its node a member, the other path becomes the master
+ *                      (-EINVAL: node is neither primary nor secondary)
+ *   vdisk.restore-path {name s, node s}    -> vdisk  marks it good again; if the
+ *                      current master's path is failed, node's path becomes master
+ *   vdisk.failback     {name s}            -> vdisk  the primary masters the vdisk
+ *                      again (-EBUSY with a reason when the primary's path is
+ *                      failed or its node is not a member; a no-op when it does)
+ *   vdisk.io-state     {name s, id t, pending u, in-flight u, blocked s,
+ *                       waiting-ms t}      -> {}  a mount's I/O state of one
+ *                      vdisk: requests in its pending table, of which sent and
+ *                      unanswered, and why the others wait ("" when nothing
+ *                      waits; e.g. "master n1 not reachable", "no master: every
+ *                      path failed", "master n1 has no lease", "waiting for
+ *                      epoch 7"), the oldest wait. Sent on every change of blocked,
+ *                      and at most once a second while requests are pending; a
+ *                      state with pending 0 and blocked "" ends it. Any client.
+ *   vdisk.show answers also {pending u, in-flight u, blocked s, waiting-ms t}: the
+ *   sums over this node's mounts (blocked: the first non-empty reason).
+ *   hello answers also {lease-expiry-ns t, io-timeout-ms t}: this node's lease
+ *   (CLOCK_MONOTONIC ns; G_MAXUINT64: never runs out, a single node; 0: none)
+ *   and [vdisk] io-timeout (0: wait forever).
+ * Changes of the mapping are vdisk.changed events whose dict has a new
+ * master or failed list, and an epoch event.
+ *
  * Events (only after "watch"):
  *   vdisk.changed {vdisk...}   a vdisk was created or its row changed
  *   vdisk.removed {name s, id t}
+ *   epoch {epoch t}            this node's CCD replica applied a new epoch
+ *   lease {expiry-ns t}        this node's lease moved (renewed, lost: 0); sent
+ *                              on every renewal, so a mount on a master node does
+ *                              local disk I/O only while now < expiry-ns (the same
+ *                              CLOCK_MONOTONIC on one machine) and a stopped
+ *                              ndfsd stops its node's local I/O too
  *
  * A vdisk is the dict {name s, id t, size t, owner s, group s, mode u,
- * primary s ("node:path"), secondary s (absent when none), mtime t (ns),
- * version t}. */
+ * primary s ("node:path"), secondary s (absent when none), master s (the node
+ * that masters it now: the primary's, or the secondary's after a takeover),
+ * failed as (nodes whose path is marked failed), mtime t (ns), version t}. */
 #ifndef NDFS_CONTROL_H
 #define NDFS_CONTROL_H
 

@@ -20,6 +20,21 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
 /* Tells the master a vdisk row changed or was removed (from the CCD watch):
  * it closes or reopens its disk as needed. */
 void ndfs_master_vdisk_changed(struct ndfs_master *m, const char *name, bool removed);
+/* The rules (issue 5): a request is served only when the vdisk's current
+ * master (ndfs_vdisk_master_node) is this node and its path here is not
+ * marked failed (else NACK -ENXIO), when the request's epoch is the
+ * replica's (older: -EREMCHG, the driver refetches and resends; newer:
+ * -EAGAIN, it retries shortly), and, checked by the worker right before
+ * every disk operation including queued ones, while the lease is valid
+ * (else -ESTALE). A disk error (EIO, the device gone, an open that fails)
+ * is NACKed -EIO and reported once per vdisk and mapping to path_failed
+ * (on the loop thread), which ndfsd turns into vdisk.fail-path. Requests
+ * refused for the lease are counted and logged once per loss. */
+typedef void (*ndfs_master_path_failed_cb)(struct ndfs_master *m, const char *vdisk, int err,
+                                           void *data);
+void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,
+                                    void *data);
+
 /* Stops taking requests, waits for the workers, closes disks, frees m;
  * cb runs when done. */
 void ndfs_master_close(struct ndfs_master *m, void (*cb)(void *data), void *data);

@@ -85,6 +85,15 @@ void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_
                                 const char *command, GVariant *args, uid_t uid, gid_t gid,
                                 pid_t pid);
 
+/* High availability: ndfsd tells the server of a new committed epoch and
+ * of every move of this node's lease (membership callbacks); the server
+ * sends the "epoch" and "lease" events to watchers and answers hello with
+ * the latest values. io_timeout_ms ([vdisk] io-timeout, 0: forever) goes
+ * to mounts in hello. */
+void ndfs_server_epoch_changed(struct ndfs_server *s, uint64_t epoch);
+void ndfs_server_lease_changed(struct ndfs_server *s, uint64_t expiry_ns);
+void ndfs_server_set_io_timeout(struct ndfs_server *s, uint64_t io_timeout_ms);
+
 /* Is something listening on path? 1 yes, 0 no (nothing there or a stale
  * socket), -errno when path exists but is not a socket or cannot be probed. */
 int ndfs_server_probe_socket(const char *path);

@@ -49,6 +49,34 @@ bool ndfs_membership_lease_valid(struct ndfs_membership *m);
  * UINT64_MAX: never (single node). */
 uint64_t ndfs_membership_lease_expiry_ns(struct ndfs_membership *m);
 
+/* High availability. The lease is valid only while now < expiry AND this
+ * node's CCD replica has applied the epoch of the leader's last grant (a
+ * node that comes back from a freeze or a partition serves nothing until
+ * it knows the mapping the cluster committed meanwhile). */
+
+/* Any thread: the lease expiry as ndfs_membership_lease_expiry_ns() gives
+ * it (0 while the replica lags the grant's epoch), published by the loop
+ * thread after every grant, heartbeat and tick; it never runs ahead of the
+ * true expiry. A master's workers read it right before each disk
+ * operation. The pointer is valid until ndfs_membership_close(). */
+const _Atomic uint64_t *ndfs_membership_lease_word(struct ndfs_membership *m);
+/* The committed epoch this node's replica applied (loop thread; cheap). */
+uint64_t ndfs_membership_epoch(struct ndfs_membership *m);
+/* cb runs on the loop thread when the published expiry moved: every
+ * renewal, and when the lease is lost (expiry 0 or in the past). */
+typedef void (*ndfs_membership_lease_cb)(struct ndfs_membership *m, uint64_t expiry_ns,
+                                         void *data);
+void ndfs_membership_set_lease_cb(struct ndfs_membership *m, ndfs_membership_lease_cb cb,
+                                  void *data);
+/* Leader: the CLOCK_MONOTONIC ns after which node's lease has certainly
+ * run out: its last heartbeat we heard + the lease, and no sooner than two
+ * leases after we became leader (an earlier leader may have granted one
+ * then); plus a margin of 10 % for clock rates. A takeover of the vdisks
+ * node masters waits for it (without a fence command). */
+uint64_t ndfs_membership_lease_over_ns(struct ndfs_membership *m, const char *node);
+/* Leader: is node a committed member now? */
+bool ndfs_membership_is_member(struct ndfs_membership *m, const char *node);
+
 /* This node's view of another node (from the leader's committed members and
  * from its own links): up is true when the node is a committed member. */
 struct ndfs_member_info {
