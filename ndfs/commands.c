@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <linux/fs.h>
 #include <pwd.h>
 #include <string.h>
@@ -220,6 +221,8 @@ static void cmd_hello(struct cmd_request *r)
     g_variant_dict_insert(&d, "cluster-id", "s", st.cluster_id);
     g_variant_dict_insert(&d, "epoch", "t", (guint64)st.epoch);
     g_variant_dict_insert(&d, "key-file", "s", r->s->key_file ? r->s->key_file : "");
+    g_variant_dict_insert(&d, "lease-expiry-ns", "t", (guint64)ndfs_server_lease_expiry_ns(r->s));
+    g_variant_dict_insert(&d, "io-timeout-ms", "t", (guint64)r->s->io_timeout_ms);
     ndfs_ccd_status_clear(&st);
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
 }
@@ -294,6 +297,12 @@ static void cmd_vdisk_show(struct cmd_request *r)
     GVariantDict d;
     g_variant_dict_init(&d, dict);
     g_variant_dict_insert(&d, "open-count", "u", ndfs_server_open_count(r->s, name, NULL));
+    struct ndfs_io_summary io;
+    ndfs_server_io_summary(r->s, name, v.id, &io);
+    g_variant_dict_insert(&d, "pending", "u", io.pending);
+    g_variant_dict_insert(&d, "in-flight", "u", io.in_flight);
+    g_variant_dict_insert(&d, "blocked", "s", io.blocked);
+    g_variant_dict_insert(&d, "waiting-ms", "t", (guint64)io.waiting_ms);
     ndfs_vdisk_clear(&v);
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
 }
@@ -330,6 +339,79 @@ static void cmd_vdisk_close(struct cmd_request *r)
         g_hash_table_replace(counts, g_steal_pointer(&name), GUINT_TO_POINTER(n - 1));
     else
         g_hash_table_remove(counts, name);
+    ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
+}
+
+/* A reason is one line of text for ndfsadm vdisk show. */
+#define IO_STATE_BLOCKED_MAX 256
+
+static bool blocked_valid(const char *text)
+{
+    if (strlen(text) > IO_STATE_BLOCKED_MAX)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* A mount's I/O state of one vdisk (see control.h). The state that ends it
+ * (nothing pending, nothing blocked) always succeeds, as a close does: the
+ * vdisk may be gone meanwhile; any other is kept only for an existing
+ * vdisk of that id, so a connection holds at most one per vdisk. */
+static void cmd_vdisk_io_state(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    g_autofree char *blocked = NULL;
+    uint64_t id = 0, waiting_ms = 0;
+    uint32_t pending = 0, in_flight = 0;
+    if (cmd_arg_vdisk_name(r, &name) < 0 || cmd_arg_u64(r, "id", true, &id) < 0 ||
+        cmd_arg_u32(r, "pending", true, &pending) < 0 ||
+        cmd_arg_u32(r, "in-flight", true, &in_flight) < 0 ||
+        cmd_arg_string(r, "blocked", true, &blocked) < 0 ||
+        cmd_arg_u64(r, "waiting-ms", true, &waiting_ms) < 0)
+        return;
+    if (id == 0) {
+        cmd_reply_error(r, -EINVAL, "invalid vdisk id 0");
+        return;
+    }
+    if (in_flight > pending) {
+        cmd_reply_error(r, -EINVAL, "in-flight (%" PRIu32 ") cannot exceed pending (%" PRIu32 ")",
+                        in_flight, pending);
+        return;
+    }
+    if (!blocked_valid(blocked)) {
+        cmd_reply_error(r, -EINVAL,
+                        "invalid blocked reason: at most %d bytes of text, no control characters",
+                        IO_STATE_BLOCKED_MAX);
+        return;
+    }
+    GHashTable *states = r->c->io_states;
+    if (pending == 0 && blocked[0] == '\0') {
+        const struct ndfs_io_state *old = g_hash_table_lookup(states, name);
+        if (old != NULL && old->id == id)
+            g_hash_table_remove(states, name);
+        ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
+        return;
+    }
+    struct ndfs_vdisk v = {0};
+    if (read_vdisk(r, name, &v) < 0)
+        return;
+    uint64_t current = v.id;
+    ndfs_vdisk_clear(&v);
+    if (current != id) {
+        cmd_reply_error(r, -ENOENT, "vdisk \"%s\" is not id %" PRIu64 " (it is id %" PRIu64 ")",
+                        name, id, current);
+        return;
+    }
+    struct ndfs_io_state *st = g_new0(struct ndfs_io_state, 1);
+    st->id = id;
+    st->pending = pending;
+    st->in_flight = in_flight;
+    st->blocked = g_steal_pointer(&blocked);
+    st->waiting_ms = waiting_ms;
+    g_hash_table_replace(states, g_steal_pointer(&name), st);
     ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
 }
 
@@ -568,9 +650,13 @@ static const struct command {
     {"vdisk.chmod", true, cmd_vdisk_chmod},
     {"vdisk.chown", true, cmd_vdisk_chown},
     {"vdisk.resize", true, cmd_vdisk_resize},
+    {"vdisk.fail-path", true, cmd_vdisk_fail_path},
+    {"vdisk.restore-path", true, cmd_vdisk_restore_path},
+    {"vdisk.failback", true, cmd_vdisk_failback},
     {"watch", false, cmd_watch},
     {"vdisk.open", false, cmd_vdisk_open},
     {"vdisk.close", false, cmd_vdisk_close},
+    {"vdisk.io-state", false, cmd_vdisk_io_state},
     {"node.list", false, cmd_node_list},
     {"node.remove", true, cmd_node_remove},
     {"link.list", false, cmd_link_list},
@@ -636,6 +722,7 @@ static void on_ccd_change(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const
         for (GList *l = s->conns; l != NULL; l = l->next) {
             struct ndfs_conn *c = l->data;
             g_hash_table_remove(c->open_counts, key);
+            g_hash_table_remove(c->io_states, key);
         }
         return;
     }

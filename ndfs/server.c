@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <ndfs/membership.h>
+
 #include "cluster.h"
 #include "commands.h"
 #include "control.h"
@@ -41,6 +43,7 @@ void ndfs_conn_unref(struct ndfs_conn *c)
         c->server->remote_conns = g_list_remove(c->server->remote_conns, c);
     g_byte_array_unref(c->inbuf);
     g_hash_table_unref(c->open_counts);
+    g_hash_table_unref(c->io_states);
     g_free(c->remote_peer);
     g_free(c);
 }
@@ -57,8 +60,9 @@ static void conn_close(struct ndfs_conn *c)
         return;
     c->closing = true;
     c->server->conns = g_list_remove(c->server->conns, c);
-    /* its opens end with it */
+    /* its opens and I/O states end with it */
     g_hash_table_remove_all(c->open_counts);
+    g_hash_table_remove_all(c->io_states);
     uv_close((uv_handle_t *)&c->pipe, conn_on_close);
 }
 
@@ -183,6 +187,75 @@ unsigned ndfs_server_open_count(struct ndfs_server *s, const char *name, unsigne
     return total;
 }
 
+void ndfs_io_state_free(struct ndfs_io_state *st)
+{
+    if (st == NULL)
+        return;
+    g_free(st->blocked);
+    g_free(st);
+}
+
+static uint32_t add_saturated(uint32_t a, uint32_t b)
+{
+    return a > UINT32_MAX - b ? UINT32_MAX : a + b;
+}
+
+void ndfs_server_io_summary(struct ndfs_server *s, const char *name, uint64_t id,
+                            struct ndfs_io_summary *out)
+{
+    *out = (struct ndfs_io_summary){.blocked = ""};
+    for (GList *l = s->conns; l != NULL; l = l->next) {
+        struct ndfs_conn *c = l->data;
+        const struct ndfs_io_state *st = g_hash_table_lookup(c->io_states, name);
+        if (st == NULL || st->id != id)
+            continue;
+        out->pending = add_saturated(out->pending, st->pending);
+        out->in_flight = add_saturated(out->in_flight, st->in_flight);
+        if (out->blocked[0] == '\0' && st->blocked[0] != '\0')
+            out->blocked = st->blocked;
+        out->waiting_ms = MAX(out->waiting_ms, st->waiting_ms);
+    }
+}
+
+uint64_t ndfs_server_lease_expiry_ns(struct ndfs_server *s)
+{
+    if (s->lease_known)
+        return s->lease_expiry_ns;
+    if (s->membership != NULL)
+        return ndfs_membership_lease_expiry_ns(s->membership);
+    return s->cluster == NULL ? UINT64_MAX : 0;
+}
+
+void ndfs_server_epoch_changed(struct ndfs_server *s, uint64_t epoch)
+{
+    if (s->epoch == epoch)
+        return;
+    s->epoch = epoch;
+    if (s->stopping)
+        return;
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "epoch", "t", (guint64)epoch);
+    ndfs_server_broadcast(s, "epoch", g_variant_dict_end(&d));
+}
+
+void ndfs_server_lease_changed(struct ndfs_server *s, uint64_t expiry_ns)
+{
+    s->lease_known = true;
+    s->lease_expiry_ns = expiry_ns;
+    if (s->stopping)
+        return;
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "expiry-ns", "t", (guint64)expiry_ns);
+    ndfs_server_broadcast(s, "lease", g_variant_dict_end(&d));
+}
+
+void ndfs_server_set_io_timeout(struct ndfs_server *s, uint64_t io_timeout_ms)
+{
+    s->io_timeout_ms = io_timeout_ms;
+}
+
 static void conn_protocol_error(struct ndfs_conn *c, const char *what)
 {
     g_warning("control: dropped client pid %d uid %u: %s", (int)c->peer.pid, (unsigned)c->peer.uid,
@@ -271,6 +344,8 @@ static void server_on_connection(uv_stream_t *listener, int status)
     c->refs = 1; /* the handle's */
     c->inbuf = g_byte_array_new();
     c->open_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    c->io_states =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ndfs_io_state_free);
     c->peer.pid = -1;
     c->peer.uid = (uid_t)-1;
     c->peer.gid = (gid_t)-1;
@@ -497,6 +572,8 @@ void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_
     c->refs = 1;
     c->inbuf = g_byte_array_new();
     c->open_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    c->io_states =
+        g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)ndfs_io_state_free);
     c->remote_peer = g_strdup(peer);
     c->peer.pid = pid;
     c->peer.uid = uid;

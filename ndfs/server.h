@@ -38,6 +38,28 @@ struct ndfs_server {
     char *key_file;                     /* for hello; "" without network */
     ndfs_ccd_watch_cb watch_chain;      /* also told every CCD change (ndfsd's) */
     void *watch_chain_data;
+    /* High availability: the latest values ndfsd told (for hello) */
+    uint64_t epoch;           /* last epoch announced; 0: none yet */
+    bool lease_known;         /* ndfs_server_lease_changed was called */
+    uint64_t lease_expiry_ns; /* CLOCK_MONOTONIC; UINT64_MAX never, 0 none */
+    uint64_t io_timeout_ms;   /* [vdisk] io-timeout; 0: wait forever */
+};
+
+/* A mount's I/O state of one vdisk (vdisk.io-state), kept per connection. */
+struct ndfs_io_state {
+    uint64_t id;         /* the vdisk's id, so a later vdisk of the name is not confused */
+    uint32_t pending;    /* requests in the mount's pending table */
+    uint32_t in_flight;  /* of which sent and unanswered */
+    char *blocked;       /* why the others wait; "" when nothing waits */
+    uint64_t waiting_ms; /* the oldest wait */
+};
+
+/* The sums of the I/O states of one vdisk over this node's connections. */
+struct ndfs_io_summary {
+    uint32_t pending; /* sums, saturated at UINT32_MAX */
+    uint32_t in_flight;
+    const char *blocked; /* the first non-empty reason, borrowed; "" when none */
+    uint64_t waiting_ms; /* the longest */
 };
 
 /* One client connection. Refcounted: the open handle holds one reference,
@@ -54,6 +76,7 @@ struct ndfs_conn {
     struct ndfs_peer peer;
     GByteArray *inbuf;       /* bytes of an incomplete frame */
     GHashTable *open_counts; /* vdisk name -> GUINT_TO_POINTER(opens) */
+    GHashTable *io_states;   /* vdisk name -> struct ndfs_io_state * */
     char readbuf[64 * 1024];
 };
 
@@ -111,5 +134,14 @@ void ndfs_server_broadcast(struct ndfs_server *s, const char *event, GVariant *a
 /* Sum of the open counts of vdisk name over all connections; *mounts (may
  * be NULL) is the number of connections that hold it open. */
 unsigned ndfs_server_open_count(struct ndfs_server *s, const char *name, unsigned *mounts);
+/* The I/O states that this node's connections reported for vdisk id (of
+ * that name); the summary's strings are valid until the loop runs on. */
+void ndfs_server_io_summary(struct ndfs_server *s, const char *name, uint64_t id,
+                            struct ndfs_io_summary *out);
+/* The value hello answers as lease-expiry-ns: the latest one ndfsd told,
+ * before that UINT64_MAX without a cluster, else the membership's (0 when
+ * there is none yet). */
+uint64_t ndfs_server_lease_expiry_ns(struct ndfs_server *s);
+void ndfs_io_state_free(struct ndfs_io_state *st);
 
 #endif
