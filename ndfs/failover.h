@@ -42,4 +42,28 @@ void ndfs_failover_path_failed(struct ndfs_failover *f, const char *vdisk, int e
  * is freed. */
 void ndfs_failover_close(struct ndfs_failover *f, void (*cb)(void *data), void *data);
 
+/* The rules of the mapping's changes (vdisk_path.c), shared by the control
+ * commands and the failover:
+ *   FAIL node:     marks node's path failed; if node masters v and the other
+ *                  path exists, is not failed and its node is a member, the
+ *                  other path becomes the master.
+ *   RESTORE node:  marks node's path good; if the current master's path is
+ *                  failed, node's path becomes the master.
+ *   FAILBACK:      the primary masters v (-EBUSY when its path is failed or
+ *                  its node is not a member).
+ * Applies op to v in place; *changed says whether the row changed (false:
+ * nothing to propose). -EINVAL (node is neither primary nor secondary) or
+ * -EBUSY with *reason (g_malloc'd, for people). is_member(node, data) says
+ * whether node is a committed member (the leader's view: call it there);
+ * NULL: every node is (a single node). */
+enum ndfs_path_op { NDFS_PATH_FAIL, NDFS_PATH_RESTORE, NDFS_PATH_FAILBACK };
+typedef bool (*ndfs_vdisk_member_fn)(const char *node, void *data);
+int ndfs_vdisk_path_apply(struct ndfs_vdisk *v, enum ndfs_path_op op, const char *node,
+                          ndfs_vdisk_member_fn is_member, void *data, bool *changed, char **reason);
+/* The is_member of ndfsd: ndfs_membership_is_member(data), every node when
+ * data (the membership) is NULL. */
+bool ndfs_vdisk_path_member(const char *node, void *data);
+/* "fail a path of", "restore a path of", "fail back": for messages. */
+const char *ndfs_vdisk_path_op_verb(enum ndfs_path_op op);
+
 #endif
