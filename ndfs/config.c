@@ -22,6 +22,7 @@
 #define FAILURE_TIMEOUT_DEFAULT    1500
 #define INTERVAL_MIN               10
 #define INTERVAL_MAX               600000
+#define IO_TIMEOUT_MAX_MS          (24ull * 3600 * 1000)
 
 struct known_group {
     const char *name;
@@ -31,12 +32,13 @@ struct known_group {
 static const char *const node_keys[] = {"name", "data-dir", "control-socket", "admin-group", NULL};
 static const char *const cluster_keys[] = {"listen", "join", "key-file", "stripe-size", NULL};
 static const char *const ccd_keys[] = {"snapshot-threshold", "election-timeout-ms", NULL};
-static const char *const membership_keys[] = {"heartbeat-interval-ms", "failure-timeout-ms", NULL};
+static const char *const membership_keys[] = {"heartbeat-interval-ms", "failure-timeout-ms",
+                                              "fence-command", NULL};
+static const char *const vdisk_keys[] = {"io-timeout", NULL};
 static const struct known_group known_groups[] = {
-    {"node", node_keys},
-    {"cluster", cluster_keys},
-    {"ccd", ccd_keys},
-    {"membership", membership_keys},
+    {"node", node_keys},   {"cluster", cluster_keys},
+    {"ccd", ccd_keys},     {"membership", membership_keys},
+    {"vdisk", vdisk_keys},
 };
 
 static const struct known_group *find_group(const char *name)
@@ -299,6 +301,37 @@ static int get_ms(GKeyFile *kf, const char *label, const char *group, const char
     return 0;
 }
 
+/* [membership] fence-command: an absolute path to an executable file, run
+ * by the leader as "COMMAND NODE"; empty or absent: none. It is checked
+ * here so that a typo stops ndfsd at once rather than blocking a takeover. */
+static int load_fence_command(GKeyFile *kf, const char *label, struct ndfs_config *out,
+                              GError **error)
+{
+    const int invalid = G_KEY_FILE_ERROR_INVALID_VALUE;
+    char *text = get_string(kf, "membership", "fence-command");
+    struct stat st;
+
+    out->fence_command = NULL;
+    if (text == NULL)
+        return 0;
+    g_strstrip(text);
+    if (text[0] == '\0') {
+        g_free(text);
+        return 0;
+    }
+    out->fence_command = text;
+    if (!g_path_is_absolute(text))
+        return key_error(error, invalid, label, "membership", "fence-command",
+                         "\"%s\" is not an absolute path", text);
+    if (stat(text, &st) < 0)
+        return key_error(error, invalid, label, "membership", "fence-command", "\"%s\": %s", text,
+                         g_strerror(errno));
+    if (!S_ISREG(st.st_mode) || access(text, X_OK) < 0)
+        return key_error(error, invalid, label, "membership", "fence-command",
+                         "\"%s\" is not an executable file", text);
+    return 0;
+}
+
 static int load_membership(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
 {
     int r;
@@ -313,7 +346,7 @@ static int load_membership(GKeyFile *kf, const char *label, struct ndfs_config *
                          "failure-timeout-ms",
                          "%u must be more than twice heartbeat-interval-ms (%u)",
                          out->failure_timeout_ms, out->heartbeat_interval_ms);
-    return 0;
+    return load_fence_command(kf, label, out, error);
 }
 
 static int load_ccd(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
@@ -339,6 +372,47 @@ static int load_election(GKeyFile *kf, const char *label, struct ndfs_config *ou
                   ELECTION_TIMEOUT_DEFAULT, &out->election_timeout_ms, error);
 }
 
+/* [vdisk] io-timeout: how long I/O waits for a reachable master before it
+ * fails with EIO. A number with ms, s, m or h ("30s", "500ms", "2m"), a
+ * number alone is seconds; 0 or "forever": wait forever (the default). */
+static int load_vdisk(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
+{
+    g_autofree char *text = get_string(kf, "vdisk", "io-timeout");
+    static const struct {
+        const char *suffix;
+        uint64_t ms;
+    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000}};
+
+    out->io_timeout_ms = 0;
+    if (text == NULL)
+        return 0;
+    g_strstrip(text);
+    if (g_ascii_strcasecmp(text, "forever") == 0)
+        return 0;
+    size_t digits = strspn(text, "0123456789");
+    const char *suffix = text + digits;
+    uint64_t scale = 0;
+    if (*suffix == '\0') {
+        scale = 1000;
+    } else {
+        for (size_t i = 0; i < G_N_ELEMENTS(units); i++)
+            if (g_ascii_strcasecmp(suffix, units[i].suffix) == 0)
+                scale = units[i].ms;
+    }
+    guint64 value = 0;
+    g_autofree char *number = g_strndup(text, digits);
+    /* the bound keeps value * scale from overflowing */
+    if (digits == 0 || scale == 0 ||
+        !g_ascii_string_to_unsigned(number, 10, 0, IO_TIMEOUT_MAX_MS, &value, NULL) ||
+        value * scale > IO_TIMEOUT_MAX_MS)
+        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "vdisk", "io-timeout",
+                         "\"%s\" is not a duration up to 24h (e.g. 30s, 500ms, 2m; a number "
+                         "alone is seconds), 0 or \"forever\"",
+                         text);
+    out->io_timeout_ms = value * scale;
+    return 0;
+}
+
 int ndfs_config_load_data(const char *data, gsize len, const char *label, struct ndfs_config *out,
                           GError **error)
 {
@@ -360,7 +434,8 @@ int ndfs_config_load_data(const char *data, gsize len, const char *label, struct
         (r = load_cluster(kf, label, out, error)) < 0 ||
         (r = load_ccd(kf, label, out, error)) < 0 ||
         (r = load_election(kf, label, out, error)) < 0 ||
-        (r = load_membership(kf, label, out, error)) < 0) {
+        (r = load_membership(kf, label, out, error)) < 0 ||
+        (r = load_vdisk(kf, label, out, error)) < 0) {
         ndfs_config_clear(out);
         return r;
     }
@@ -440,5 +515,6 @@ void ndfs_config_clear(struct ndfs_config *c)
     g_strfreev(c->listen_addrs);
     g_free(c->join);
     g_free(c->key_file);
+    g_free(c->fence_command);
     memset(c, 0, sizeof(*c));
 }

@@ -53,6 +53,8 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.failure_timeout_ms, 1500);
     cr_assert_eq(c.election_timeout_ms, 1000);
     cr_assert_eq(c.stripe_size, 256 * 1024);
+    cr_assert_null(c.fence_command);
+    cr_assert_eq(c.io_timeout_ms, 0);
     ndfs_config_clear(&c);
     cr_assert_null(c.node_name);
 }
@@ -122,6 +124,10 @@ Test(config, unknown_group_and_key)
                  G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [membership] heartbeat: unknown key");
     assert_error("[node]\nname=n1\ndata-dir=/d\nname[de]=n2\n", G_KEY_FILE_ERROR,
                  G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [node] name[de]: unknown key");
+    assert_error("[node]\nname=n1\ndata-dir=/d\n[vdisk]\ntimeout=1s\n", G_KEY_FILE_ERROR,
+                 G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [vdisk] timeout: unknown key");
+    assert_error("[node]\nname=n1\ndata-dir=/d\n[vdisks]\nio-timeout=1s\n", G_KEY_FILE_ERROR,
+                 G_KEY_FILE_ERROR_GROUP_NOT_FOUND, LABEL ": [vdisks]: unknown group");
 }
 
 Test(config, missing_required_keys)
@@ -410,6 +416,100 @@ Test(config, stripe_size)
             LABEL ": [cluster] stripe-size: \"%s\" is not a size from 4K to 16M (e.g. 256K), 0 or "
                   "\"off\"",
             bad[i]);
+        assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
+    }
+}
+
+Test(config, fence_command)
+{
+    struct ndfs_config c;
+    g_autoptr(GError) error = NULL;
+
+    cr_assert_eq(
+        load(NODE "[membership]\nfence-command = /bin/true   # power it off\n", &c, &error), 0,
+        "%s", error ? error->message : "");
+    cr_assert_str_eq(c.fence_command, "/bin/true");
+    ndfs_config_clear(&c);
+    cr_assert_null(c.fence_command);
+    /* empty: none */
+    cr_assert_eq(load(NODE "[membership]\nfence-command =\n", &c, &error), 0, "%s",
+                 error ? error->message : "");
+    cr_assert_null(c.fence_command);
+    ndfs_config_clear(&c);
+
+    const int invalid = G_KEY_FILE_ERROR_INVALID_VALUE;
+    assert_error(NODE "[membership]\nfence-command=fence.sh\n", G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [membership] fence-command: \"fence.sh\" is not an absolute path");
+    assert_error(NODE "[membership]\nfence-command=/nonexistent/fence.sh\n", G_KEY_FILE_ERROR,
+                 invalid,
+                 LABEL ": [membership] fence-command: \"/nonexistent/fence.sh\": No such file or "
+                       "directory");
+    assert_error(NODE "[membership]\nfence-command=/\n", G_KEY_FILE_ERROR, invalid,
+                 LABEL ": [membership] fence-command: \"/\" is not an executable file");
+
+    /* a regular file without execute permission */
+    g_autofree char *dir = g_dir_make_tmp("ndfs-config-XXXXXX", NULL);
+    cr_assert_not_null(dir);
+    g_autofree char *script = g_build_filename(dir, "fence", NULL);
+    cr_assert(g_file_set_contents(script, "#!/bin/sh\nexit 0\n", -1, NULL));
+    cr_assert_eq(chmod(script, 0644), 0);
+    g_autofree char *text = g_strdup_printf(NODE "[membership]\nfence-command=%s\n", script);
+    g_autofree char *want = g_strdup_printf(
+        LABEL ": [membership] fence-command: \"%s\" is not an executable file", script);
+    /* root may execute nothing without an x bit either: access(X_OK) says so */
+    assert_error(text, G_KEY_FILE_ERROR, invalid, want);
+    cr_assert_eq(chmod(script, 0755), 0);
+    cr_assert_eq(load(text, &c, &error), 0, "%s", error ? error->message : "");
+    cr_assert_str_eq(c.fence_command, script);
+    ndfs_config_clear(&c);
+    g_unlink(script);
+    g_rmdir(dir);
+}
+
+Test(config, io_timeout)
+{
+    static const struct {
+        const char *text;
+        uint64_t want_ms;
+    } good[] = {
+        {"30s", 30000},    {"500ms", 500},           {"2m", 120000},   {"45", 45000},
+        {"0", 0},          {"forever", 0},           {"FOREVER", 0},   {"1h", 3600000},
+        {"24h", 86400000}, {"86400", 86400000},      {"10S", 10000},   {"250MS", 250},
+        {"0s", 0},         {"5s   # comment", 5000}, {"  7s  ", 7000},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+        struct ndfs_config c;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = g_strdup_printf(NODE "[vdisk]\nio-timeout = %s\n", good[i].text);
+        cr_assert_eq(load(text, &c, &error), 0, "%s: %s", good[i].text,
+                     error ? error->message : "");
+        cr_assert_eq(c.io_timeout_ms, good[i].want_ms, "%s: %llu", good[i].text,
+                     (unsigned long long)c.io_timeout_ms);
+        ndfs_config_clear(&c);
+    }
+    const char *bad[] = {"",
+                         "s",
+                         "ms",
+                         "-1",
+                         "1.5s",
+                         "30 s",
+                         "30sec",
+                         "never",
+                         "2d",
+                         "25h",
+                         "86401",
+                         "1441m",
+                         "99999999999999999999",
+                         "99999999999999999999ms",
+                         "0x10",
+                         "+5"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *text = g_strdup_printf(NODE "[vdisk]\nio-timeout=%s\n", bad[i]);
+        g_autofree char *want =
+            g_strdup_printf(LABEL ": [vdisk] io-timeout: \"%s\" is not a duration up to 24h "
+                                  "(e.g. 30s, 500ms, 2m; a number alone is seconds), 0 or "
+                                  "\"forever\"",
+                            bad[i]);
         assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
     }
 }
