@@ -53,7 +53,8 @@ int adm_call(struct adm *adm, const char *command, GVariant *args, GVariant **re
 /* Output of results in the session's format (human or --json). Each returns
  * ADM_EXIT_OK, or ADM_EXIT_ERROR after printing why (a malformed answer). */
 int adm_print_status(const struct adm *adm, GVariant *result);
-int adm_print_vdisk(const struct adm *adm, GVariant *result, bool with_open_count);
+/* is_show: a vdisk.show answer (open mounts, I/O state), else any vdisk. */
+int adm_print_vdisk(const struct adm *adm, GVariant *result, bool is_show);
 int adm_print_vdisk_list(const struct adm *adm, GVariant *result);
 int adm_print_removed(const struct adm *adm, const char *name);
 /* "malformed answer from ndfsd: <what>"; returns ADM_EXIT_ERROR. */

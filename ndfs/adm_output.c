@@ -73,8 +73,40 @@ static char *format_mtime(uint64_t mtime_ns)
     return g_strdup(buf);
 }
 
-static void json_add_vdisk(JsonBuilder *b, const struct ndfs_vdisk *v, bool with_open_count,
-                           uint32_t open_count)
+/* The I/O state of a vdisk on the answering node (vdisk show only); an
+ * ndfsd older than the HA release does not send it: known is false. */
+struct io_state {
+    bool known;
+    uint32_t pending;
+    uint32_t in_flight;
+    const char *blocked; /* "" when nothing waits */
+    uint64_t waiting_ms;
+};
+
+static void io_state_lookup(GVariant *result, struct io_state *io)
+{
+    *io = (struct io_state){.blocked = ""};
+    io->known = g_variant_lookup(result, "pending", "u", &io->pending) &&
+                g_variant_lookup(result, "in-flight", "u", &io->in_flight) &&
+                g_variant_lookup(result, "blocked", "&s", &io->blocked) &&
+                g_variant_lookup(result, "waiting-ms", "t", &io->waiting_ms);
+    if (!io->known)
+        *io = (struct io_state){.blocked = ""};
+}
+
+/* The nodes whose path is marked failed, in the dict's order (primary first). */
+static void failed_nodes(const struct ndfs_vdisk *v, const char *out[2])
+{
+    int n = 0;
+    out[0] = out[1] = NULL;
+    if (v->primary_failed)
+        out[n++] = v->primary_node;
+    if (v->secondary_failed && v->secondary_node)
+        out[n++] = v->secondary_node;
+}
+
+static void json_add_vdisk(JsonBuilder *b, const struct ndfs_vdisk *v, bool is_show,
+                           uint32_t open_count, const struct io_state *io)
 {
     g_autofree char *mode = format_mode(v->mode);
     g_autofree char *primary = format_node_path(v->primary_node, v->primary_path);
@@ -102,31 +134,102 @@ static void json_add_vdisk(JsonBuilder *b, const struct ndfs_vdisk *v, bool with
     } else {
         json_builder_add_null_value(b);
     }
+    json_builder_set_member_name(b, "master");
+    json_builder_add_string_value(b, ndfs_vdisk_master_node(v));
+    json_builder_set_member_name(b, "failed");
+    json_builder_begin_array(b);
+    const char *failed[2];
+    failed_nodes(v, failed);
+    for (int i = 0; i < 2 && failed[i]; i++)
+        json_builder_add_string_value(b, failed[i]);
+    json_builder_end_array(b);
     json_builder_set_member_name(b, "mtime");
     json_builder_add_string_value(b, mtime);
     json_builder_set_member_name(b, "version");
     json_builder_add_int_value(b, (gint64)v->version);
-    if (with_open_count) {
+    if (is_show) {
         json_builder_set_member_name(b, "open_count");
         json_builder_add_int_value(b, open_count);
+        /* null: the answering ndfsd does not report it (older than HA) */
+        json_builder_set_member_name(b, "pending");
+        if (io->known)
+            json_builder_add_int_value(b, io->pending);
+        else
+            json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "in_flight");
+        if (io->known)
+            json_builder_add_int_value(b, io->in_flight);
+        else
+            json_builder_add_null_value(b);
+        /* null when I/O is not blocked */
+        json_builder_set_member_name(b, "blocked");
+        if (io->blocked[0])
+            json_builder_add_string_value(b, io->blocked);
+        else
+            json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "waiting_ms");
+        if (io->known)
+            json_builder_add_int_value(b, (gint64)MIN(io->waiting_ms, (uint64_t)G_MAXINT64));
+        else
+            json_builder_add_null_value(b);
     }
     json_builder_end_object(b);
 }
 
-int adm_print_vdisk(const struct adm *adm, GVariant *result, bool with_open_count)
+/* "n1:/dev/sdb" of each failed path, or "-". */
+static char *format_failed(const struct ndfs_vdisk *v)
+{
+    if (!v->primary_failed && !(v->secondary_failed && v->secondary_node))
+        return g_strdup("-");
+    GString *out = g_string_new(NULL);
+    if (v->primary_failed)
+        g_string_append_printf(out, "%s:%s", v->primary_node, v->primary_path);
+    if (v->secondary_failed && v->secondary_node)
+        g_string_append_printf(out, "%s%s:%s", out->len ? ", " : "", v->secondary_node,
+                               v->secondary_path);
+    return g_string_free(out, FALSE);
+}
+
+/* The master's node, and which path it is when there are two. */
+static char *format_master(const struct ndfs_vdisk *v)
+{
+    if (!v->secondary_node)
+        return g_strdup(v->primary_node);
+    return g_strdup_printf("%s (%s)", ndfs_vdisk_master_node(v),
+                           v->on_secondary ? "secondary" : "primary");
+}
+
+/* A wait in seconds for people: "0.4s", "12s", "3m20s". */
+static char *format_wait(uint64_t ms)
+{
+    if (ms < 10000)
+        return g_strdup_printf("%.1fs", (double)ms / 1000.0);
+    uint64_t secs = ms / 1000;
+    if (secs < 600)
+        return g_strdup_printf("%" G_GUINT64_FORMAT "s", secs);
+    if (secs < 2 * 3600)
+        return g_strdup_printf("%" G_GUINT64_FORMAT "m%02" G_GUINT64_FORMAT "s", secs / 60,
+                               secs % 60);
+    return g_strdup_printf("%" G_GUINT64_FORMAT "h%02" G_GUINT64_FORMAT "m", secs / 3600,
+                           secs / 60 % 60);
+}
+
+int adm_print_vdisk(const struct adm *adm, GVariant *result, bool is_show)
 {
     struct ndfs_vdisk v;
     uint32_t open_count = 0;
+    struct io_state io;
     if (ndfs_vdisk_from_dict(result, &v) < 0)
         return adm_malformed_answer("not a vdisk");
-    if (with_open_count && !g_variant_lookup(result, "open-count", "u", &open_count)) {
+    if (is_show && !g_variant_lookup(result, "open-count", "u", &open_count)) {
         ndfs_vdisk_clear(&v);
         return adm_malformed_answer("no open-count");
     }
+    io_state_lookup(result, &io);
 
     if (adm->json) {
         g_autoptr(JsonBuilder) b = json_builder_new();
-        json_add_vdisk(b, &v, with_open_count, open_count);
+        json_add_vdisk(b, &v, is_show, open_count, &io);
         adm_print_json(b);
         ndfs_vdisk_clear(&v);
         return ADM_EXIT_OK;
@@ -143,11 +246,21 @@ int adm_print_vdisk(const struct adm *adm, GVariant *result, bool with_open_coun
     kv_add(&kv, "primary", format_node_path(v.primary_node, v.primary_path));
     kv_add(&kv, "secondary",
            v.secondary_node ? format_node_path(v.secondary_node, v.secondary_path) : g_strdup("-"));
+    kv_add(&kv, "master", format_master(&v));
+    kv_add(&kv, "failed paths", format_failed(&v));
     kv_add(&kv, "mtime", format_mtime(v.mtime_ns));
     kv_add(&kv, "version", g_strdup_printf("%" G_GUINT64_FORMAT, v.version));
-    if (with_open_count)
+    if (is_show) {
         kv_add(&kv, "open mounts", g_strdup_printf("%u", open_count));
+        kv_add(&kv, "pending", io.known ? g_strdup_printf("%u", io.pending) : g_strdup("-"));
+        kv_add(&kv, "in flight", io.known ? g_strdup_printf("%u", io.in_flight) : g_strdup("-"));
+    }
     kv_print_and_clear(&kv);
+    if (is_show && io.blocked[0]) {
+        g_autofree char *wait = format_wait(io.waiting_ms);
+        printf("I/O blocked: %s (%u request%s waiting, oldest %s)\n", io.blocked, io.pending,
+               io.pending == 1 ? "" : "s", wait);
+    }
     ndfs_vdisk_clear(&v);
     return ADM_EXIT_OK;
 }
@@ -182,12 +295,12 @@ void adm_print_table(int n_columns, GPtrArray *cells)
     }
 }
 
-enum { LIST_COLUMNS = 7 };
+enum { LIST_COLUMNS = 8 };
 
 static void print_list_table(GPtrArray *vdisks)
 {
-    static const char *const header[LIST_COLUMNS] = {"NAME", "SIZE",    "OWNER",    "GROUP",
-                                                     "MODE", "PRIMARY", "SECONDARY"};
+    static const char *const header[LIST_COLUMNS] = {"NAME", "SIZE",    "OWNER",     "GROUP",
+                                                     "MODE", "PRIMARY", "SECONDARY", "MASTER"};
     g_autoptr(GPtrArray) cells = g_ptr_array_new_with_free_func(g_free);
     for (int c = 0; c < LIST_COLUMNS; c++)
         g_ptr_array_add(cells, g_strdup(header[c]));
@@ -202,6 +315,7 @@ static void print_list_table(GPtrArray *vdisks)
         g_ptr_array_add(cells, v->secondary_node
                                    ? format_node_path(v->secondary_node, v->secondary_path)
                                    : g_strdup("-"));
+        g_ptr_array_add(cells, g_strdup(ndfs_vdisk_master_node(v)));
     }
     adm_print_table(LIST_COLUMNS, cells);
 }
@@ -237,7 +351,7 @@ int adm_print_vdisk_list(const struct adm *adm, GVariant *result)
     json_builder_set_member_name(b, "vdisks");
     json_builder_begin_array(b);
     for (guint i = 0; i < vdisks->len; i++)
-        json_add_vdisk(b, vdisks->pdata[i], false, 0);
+        json_add_vdisk(b, vdisks->pdata[i], false, 0, NULL);
     json_builder_end_array(b);
     json_builder_end_object(b);
     adm_print_json(b);

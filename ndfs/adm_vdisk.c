@@ -61,14 +61,13 @@ static int check_account(const char *command, const char *what, const char *name
 }
 
 /* Calls command and prints the vdisk it answers with. */
-static int call_and_print_vdisk(struct adm *adm, const char *command, GVariant *args,
-                                bool with_open_count)
+static int call_and_print_vdisk(struct adm *adm, const char *command, GVariant *args, bool is_show)
 {
     g_autoptr(GVariant) result = NULL;
     int rc = adm_call(adm, command, args, &result);
     if (rc != ADM_EXIT_OK)
         return rc;
-    return adm_print_vdisk(adm, result, with_open_count);
+    return adm_print_vdisk(adm, result, is_show);
 }
 
 static int cmd_create(struct adm *adm, int argc, char **argv)
@@ -257,12 +256,54 @@ static int cmd_resize(struct adm *adm, int argc, char **argv)
     return call_and_print_vdisk(adm, "vdisk.resize", g_variant_builder_end(&b), false);
 }
 
+/* "vdisk fail-path|restore-path NAME NODE". */
+static int cmd_path(struct adm *adm, const char *cmd, const char *command, int argc, char **argv)
+{
+    const char *const names[] = {"NAME", "NODE", NULL};
+    const char *positional[2] = {NULL, NULL};
+    int rc = adm_parse_args(cmd, argc, argv, NULL, names, positional);
+    if (rc != ADM_EXIT_OK || (rc = check_name(cmd, positional[0])) != ADM_EXIT_OK)
+        return rc;
+    if (!ndfs_node_name_valid(positional[1]))
+        return adm_usage_error("%s: invalid node name \"%s\": use 1 to 32 of a-z 0-9 -", cmd,
+                               positional[1]);
+
+    GVariantBuilder b;
+    g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(positional[0]));
+    g_variant_builder_add(&b, "{sv}", "node", g_variant_new_string(positional[1]));
+    return call_and_print_vdisk(adm, command, g_variant_builder_end(&b), false);
+}
+
+static int cmd_fail_path(struct adm *adm, int argc, char **argv)
+{
+    return cmd_path(adm, "vdisk fail-path", "vdisk.fail-path", argc, argv);
+}
+
+static int cmd_restore_path(struct adm *adm, int argc, char **argv)
+{
+    return cmd_path(adm, "vdisk restore-path", "vdisk.restore-path", argc, argv);
+}
+
+static int cmd_failback(struct adm *adm, int argc, char **argv)
+{
+    const char *cmd = "vdisk failback";
+    const char *const names[] = {"NAME", NULL};
+    const char *name = NULL;
+    int rc = adm_parse_args(cmd, argc, argv, NULL, names, &name);
+    if (rc != ADM_EXIT_OK || (rc = check_name(cmd, name)) != ADM_EXIT_OK)
+        return rc;
+    return call_and_print_vdisk(adm, "vdisk.failback", name_args(name), false);
+}
+
 static const struct {
     const char *name;
     int (*run)(struct adm *adm, int argc, char **argv);
 } vdisk_commands[] = {
-    {"create", cmd_create}, {"list", cmd_list},   {"show", cmd_show},     {"remove", cmd_remove},
-    {"chmod", cmd_chmod},   {"chown", cmd_chown}, {"resize", cmd_resize},
+    {"create", cmd_create},     {"list", cmd_list},           {"show", cmd_show},
+    {"remove", cmd_remove},     {"chmod", cmd_chmod},         {"chown", cmd_chown},
+    {"resize", cmd_resize},     {"fail-path", cmd_fail_path}, {"restore-path", cmd_restore_path},
+    {"failback", cmd_failback},
 };
 
 int adm_cmd_vdisk(struct adm *adm, int argc, char **argv)
@@ -272,7 +313,8 @@ int adm_cmd_vdisk(struct adm *adm, int argc, char **argv)
         first++;
     if (first == argc)
         return adm_usage_error(
-            "vdisk: missing subcommand (create, list, show, remove, chmod, chown or resize)");
+            "vdisk: missing subcommand (create, list, show, remove, chmod, chown, resize, "
+            "fail-path, restore-path or failback)");
     for (size_t i = 0; i < G_N_ELEMENTS(vdisk_commands); i++) {
         if (strcmp(argv[first], vdisk_commands[i].name) == 0)
             return vdisk_commands[i].run(adm, argc - first - 1, argv + first + 1);
