@@ -16,6 +16,12 @@ expect_error 1 'nope.*(does not exist|not found)' adm vdisk remove nope
 expect_error 1 'nope.*(does not exist|not found)' adm vdisk chmod nope 0600
 expect_error 1 'nope.*(does not exist|not found)' adm vdisk chown nope nobody
 expect_error 1 'nope.*(does not exist|not found)' adm vdisk resize nope 2M
+expect_error 1 'nope.*(does not exist|not found)' adm vdisk fail-path nope n1
+expect_error 1 'nope.*(does not exist|not found)' adm vdisk restore-path nope n1
+expect_error 1 'nope.*(does not exist|not found)' adm vdisk failback nope
+# A node that holds no path of the vdisk.
+expect_error 1 'n9.*(neither|not the primary)' adm vdisk fail-path vd0 n9
+expect_error 1 'n9.*(neither|not the primary)' adm vdisk restore-path vd0 n9
 
 # Values that do not parse, or are out of range.
 for size in 12Q 0 1000 -1 1.5G ""; do
@@ -27,6 +33,11 @@ done
 expect_error '[12]' 'mode' adm vdisk chmod vd0 0999
 expect_error '[12]' 'mode' adm vdisk create x --size 1M --primary "n1:$TESTDIR/x.img" --mode 12345
 expect_error '[12]' 'primary|NODE:PATH|path' adm vdisk create x --size 1M --primary relative.img
+for node in N1 "" n1:/x "$(printf 'n%.0s' {1..33})"; do
+    expect_error 2 'node name' adm vdisk fail-path vd0 "$node"
+    expect_error 2 'node name' adm vdisk restore-path vd0 "$node"
+done
+expect_error 2 'name' adm vdisk failback a/b
 [ -e "$TESTDIR/x.img" ] && fail "a refused create left x.img behind"
 
 # Duplicate name, a path smaller than the size, shrinking.
@@ -38,6 +49,10 @@ expect_error 1 'shrink|smaller|grow' adm vdisk resize vd0 512
 expect_error 2 '.' adm vdisk
 expect_error 2 '.' adm frobnicate
 expect_error 2 '.' adm vdisk create x --primary "n1:$TESTDIR/x.img"
+expect_error 2 'missing NODE' adm vdisk fail-path vd0
+expect_error 2 'missing NODE' adm vdisk restore-path vd0
+expect_error 2 'missing NAME' adm vdisk failback
+expect_error 2 'unexpected' adm vdisk failback vd0 n1
 
 after=$(adm --json vdisk list)
 [ "$before" = "$after" ] || fail "the CCD changed: before $before after $after"
