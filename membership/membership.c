@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <glib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,6 +38,16 @@ struct ndfs_membership {
     ndfs_membership_removed_cb removed_cb;
     void *removed_data;
     bool removed; /* the leader said we are not in the nodes table */
+    /* the lease expiry as published for other threads (see publish()) */
+    _Atomic uint64_t lease_word;
+    bool lease_was_valid; /* at the last publish */
+    ndfs_membership_lease_cb lease_cb;
+    void *lease_data;
+    /* the replica's epoch as ndfs_membership_epoch() last read it, at the
+     * replica's applied index epoch_index */
+    uint64_t replica_epoch;
+    uint64_t epoch_index;
+    bool epoch_read;
 };
 
 static uint64_t now_ns(void)
@@ -97,6 +108,9 @@ int ndfs_membership_new(uv_loop_t *loop, const struct ndfs_membership_config *cf
     m->self = g_strdup(cfg->node_name);
     m->heartbeat_ms = hb;
     m->lease_ns = vc.lease_ns;
+    /* a single node's lease never runs out; others have none until a grant */
+    atomic_init(&m->lease_word, transport == NULL ? UINT64_MAX : 0);
+    m->lease_was_valid = transport == NULL;
     *out = m;
     return 0;
 }
@@ -133,6 +147,35 @@ static void report_change(struct ndfs_membership *m, char **members)
         m->change_cb(m, mview_epoch(m->view), (const char *const *)members, m->change_data);
 }
 
+/* Publishes the lease expiry for other threads (the master's workers read
+ * it before every disk operation) and tells lease_cb when it moved or ran
+ * out. Called after everything that may change it: a grant, a heartbeat
+ * (the leader's majority), a refresh (leadership, the applied epoch), and
+ * every tick (time passing). The value is the expiry the view computes now,
+ * so it never runs ahead of it (it moves back when the view's does). */
+static void publish(struct ndfs_membership *m)
+{
+    uint64_t exp = ndfs_membership_lease_expiry_ns(m);
+    uint64_t old = atomic_load_explicit(&m->lease_word, memory_order_relaxed);
+    bool valid = now_ns() < exp;
+    bool lost = m->lease_was_valid && !valid;
+    if (exp != old)
+        atomic_store_explicit(&m->lease_word, exp, memory_order_release);
+    if (valid != m->lease_was_valid) {
+        if (valid)
+            g_debug("lease held (epoch %" G_GUINT64_FORMAT ")", mview_epoch(m->view));
+        else if (exp == 0 && mview_epoch(m->view) < mview_grant_epoch(m->view))
+            g_message("no lease until this replica applies epoch %" G_GUINT64_FORMAT
+                      " (it has %" G_GUINT64_FORMAT ")",
+                      mview_grant_epoch(m->view), mview_epoch(m->view));
+        else
+            g_message("this node's lease ran out");
+    }
+    m->lease_was_valid = valid;
+    if ((exp != old || lost) && m->lease_cb != NULL && !m->closing)
+        m->lease_cb(m, exp, m->lease_data);
+}
+
 /* Rereads the nodes table, the membership row and the leader from the
  * local replica into the view. */
 static void refresh(struct ndfs_membership *m)
@@ -159,6 +202,7 @@ static void refresh(struct ndfs_membership *m)
     rc = ndfs_ccd_status(m->ccd, &st);
     if (rc < 0) {
         g_debug("cannot read the membership row: %s", g_strerror(-rc));
+        publish(m); /* time passed all the same */
         return;
     }
     ndfs_ccd_leader(m->ccd, m->leader);
@@ -166,6 +210,7 @@ static void refresh(struct ndfs_membership *m)
     if (mview_set_committed(m->view, st.epoch, (const char *const *)st.members))
         report_change(m, st.members);
     ndfs_ccd_status_clear(&st);
+    publish(m);
 }
 
 static void maybe_commit(struct ndfs_membership *m)
@@ -279,6 +324,7 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
                                       .epoch = mview_epoch(m->view)};
             send_msg(m, msg->peer, &grant);
         }
+        publish(m);      /* a voter's heartbeat renews the leader's own lease */
         maybe_commit(m); /* a node heard again is committed without waiting for a tick */
     } else if (in.type == MVIEW_NOT_MEMBER) {
         /* only the node we heartbeat (the leader) may say so */
@@ -291,7 +337,13 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
         }
     } else {
         mview_heard(m->view, msg->peer, now);
-        mview_on_grant(m->view, in.send_ns, in.lease_ns, now);
+        mview_on_grant(m->view, in.send_ns, in.lease_ns, in.epoch, now);
+        /* the replica may have applied the grant's epoch since the last
+         * tick: reread it rather than drop the lease until the next one */
+        if (in.epoch > mview_epoch(m->view))
+            refresh(m);
+        else
+            publish(m);
     }
     ndfs_transport_release(t, msg);
 }
@@ -347,6 +399,50 @@ void ndfs_membership_close(struct ndfs_membership *m)
 bool ndfs_membership_lease_valid(struct ndfs_membership *m)
 {
     return now_ns() < ndfs_membership_lease_expiry_ns(m);
+}
+
+const _Atomic uint64_t *ndfs_membership_lease_word(struct ndfs_membership *m)
+{
+    return &m->lease_word;
+}
+
+uint64_t ndfs_membership_epoch(struct ndfs_membership *m)
+{
+    /* reread only when the replica applied something since */
+    uint64_t index = ndfs_ccd_applied_index(m->ccd);
+    if (!m->epoch_read || index != m->epoch_index) {
+        struct ndfs_ccd_status st = {0};
+        if (ndfs_ccd_status(m->ccd, &st) == 0) {
+            m->replica_epoch = st.epoch;
+            m->epoch_index = index;
+            m->epoch_read = true;
+            ndfs_ccd_status_clear(&st);
+        } else if (!m->epoch_read) {
+            return mview_epoch(m->view);
+        }
+    }
+    return m->replica_epoch;
+}
+
+void ndfs_membership_set_lease_cb(struct ndfs_membership *m, ndfs_membership_lease_cb cb,
+                                  void *data)
+{
+    m->lease_cb = cb;
+    m->lease_data = data;
+}
+
+uint64_t ndfs_membership_lease_over_ns(struct ndfs_membership *m, const char *node)
+{
+    if (m->transport == NULL)
+        return 0; /* nobody else can hold a lease */
+    return mview_lease_over(m->view, node);
+}
+
+bool ndfs_membership_is_member(struct ndfs_membership *m, const char *node)
+{
+    if (m->transport == NULL && strcmp(node, m->self) == 0)
+        return true;
+    return mview_is_member(m->view, node);
 }
 
 uint64_t ndfs_membership_lease_expiry_ns(struct ndfs_membership *m)

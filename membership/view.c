@@ -25,7 +25,12 @@ struct mview {
     GHashTable *members; /* committed members: name -> name (a set) */
     bool leader;
     uint64_t takeover_ns;
-    uint64_t granted_expiry; /* from grants; 0: none */
+    uint64_t granted_expiry; /* from grants of an epoch we applied; 0: none */
+    uint64_t grant_epoch;    /* the highest epoch a grant carried; 0: none */
+    /* grants of an epoch we have not applied yet: the latest expiry among
+     * them and the highest epoch; they count once we applied pending_epoch */
+    uint64_t pending_expiry;
+    uint64_t pending_epoch; /* 0: none */
     bool commit_in_flight;
 };
 
@@ -109,6 +114,11 @@ bool mview_set_committed(struct mview *v, uint64_t epoch, const char *const *mem
     if (!changed)
         return false;
     v->epoch = epoch;
+    if (v->pending_epoch != 0 && epoch >= v->pending_epoch) {
+        if (v->pending_expiry > v->granted_expiry)
+            v->granted_expiry = v->pending_expiry;
+        v->pending_epoch = v->pending_expiry = 0;
+    }
     g_hash_table_remove_all(v->members);
     for (guint i = 0; i < n; i++)
         g_hash_table_add(v->members, g_strdup(members[i]));
@@ -175,12 +185,29 @@ bool mview_disowns(const struct mview *v, const char *node, uint64_t now)
     return mview_lease_valid(v, now);
 }
 
-void mview_on_grant(struct mview *v, uint64_t send_ns, uint64_t lease_ns, uint64_t now)
+void mview_on_grant(struct mview *v, uint64_t send_ns, uint64_t lease_ns, uint64_t epoch,
+                    uint64_t now)
 {
     if (send_ns == 0 || send_ns > now || lease_ns > UINT64_MAX - send_ns)
         return;
-    if (send_ns + lease_ns > v->granted_expiry)
-        v->granted_expiry = send_ns + lease_ns;
+    uint64_t exp = send_ns + lease_ns;
+    if (epoch > v->grant_epoch)
+        v->grant_epoch = epoch;
+    if (epoch <= v->epoch) {
+        if (exp > v->granted_expiry)
+            v->granted_expiry = exp;
+        return;
+    }
+    /* the leader committed a mapping we have not applied: this grant waits */
+    if (epoch > v->pending_epoch)
+        v->pending_epoch = epoch;
+    if (exp > v->pending_expiry)
+        v->pending_expiry = exp;
+}
+
+uint64_t mview_grant_epoch(const struct mview *v)
+{
+    return v->grant_epoch;
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -224,7 +251,8 @@ static uint64_t majority_expiry(const struct mview *v)
 uint64_t mview_lease_expiry(const struct mview *v)
 {
     uint64_t exp = v->granted_expiry;
-    if (v->leader) {
+    /* a leader behind the epoch of a grant it got holds no majority lease */
+    if (v->leader && v->pending_epoch == 0) {
         uint64_t mine = majority_expiry(v);
         if (mine > exp)
             exp = mine;
@@ -241,6 +269,25 @@ static uint64_t max3(uint64_t a, uint64_t b, uint64_t c)
 {
     uint64_t m = a > b ? a : b;
     return m > c ? m : c;
+}
+
+uint64_t mview_leader_since(const struct mview *v)
+{
+    return v->leader ? v->takeover_ns : 0;
+}
+
+uint64_t mview_lease_over(const struct mview *v, const char *node)
+{
+    if (!v->leader)
+        return UINT64_MAX;
+    uint64_t lease = v->cfg.lease_ns;
+    uint64_t heard = mview_last_heard(v, node);
+    /* every grant we gave answered a heartbeat we heard, sent before that */
+    uint64_t ours = heard ? heard + lease : 0;
+    /* a grant from an earlier leader was given before we took over */
+    uint64_t earlier = v->takeover_ns + 2 * lease;
+    uint64_t over = ours > earlier ? ours : earlier;
+    return over + lease / 10;
 }
 
 bool mview_node_up(const struct mview *v, const char *node, uint64_t now)

@@ -62,16 +62,37 @@ bool mview_on_heartbeat(struct mview *v, const char *node, uint64_t now, uint64_
  * committed: a node that joined is in our table). A node that only lost
  * contact is still in the table and never gets this answer. */
 bool mview_disowns(const struct mview *v, const char *node, uint64_t now);
-/* Any node: a grant echoing our send time. Lease expiry becomes
- * send_ns + lease_ns on our own clock, whatever the network delay (never
- * moves back; a send time in the future is ignored). */
-void mview_on_grant(struct mview *v, uint64_t send_ns, uint64_t lease_ns, uint64_t now);
+/* Any node: a grant echoing our send time, carrying the leader's epoch.
+ * Lease expiry becomes send_ns + lease_ns on our own clock, whatever the
+ * network delay (never moves back; a send time in the future is ignored),
+ * but only once we applied the grant's epoch (mview_set_committed): a node
+ * back from a freeze or a partition gets no lease until it knows the mapping
+ * the cluster committed meanwhile. Until then the grant waits, and a lease
+ * from earlier grants (of an epoch we applied) runs on: so a follower whose
+ * replica applies a new epoch a moment after the leader does keeps its
+ * lease without a gap. */
+void mview_on_grant(struct mview *v, uint64_t send_ns, uint64_t lease_ns, uint64_t epoch,
+                    uint64_t now);
+/* The highest epoch a grant carried (applied or not); 0: none yet. */
+uint64_t mview_grant_epoch(const struct mview *v);
 
-/* Our lease expiry: the last grant, or as leader the time a majority of
- * voters (ourselves included) was last heard + lease, whichever is later.
- * UINT64_MAX for a leader that is the only voter; 0: no lease. */
+/* Our lease expiry: the last grant that counts (see mview_on_grant), or as
+ * leader the time a majority of voters (ourselves included) was last heard
+ * + lease, whichever is later; the majority counts only while no grant
+ * waits for an epoch we have not applied. UINT64_MAX for a leader that is
+ * the only voter; 0: no lease. */
 uint64_t mview_lease_expiry(const struct mview *v);
 bool mview_lease_valid(const struct mview *v, uint64_t now);
+
+/* Leader: the time after which node's lease has certainly run out: the
+ * last time we heard it + lease, and no sooner than two leases after we
+ * became leader (an earlier leader may have granted one then), plus a
+ * margin of a tenth of the lease for clock rates. UINT64_MAX when we do
+ * not lead (we cannot know). */
+uint64_t mview_lease_over(const struct mview *v, const char *node);
+/* When we became leader (the current term of our leadership); 0 while we do
+ * not lead. */
+uint64_t mview_leader_since(const struct mview *v);
 
 /* Leader's opinion of node now: ourselves always; a committed member until
  * it has been silent for the failure timeout (counted from its last sign

@@ -135,15 +135,15 @@ Test(membership, grant_gives_expiry_send_time_plus_lease)
     cr_assert_not(mview_lease_valid(v, now));
     uint64_t sent = now;
     now += 300 * MS; /* a slow network changes nothing */
-    mview_on_grant(v, sent, LEASE_NS, now);
+    mview_on_grant(v, sent, LEASE_NS, 5, now);
     cr_assert_eq(mview_lease_expiry(v), sent + LEASE_NS);
     cr_assert(mview_lease_valid(v, now));
     cr_assert_not(mview_lease_valid(v, sent + LEASE_NS));
     /* an older grant arriving late does not shorten it */
-    mview_on_grant(v, sent - HB_NS, LEASE_NS, now);
+    mview_on_grant(v, sent - HB_NS, LEASE_NS, 5, now);
     cr_assert_eq(mview_lease_expiry(v), sent + LEASE_NS);
     /* a send time from the future is bogus */
-    mview_on_grant(v, now + HB_NS, LEASE_NS, now);
+    mview_on_grant(v, now + HB_NS, LEASE_NS, 5, now);
     cr_assert_eq(mview_lease_expiry(v), sent + LEASE_NS);
     mview_free(v);
 }
@@ -159,7 +159,7 @@ Test(membership, lease_has_expired_when_the_leader_declares_down)
     mview_on_heartbeat(leader, "n2", now, &lease);
     uint64_t sent = now - 400 * MS;
     cr_assert(mview_on_heartbeat(leader, "n3", now, &lease));
-    mview_on_grant(node, sent, lease, now + 400 * MS);
+    mview_on_grant(node, sent, lease, 5, now + 400 * MS);
     for (;; now += MS) {
         mview_on_heartbeat(leader, "n2", now, &lease);
         char **m = mview_commit_next(leader, now);
@@ -383,6 +383,97 @@ Test(membership, only_a_settled_leader_disowns_a_node_gone_from_the_table)
     mview_free(v);
 }
 
+Test(membership, a_grant_counts_only_once_its_epoch_is_applied)
+{
+    uint64_t now = T0;
+    struct mview *v = three_nodes("n2", false, now); /* applied epoch 5 */
+    cr_assert_eq(mview_grant_epoch(v), 0);
+    /* back from a freeze: the leader committed epoch 6 (a takeover, say)
+     * that we have not applied */
+    mview_on_grant(v, now, LEASE_NS, 6, now + MS);
+    cr_assert_eq(mview_grant_epoch(v), 6);
+    cr_assert_eq(mview_lease_expiry(v), 0, "no lease while the replica lags");
+    cr_assert_not(mview_lease_valid(v, now + MS));
+    /* a late grant of an older epoch counts, but only for itself */
+    mview_on_grant(v, now - HB_NS, LEASE_NS, 5, now + 2 * MS);
+    cr_assert_eq(mview_grant_epoch(v), 6);
+    cr_assert_eq(mview_lease_expiry(v), now - HB_NS + LEASE_NS);
+    /* a bogus grant (send time in the future) changes nothing */
+    mview_on_grant(v, now + HB_NS, LEASE_NS, 9, now + 2 * MS);
+    cr_assert_eq(mview_grant_epoch(v), 6);
+    /* epoch 6 applied: the waiting grant counts from its send time */
+    const char *members[] = {"n1", "n2", NULL};
+    mview_set_committed(v, 6, members);
+    cr_assert_eq(mview_lease_expiry(v), now + LEASE_NS);
+    cr_assert(mview_lease_valid(v, now + 2 * MS));
+    /* a follower a moment behind the leader keeps its lease without a gap:
+     * the new grant waits for epoch 7, the one before runs on */
+    now += HB_NS;
+    mview_on_grant(v, now, LEASE_NS, 7, now + MS);
+    cr_assert_eq(mview_lease_expiry(v), now - HB_NS + LEASE_NS);
+    /* a grant waiting for 8 is not released by applying 7 */
+    now += HB_NS;
+    mview_on_grant(v, now, LEASE_NS, 8, now + MS);
+    mview_set_committed(v, 7, members);
+    cr_assert_eq(mview_lease_expiry(v), now - 2 * HB_NS + LEASE_NS);
+    mview_set_committed(v, 9, members);
+    cr_assert_eq(mview_lease_expiry(v), now + LEASE_NS);
+    mview_free(v);
+
+    /* a follower that becomes leader before it applied a grant's epoch
+     * holds no majority lease and grants none */
+    now = T0;
+    v = three_nodes("n2", false, now);
+    mview_on_grant(v, now, LEASE_NS, 6, now);
+    mview_set_leader(v, true, now);
+    uint64_t lease;
+    mview_on_heartbeat(v, "n1", now, &lease);
+    cr_assert_eq(mview_lease_expiry(v), 0);
+    cr_assert_not(mview_on_heartbeat(v, "n3", now, &lease));
+    const char *three[] = {"n1", "n2", "n3", NULL};
+    mview_set_committed(v, 6, three);
+    cr_assert(mview_lease_valid(v, now));
+    cr_assert(mview_on_heartbeat(v, "n3", now, &lease));
+    mview_free(v);
+}
+
+Test(membership, lease_over_bounds_every_lease_the_node_can_hold)
+{
+    const uint64_t margin = LEASE_NS / 10;
+    uint64_t now = T0, lease;
+    struct mview *v = three_nodes("n1", false, now);
+    cr_assert_eq(mview_lease_over(v, "n3"), UINT64_MAX, "a follower cannot know");
+    cr_assert_eq(mview_leader_since(v), 0);
+    uint64_t takeover = now + 10 * FAILURE_NS;
+    mview_set_leader(v, true, takeover);
+    cr_assert_eq(mview_leader_since(v), takeover);
+    /* never heard since: an earlier leader's grant bounds it */
+    cr_assert_eq(mview_lease_over(v, "n3"), takeover + 2 * LEASE_NS + margin);
+    cr_assert_eq(mview_lease_over(v, "n9"), takeover + 2 * LEASE_NS + margin, "unknown node");
+    /* heard (and granted) soon after the takeover: still two leases */
+    mview_on_heartbeat(v, "n2", takeover, &lease);
+    mview_on_heartbeat(v, "n3", takeover + HB_NS, &lease);
+    cr_assert_eq(mview_lease_over(v, "n3"), takeover + 2 * LEASE_NS + margin);
+    /* heard long after: its last heartbeat + the lease */
+    now = takeover + 5 * LEASE_NS;
+    mview_on_heartbeat(v, "n2", now, &lease);
+    uint64_t sent = now - 30 * MS; /* n3's send time, on a clock shared here */
+    cr_assert(mview_on_heartbeat(v, "n3", now, &lease));
+    cr_assert_eq(mview_lease_over(v, "n3"), now + LEASE_NS + margin);
+    /* the lease n3 gets from that grant ends before that */
+    struct mview *n3 = three_nodes("n3", false, T0);
+    mview_on_grant(n3, sent, lease, mview_epoch(v), now + 30 * MS);
+    cr_assert_lt(mview_lease_expiry(n3), mview_lease_over(v, "n3"));
+    cr_assert_not(mview_lease_valid(n3, mview_lease_over(v, "n3")));
+    /* re-elected: the grace starts again from the new takeover */
+    mview_set_leader(v, false, now);
+    cr_assert_eq(mview_lease_over(v, "n3"), UINT64_MAX);
+    mview_set_leader(v, true, now + HB_NS);
+    cr_assert_eq(mview_lease_over(v, "n3"), now + HB_NS + 2 * LEASE_NS + margin);
+    mview_free(n3);
+    mview_free(v);
+}
+
 /* The wired module on a real single-node CCD (no network) and a real loop. */
 
 #define DEADLINE_MS 20000
@@ -543,6 +634,43 @@ Test(membership_node, single_node_leads_holds_an_endless_lease_and_reports_epoch
     cr_assert(strv_eq(NE.last_members, want));
 }
 
+static bool epoch_reaches_2(void *data)
+{
+    (void)data;
+    return ndfs_membership_epoch(NE.m) == 2;
+}
+
+Test(membership_node, single_node_publishes_an_endless_lease_and_the_replicas_epoch)
+{
+    cr_assert_eq(ndfs_membership_start(NE.m), 0);
+    const _Atomic uint64_t *word = ndfs_membership_lease_word(NE.m);
+    cr_assert_not_null(word);
+    cr_assert_eq(*word, UINT64_MAX);
+    cr_assert_eq(ndfs_membership_epoch(NE.m), 1);
+    cr_assert(ndfs_membership_is_member(NE.m, "n1"));
+    cr_assert_not(ndfs_membership_is_member(NE.m, "n2"));
+    cr_assert_eq(ndfs_membership_lease_over_ns(NE.m, "n2"), 0, "nobody else holds a lease");
+
+    /* the epoch is the replica's as soon as it applied a change, before the
+     * next tick reports it */
+    struct ndfs_vdisk v = {.size = 1 << 20,
+                           .mode = 0660,
+                           .version = 1,
+                           .name = "d1",
+                           .owner = "root",
+                           .group = "disk",
+                           .primary_node = "n1",
+                           .primary_path = "/var/lib/ndfs/d1.img"};
+    struct wait w = {0};
+    cr_assert_eq(ndfs_ccd_vdisk_create(NE.ccd, &v, wait_ready, &w), 0);
+    run_until(&NE.loop, flag_set, &w.done, "the vdisk to be created");
+    cr_assert_eq(w.status, 0);
+    cr_assert_eq(ndfs_membership_epoch(NE.m), 2);
+    run_until(&NE.loop, epoch_reaches_2, NULL, "epoch 2");
+    run_until(&NE.loop, changed_past_first, NULL, "epoch 2 reported");
+    cr_assert_eq(*word, UINT64_MAX);
+}
+
 /* Three nodes in one process, each with a real transport on its own loopback
  * address, a real CCD replicated over it and the membership module. */
 #define NODES 3
@@ -554,9 +682,12 @@ struct cnode {
     struct ndfs_transport *t;
     struct ndfs_ccd *ccd;
     struct ndfs_membership *m;
-    uint64_t epoch;      /* last reported by change_cb */
-    char **members;      /* last reported by change_cb */
-    uint64_t changed_ns; /* CLOCK_MONOTONIC of the last report */
+    uint64_t epoch;           /* last reported by change_cb */
+    char **members;           /* last reported by change_cb */
+    uint64_t changed_ns;      /* CLOCK_MONOTONIC of the last report */
+    unsigned lease_calls;     /* lease_cb */
+    uint64_t last_lease;      /* its last expiry */
+    bool lease_lost_reported; /* lease_cb said the lease ran out */
 };
 
 static struct {
@@ -570,6 +701,16 @@ static uint64_t mono_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void cluster_lease(struct ndfs_membership *m, uint64_t expiry_ns, void *data)
+{
+    struct cnode *n = data;
+    cr_assert_eq(expiry_ns, *ndfs_membership_lease_word(m), "the cb reports what is published");
+    n->lease_calls++;
+    n->last_lease = expiry_ns;
+    if (expiry_ns <= mono_ns())
+        n->lease_lost_reported = true;
 }
 
 static void cluster_change(struct ndfs_membership *m, uint64_t epoch, const char *const *members,
@@ -633,6 +774,7 @@ static void start_cnode(int i, bool join, uint64_t id)
         .node_name = n->name, .heartbeat_interval_ms = 50, .failure_timeout_ms = 600};
     cr_assert_eq(ndfs_membership_new(&C.loop, &mc, n->t, n->ccd, &n->m, &errmsg), 0, "%s", errmsg);
     ndfs_membership_set_change_cb(n->m, cluster_change, n);
+    ndfs_membership_set_lease_cb(n->m, cluster_lease, n);
     cr_assert_eq(ndfs_membership_start(n->m), 0);
 }
 
@@ -766,4 +908,60 @@ Test(membership_cluster, a_new_leader_waits_then_drops_the_old_one)
     /* an election (300 ms) then a whole failure timeout without history */
     cr_assert_geq(C.n[1].changed_ns - stopped, 600 * MS, "the new leader did not wait");
     run_until(&C.loop, all_leases_valid, NULL, "n2 and n3 to hold leases");
+}
+
+static bool n1_lease_lost(void *data)
+{
+    (void)data;
+    return C.n[0].lease_lost_reported;
+}
+
+Test(membership_cluster, leases_are_published_bounded_by_lease_over_and_reported_lost)
+{
+    const char *three[] = {"n1", "n2", "n3", NULL};
+    run_until(&C.loop, all_agree, three, "every node to report n1,n2,n3");
+    run_until(&C.loop, all_voters, NULL, "three Raft voters");
+    run_until(&C.loop, all_leases_valid, NULL, "every node to hold a lease");
+    int leader = -1;
+    for (int i = 0; i < NODES; i++) {
+        struct cnode *n = &C.n[i];
+        if (ndfs_ccd_is_leader(n->ccd))
+            leader = i;
+        /* between callbacks the word is what the view says */
+        cr_assert_eq(*ndfs_membership_lease_word(n->m), ndfs_membership_lease_expiry_ns(n->m));
+        cr_assert_gt(n->lease_calls, 0, "%s: renewals are reported", n->name);
+        cr_assert_eq(n->last_lease, *ndfs_membership_lease_word(n->m));
+        cr_assert_eq(ndfs_membership_epoch(n->m), n->epoch);
+    }
+    cr_assert_geq(leader, 0);
+    /* one clock here: the leader's bound is past every lease it granted */
+    struct ndfs_membership *lm = C.n[leader].m;
+    for (int i = 0; i < NODES; i++) {
+        if (i == leader)
+            continue;
+        cr_assert(ndfs_membership_is_member(lm, C.n[i].name));
+        cr_assert_gt(ndfs_membership_lease_over_ns(lm, C.n[i].name),
+                     *ndfs_membership_lease_word(C.n[i].m), "%s", C.n[i].name);
+    }
+    /* renewals keep coming */
+    unsigned calls = C.n[1].lease_calls;
+    uint64_t lease = C.n[1].last_lease;
+    uv_timer_t pause;
+    bool over = false;
+    uv_timer_init(&C.loop, &pause);
+    pause.data = &over;
+    uv_timer_start(&pause, deadline_cb, 300, 0);
+    run_until(&C.loop, flag_set, &over, "300 ms");
+    uv_close((uv_handle_t *)&pause, NULL);
+    cr_assert_gt(C.n[1].lease_calls, calls);
+    cr_assert_gt(C.n[1].last_lease, lease);
+
+    /* n1 alone has no majority and no leader: its lease runs out, and says so */
+    C.n[0].lease_lost_reported = false;
+    stop_cnode(2);
+    stop_cnode(1);
+    run_until(&C.loop, n1_lease_lost, NULL, "n1 to report its lease lost");
+    cr_assert_not(ndfs_membership_lease_valid(C.n[0].m));
+    uint64_t word = *ndfs_membership_lease_word(C.n[0].m);
+    cr_assert(word == 0 || word <= mono_ns());
 }
