@@ -19,30 +19,13 @@
 /* An -ESTALE update means someone changed the row meanwhile: read it again. */
 #define UPDATE_ATTEMPTS 5
 
-struct member_find {
-    const char *node;
-    bool up;
-};
-
-static int member_find_cb(const struct ndfs_member_info *mi, void *data)
-{
-    struct member_find *mf = data;
-    if (strcmp(mi->name, mf->node) != 0)
-        return 0;
-    mf->up = mi->up;
-    return 1;
-}
-
 bool ndfs_vdisk_path_member(const char *node, void *data)
 {
     struct ndfs_membership *m = data;
     /* no membership: a single node, which is always a member */
     if (m == NULL)
         return true;
-    /* up: a committed member (TODO: ndfs_membership_is_member once it exists) */
-    struct member_find mf = {.node = node};
-    ndfs_membership_foreach(m, member_find_cb, &mf);
-    return mf.up;
+    return ndfs_membership_is_member(m, node);
 }
 
 static bool node_is_member(ndfs_vdisk_member_fn is_member, void *data, const char *node)
