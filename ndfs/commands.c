@@ -411,6 +411,7 @@ static void cmd_vdisk_io_state(struct cmd_request *r)
     st->in_flight = in_flight;
     st->blocked = g_steal_pointer(&blocked);
     st->waiting_ms = waiting_ms;
+    st->reported_us = g_get_monotonic_time();
     g_hash_table_replace(states, g_steal_pointer(&name), st);
     ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
 }

@@ -204,6 +204,7 @@ void ndfs_server_io_summary(struct ndfs_server *s, const char *name, uint64_t id
                             struct ndfs_io_summary *out)
 {
     *out = (struct ndfs_io_summary){.blocked = ""};
+    int64_t now_us = g_get_monotonic_time();
     for (GList *l = s->conns; l != NULL; l = l->next) {
         struct ndfs_conn *c = l->data;
         const struct ndfs_io_state *st = g_hash_table_lookup(c->io_states, name);
@@ -213,7 +214,12 @@ void ndfs_server_io_summary(struct ndfs_server *s, const char *name, uint64_t id
         out->in_flight = add_saturated(out->in_flight, st->in_flight);
         if (out->blocked[0] == '\0' && st->blocked[0] != '\0')
             out->blocked = st->blocked;
-        out->waiting_ms = MAX(out->waiting_ms, st->waiting_ms);
+        /* a blocked mount reports at most once a second, and again when
+         * blocked changes: its oldest request still waits meanwhile */
+        uint64_t waiting_ms = st->waiting_ms;
+        if (st->blocked[0] != '\0' && now_us > st->reported_us)
+            waiting_ms += (uint64_t)(now_us - st->reported_us) / 1000u;
+        out->waiting_ms = MAX(out->waiting_ms, waiting_ms);
     }
 }
 

@@ -51,7 +51,8 @@ struct ndfs_io_state {
     uint32_t pending;    /* requests in the mount's pending table */
     uint32_t in_flight;  /* of which sent and unanswered */
     char *blocked;       /* why the others wait; "" when nothing waits */
-    uint64_t waiting_ms; /* the oldest wait */
+    uint64_t waiting_ms; /* the oldest wait, when reported */
+    int64_t reported_us; /* g_get_monotonic_time() when reported */
 };
 
 /* The sums of the I/O states of one vdisk over this node's connections. */
@@ -59,7 +60,7 @@ struct ndfs_io_summary {
     uint32_t pending; /* sums, saturated at UINT32_MAX */
     uint32_t in_flight;
     const char *blocked; /* the first non-empty reason, borrowed; "" when none */
-    uint64_t waiting_ms; /* the longest */
+    uint64_t waiting_ms; /* the longest, aged since reported while blocked */
 };
 
 /* One client connection. Refcounted: the open handle holds one reference,
