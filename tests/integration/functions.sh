@@ -521,7 +521,7 @@ start_cluster()
     [ -n "$CLUSTER_PORT" ] || CLUSTER_PORT=$(pick_port)
     make_key "$CLUSTER_KEY"
     for ((i = 1; i <= n; i++)); do
-        write_node_config "$i"
+        write_node_config "$i" "$CLUSTER_KEY" "$(node_extra "$i")"
     done
     start_cluster_node 1
     for ((i = 2; i <= n; i++)); do
@@ -531,6 +531,17 @@ start_cluster()
         wait_node_answers "$i"
     done
     wait_converged "$n" $(seq 1 "$n")
+}
+
+# Extra config lines for every node (CLUSTER_EXTRA) and for node I
+# (NODE_EXTRA[I]), appended to the configs start_cluster writes, e.g.
+# NODE_EXTRA[3]=$'[vdisk]\nio-timeout = 2s'.
+CLUSTER_EXTRA=
+declare -A NODE_EXTRA=()
+
+node_extra()
+{
+    printf '%s\n%s\n' "$CLUSTER_EXTRA" "${NODE_EXTRA[$1]:-}"
 }
 
 # adm_on I ARGS...: ndfsadm on node I.
@@ -665,4 +676,190 @@ node_list()
 link_list()
 {
     adm_on "$1" --json link list | jq '.links? // .'
+}
+
+# --- high availability (issue 5) -------------------------------------------
+#
+# A "dual-ported" vdisk: primary n1:FILE and secondary n2:FILE name the SAME
+# file, as two nodes cabled to one disk would. Its mapping (master, failed
+# paths) and the mounts' I/O state come from ndfsadm --json vdisk show.
+
+# ms_now: CLOCK_MONOTONIC-ish wall time in ms (for durations).
+ms_now()
+{
+    echo $(($(date +%s%N) / 1000000))
+}
+
+# dual_vdisk NAME SIZE [NODES...]: creates $TESTDIR/NAME.img and the vdisk
+# NAME with primary n1 and secondary n2 on it; waits until nodes NODES
+# (default 1 2 3) see it.
+dual_vdisk()
+{
+    local name=$1 size=$2 img=$TESTDIR/$1.img i
+    shift 2
+    truncate -s "$size" "$img"
+    adm_on 1 vdisk create "$name" --size "$size" --primary "n1:$img" --secondary "n2:$img" \
+        >/dev/null || fail "vdisk create $name (primary n1:$img, secondary n2:$img) failed"
+    [ "$#" -gt 0 ] || set -- 1 2 3
+    for i in "$@"; do
+        wait_until "$NDFS_TEST_DEADLINE" adm_on "$i" vdisk show "$name" ||
+            fail "n$i does not see vdisk $name"
+    done
+}
+
+# vdisk_json I NAME: node I's ndfsadm --json vdisk show NAME.
+vdisk_json()
+{
+    adm_on "$1" --json vdisk show "$2"
+}
+
+# vdisk_field I NAME JQ-FILTER: one field of it (raw).
+vdisk_field()
+{
+    local j
+    j=$(vdisk_json "$1" "$2") || return 1
+    jq -er "$3" <<<"$j"
+}
+
+# masters_are NAME NODE I...: nodes I... all say NAME's master is NODE (a
+# name, e.g. n2).
+masters_are()
+{
+    local name=$1 node=$2 i m
+    shift 2
+    for i in "$@"; do
+        m=$(vdisk_field "$i" "$name" .master) || return 1
+        [ "$m" = "$node" ] || return 1
+    done
+}
+
+# wait_master NAME NODE SECONDS I...: masters_are within SECONDS, or fails
+# showing what every node says. Sets WAIT_MS to the time it took.
+wait_master()
+{
+    local name=$1 node=$2 secs=$3 i t0
+    shift 3
+    t0=$(ms_now)
+    if ! wait_until "$secs" masters_are "$name" "$node" "$@"; then
+        for i in "$@"; do
+            echo "n$i: $(vdisk_json "$i" "$name" 2>&1 | jq -c . 2>/dev/null)" >&2
+        done
+        fail "vdisk $name: master is not $node on nodes $* within ${secs}s"
+    fi
+    WAIT_MS=$(($(ms_now) - t0))
+}
+
+# is_member I J...: node I's status lists nJ... as members.
+is_member()
+{
+    local i=$1 j m
+    shift
+    m=$(adm_on "$i" --json status | jq -r '.members | join(" ")') || return 1
+    for j in "$@"; do
+        [[ " $m " == *" n$j "* ]] || return 1
+    done
+}
+
+# not_member I J: node I's status does not list nJ.
+not_member()
+{
+    local m
+    m=$(adm_on "$1" --json status | jq -r '.members | join(" ")') || return 1
+    [[ " $m " != *" n$2 "* ]]
+}
+
+# restart_node I: starts node I's ndfsd again (after kill_node) and waits
+# until it answers.
+restart_node()
+{
+    start_cluster_node "$1"
+}
+
+# log_size I: the current size of node I's log (for log_since).
+log_size()
+{
+    stat -c %s "$TESTDIR/n$1.log"
+}
+
+# log_since I OFFSET: node I's log from byte OFFSET on.
+log_since()
+{
+    tail -c +"$(($2 + 1))" "$TESTDIR/n$1.log"
+}
+
+# mtime_ns FILE: modification time in ns.
+mtime_ns()
+{
+    stat -c %.9Y "$1" | tr -d .
+}
+
+# wait_written FILE MTIME SECONDS: until FILE's mtime differs from MTIME
+# (something wrote to it), or fails.
+wait_written()
+{
+    wait_until "$3" eval "[ \"\$(mtime_ns '$1')\" != '$2' ]" ||
+        fail "nothing wrote to $1 within $3 s"
+}
+
+# fio_start NAME FILE FIO-ARGS...: background fio on FILE, direct, with
+# crc32c verify (fatal), JSON to $TESTDIR/NAME.json. Sets FIO_PID. Killed
+# at exit if still running.
+fio_start()
+{
+    local name=$1 file=$2
+    shift 2
+    fio --name="$name" --filename="$file" --direct=1 --verify=crc32c --verify_fatal=1 \
+        --do_verify=1 --output-format=json --output="$TESTDIR/$name.json" "$@" \
+        2>"$TESTDIR/$name.err" &
+    FIO_PID=$!
+    on_cleanup "kill_fio $FIO_PID"
+}
+
+# Cleanup hook: a fio still running (stuck on a mount) is killed.
+kill_fio()
+{
+    if kill -0 "$1" 2>/dev/null; then
+        kill -KILL "$1" 2>/dev/null
+    fi
+    wait "$1" 2>/dev/null
+    return 0
+}
+
+# fio_finish NAME PID [SECONDS]: waits for that fio (at most SECONDS,
+# default 60: then fails showing where it hangs); fails unless it exits 0
+# with no error and no verify failure. Sets FIO_PAUSE_MS to its longest
+# completion latency (read or write) in ms.
+fio_finish()
+{
+    local name=$1 pid=$2 secs=${3:-60} rc=0
+    if ! wait_until "$secs" eval "! kill -0 $pid"; then
+        echo "fio $name still running after ${secs}s; stack:" >&2
+        cat "/proc/$pid/stack" >&2 2>/dev/null
+        fail "fio $name did not finish within ${secs}s"
+    fi
+    wait "$pid" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        cat "$TESTDIR/$name.err" >&2
+        sed -n '/^{/,$!p' "$TESTDIR/$name.json" >&2
+        fail "fio $name exited with status $rc (an application-visible I/O error or a verify failure)"
+    fi
+    # fio prints notes before the JSON document.
+    sed -n '/^{/,$p' "$TESTDIR/$name.json" >"$TESTDIR/$name.clean.json"
+    jq -e '[.jobs[].error] | all(. == 0)' "$TESTDIR/$name.clean.json" >/dev/null ||
+        fail "fio $name reported an error: $(jq -c '[.jobs[].error]' "$TESTDIR/$name.clean.json")"
+    FIO_PAUSE_MS=$(jq -r '[.jobs[] | .write.clat_ns.max, .read.clat_ns.max] | max / 1e6 | floor' \
+        "$TESTDIR/$name.clean.json")
+    local w r
+    w=$(jq '[.jobs[].write.total_ios] | add' "$TESTDIR/$name.clean.json")
+    r=$(jq '[.jobs[].read.total_ios] | add' "$TESTDIR/$name.clean.json")
+    echo "fio $name: $w writes, $r verified reads, longest completion ${FIO_PAUSE_MS} ms"
+}
+
+# io_blocked I NAME: node I's mounts have requests of NAME waiting, and say
+# why (blocked non-empty, pending > 0).
+io_blocked()
+{
+    local j
+    j=$(vdisk_json "$1" "$2") || return 1
+    jq -e '(.blocked // "") != "" and .pending > 0' <<<"$j" >/dev/null
 }

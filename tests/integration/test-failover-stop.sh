@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# SIGSTOP a vdisk's master for ~5 s during fio (its TCP connections stay
+# open, its heartbeats stop): n2 takes over (no fence command: the leader
+# waits until n1's lease has certainly run out), and fio on n3 exits 0 with
+# its verify passing. The thawed master must write nothing: while n1 is
+# frozen it holds requests of pattern A (fio's writes, sent to it before the
+# freeze); after the takeover the whole region is overwritten with pattern
+# B through n3's mount; then n1 is continued, rejoins, and logs that it
+# refused requests for its lease. The region of the disk file is still all
+# B: one stale write of A would show.
+NDFS_TEST_HEARTBEAT_MS=${NDFS_TEST_HEARTBEAT_MS:-50}
+NDFS_TEST_FAILURE_MS=${NDFS_TEST_FAILURE_MS:-600}
+NDFS_TEST_ELECTION_MS=${NDFS_TEST_ELECTION_MS:-1000}
+source "$(dirname "$0")/functions.sh"
+requires_fuse
+requires_cmd fio jq ss cmp
+
+FREEZE_S=5
+start_cluster 3 2
+dual_vdisk v 64M
+wait_master v n1 "$NDFS_TEST_DEADLINE" 1 2 3
+MP=$TESTDIR/mnt3
+mount_ndfs "${NODE_SOCK[3]}" "$MP"
+cd "$TESTDIR"
+
+# Pattern A: fio's writes over the first 16 MiB, at queue depth 32 so that
+# many are queued at n1 when it stops.
+before=$(mtime_ns "$TESTDIR/v.img")
+fio_start stopA "$MP/v" --ioengine=libaio --iodepth=32 --rw=randwrite --bs=4k \
+    --offset=0 --size=16M --rate_iops=,800
+fio=$FIO_PID
+wait_written "$TESTDIR/v.img" "$before" 20
+sleep 1 # about a second of I/O before the freeze
+kill -0 "$fio" 2>/dev/null || fail "fio ended before the freeze: the test proves nothing"
+
+echo "SIGSTOP n1 (the master)"
+freeze_node 1
+on_cleanup "thaw_node 1 2>/dev/null"
+t0=$(ms_now)
+wait_master v n2 30 2 3
+echo "n2 masters v $(($(ms_now) - t0)) ms after the freeze"
+fio_finish stopA "$fio" 60
+echo "pause seen by the application across SIGSTOP of the master: ${FIO_PAUSE_MS} ms"
+j=$(vdisk_json 3 v)
+jq -e '.pending == 0' <<<"$j" >/dev/null || fail "n3 still has pending requests: $(jq -c . <<<"$j")"
+
+# Pattern B over the whole region, acknowledged through n2.
+head -c 16M /dev/urandom >"$TESTDIR/B"
+dd if="$TESTDIR/B" of="$MP/v" bs=1M count=16 oflag=direct conv=notrunc status=none ||
+    fail "writing pattern B through n3's mount failed"
+cmp <(dd if="$TESTDIR/v.img" bs=1M count=16 iflag=direct status=none) "$TESTDIR/B" ||
+    fail "the disk file does not hold pattern B right after writing it"
+
+# Keep n1 frozen for FREEZE_S in all (the scenario: a master stopped for
+# seconds, far past its lease).
+left=$((FREEZE_S * 1000 - ($(ms_now) - t0)))
+[ "$left" -le 0 ] || sleep "$(awk -v ms="$left" 'BEGIN { printf "%.3f", ms / 1000 }')"
+off=$(log_size 1)
+echo "SIGCONT n1 after $(($(ms_now) - t0)) ms"
+thaw_node 1
+wait_converged 3 1 2 3
+echo "n1 is a member again $(($(ms_now) - t0)) ms after the freeze"
+# It says that it refused requests for its lease.
+if ! wait_until 10 eval "log_since 1 $off | grep -qiE 'refus.*lease|lease.*refus'"; then
+    log_since 1 "$off" >&2
+    fail "n1's log does not mention refusing requests for its lease after the thaw"
+fi
+log_since 1 "$off" | grep -iE 'refus.*lease|lease.*refus' | head -n 5
+masters_are v n2 1 2 3 || fail "the master moved after the thaw: $(vdisk_json 1 v | jq -c .)"
+
+# No stale write: the region is still all B, read from the disk file.
+if ! cmp <(dd if="$TESTDIR/v.img" bs=1M count=16 iflag=direct status=none) "$TESTDIR/B" >/dev/null; then
+    n=$(cmp -l <(dd if="$TESTDIR/v.img" bs=1M count=16 iflag=direct status=none) "$TESTDIR/B" |
+        awk '{ print int(($1 - 1) / 4096) }' | sort -u | wc -l)
+    fail "STALE WRITE: $n 4 KiB blocks of the region no longer hold pattern B after n1 was continued"
+fi
+# And through the mount (n2 reads the same file).
+cmp <(dd if="$MP/v" bs=1M count=16 iflag=direct status=none) "$TESTDIR/B" ||
+    fail "n3's mount reads something else than pattern B"
+for i in 1 2 3; do
+    kill -0 "$(node_pid "$i")" || fail "n$i died"
+done
