@@ -48,6 +48,7 @@ struct ndfs_membership {
     uint64_t replica_epoch;
     uint64_t epoch_index;
     bool epoch_read;
+    uint64_t last_run_ns; /* the last tick or message: a stall shows as a gap */
 };
 
 static uint64_t now_ns(void)
@@ -267,9 +268,24 @@ static void send_msg(struct ndfs_membership *m, const char *peer, const struct m
         g_debug("cannot send to %s: %s", peer, g_strerror(-rc));
 }
 
+/* The tick runs every heartbeat interval, so a gap of half a lease since we
+ * last ran means this process stood still: see mview_stalled(). */
+static void check_stall(struct ndfs_membership *m)
+{
+    uint64_t now = now_ns();
+    if (m->transport != NULL && m->last_run_ns != 0 && now > m->last_run_ns + m->lease_ns / 2) {
+        g_warning("this node stood still for %" G_GUINT64_FORMAT
+                  " ms: the heartbeats that waited meanwhile do not renew the leader's lease",
+                  (guint64)((now - m->last_run_ns) / 1000000u));
+        mview_stalled(m->view, now);
+    }
+    m->last_run_ns = now;
+}
+
 static void on_tick(uv_timer_t *timer)
 {
     struct ndfs_membership *m = timer->data;
+    check_stall(m);
     refresh(m);
     if (m->transport && m->leader[0] != '\0' && strcmp(m->leader, m->self) != 0) {
         struct mview_msg hb = {
@@ -308,6 +324,7 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
         ndfs_transport_release(t, msg);
         return;
     }
+    check_stall(m);
     uint64_t now = now_ns();
     if (in.type == MVIEW_HEARTBEAT) {
         uint64_t lease;
@@ -358,6 +375,7 @@ int ndfs_membership_start(struct ndfs_membership *m)
             return rc;
     }
     refresh(m);
+    m->last_run_ns = now_ns();
     int rc = uv_timer_start(&m->tick, on_tick, m->heartbeat_ms, m->heartbeat_ms);
     if (rc < 0) {
         if (m->transport)

@@ -31,6 +31,9 @@ struct mview {
      * them and the highest epoch; they count once we applied pending_epoch */
     uint64_t pending_expiry;
     uint64_t pending_epoch; /* 0: none */
+    /* after a stall of our own, heartbeats received before this time do not
+     * count toward the leader's majority (they may have waited in a buffer) */
+    uint64_t distrust_until;
     bool commit_in_flight;
 };
 
@@ -168,12 +171,22 @@ bool mview_on_heartbeat(struct mview *v, const char *node, uint64_t now, uint64_
         return false;
     mview_heard(v, node, now);
     struct node_state *ns = g_hash_table_lookup(v->nodes, node);
-    if (now > ns->hb_ns)
+    if (now > ns->hb_ns && now >= v->distrust_until)
         ns->hb_ns = now;
     if (!v->leader || !mview_lease_valid(v, now) || !mview_is_member(v, node))
         return false;
     *lease_ns = v->cfg.lease_ns;
     return true;
+}
+
+void mview_stalled(struct mview *v, uint64_t now)
+{
+    GHashTableIter it;
+    gpointer key, val;
+    g_hash_table_iter_init(&it, v->nodes);
+    while (g_hash_table_iter_next(&it, &key, &val))
+        ((struct node_state *)val)->hb_ns = 0;
+    v->distrust_until = now + v->cfg.lease_ns / 2;
 }
 
 bool mview_disowns(const struct mview *v, const char *node, uint64_t now)

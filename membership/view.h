@@ -56,6 +56,16 @@ uint64_t mview_last_heard(const struct mview *v, const char *node);
  * node is a committed member (a node declared down gets no lease until it
  * is committed again). */
 bool mview_on_heartbeat(struct mview *v, const char *node, uint64_t now, uint64_t *lease_ns);
+/* We stood still (a freeze, SIGSTOP, a blocked loop) until now: the
+ * heartbeats received now may have waited in a buffer all that time, and
+ * the leader's majority lease counts heartbeats from the time they arrive.
+ * So the heartbeats heard so far are forgotten for that lease, and those
+ * arriving within half a lease from now do not count toward it either (they
+ * still count as signs of life). Grants are not affected: they echo our own
+ * send time. A stall shorter than the lease is covered anyway by the two
+ * leases a new leader waits; the caller reports stalls of half a lease. */
+void mview_stalled(struct mview *v, uint64_t now);
+
 /* Leader: is a heartbeat from node to be answered MVIEW_NOT_MEMBER? Only
  * when node is not in the loaded nodes table, we lead with a valid lease
  * and have led for a failure timeout (so we applied what earlier leaders

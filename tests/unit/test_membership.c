@@ -437,6 +437,32 @@ Test(membership, a_grant_counts_only_once_its_epoch_is_applied)
     mview_free(v);
 }
 
+Test(membership, heartbeats_that_waited_out_a_stall_do_not_renew_the_leaders_lease)
+{
+    uint64_t now = T0, lease;
+    struct mview *v = three_nodes("n1", true, now);
+    mview_on_heartbeat(v, "n2", now, &lease);
+    cr_assert_eq(mview_lease_expiry(v), now + LEASE_NS);
+    /* SIGSTOP for 5 s; n2 kept sending until it followed a new leader, and
+     * its heartbeats waited in our socket */
+    now += 5000 * MS;
+    mview_stalled(v, now);
+    cr_assert_not(mview_lease_valid(v, now));
+    mview_on_heartbeat(v, "n2", now, &lease);
+    mview_on_heartbeat(v, "n3", now + MS, &lease);
+    cr_assert_not(mview_lease_valid(v, now + MS), "a stale heartbeat renewed the lease");
+    cr_assert_not(mview_on_heartbeat(v, "n3", now + 2 * MS, &lease), "no grant without a lease");
+    /* they still count as signs of life (no one is declared down for it) */
+    cr_assert(mview_node_up(v, "n2", now + MS));
+    cr_assert_eq(mview_last_heard(v, "n3"), now + 2 * MS);
+    /* once the buffers are surely drained, a heartbeat renews it again */
+    now += LEASE_NS / 2;
+    cr_assert(mview_on_heartbeat(v, "n2", now, &lease));
+    cr_assert_eq(mview_lease_expiry(v), now + LEASE_NS);
+    cr_assert(mview_on_heartbeat(v, "n3", now, &lease));
+    mview_free(v);
+}
+
 Test(membership, lease_over_bounds_every_lease_the_node_can_hold)
 {
     const uint64_t margin = LEASE_NS / 10;
