@@ -3,7 +3,9 @@
 #include "control_link.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include "control.h"
 
@@ -38,10 +40,14 @@ struct control_link {
     struct fuse_session *se; /* set by _start, before the thread runs */
     GAsyncQueue *queue;      /* struct link_msg *, to the link's thread */
     GThread *thread;
-    char *node_name;              /* set by the first hello, then read-only */
-    GMutex cb_lock;               /* held while nodes_cb runs */
-    void (*nodes_cb)(void *data); /* protected by cb_lock */
-    void *nodes_data;             /* protected by cb_lock */
+    char *node_name;                  /* set by the first hello, then read-only */
+    GMutex cb_lock;                   /* held while a callback runs */
+    struct control_link_callbacks cb; /* protected by cb_lock */
+    void *cb_data;                    /* protected by cb_lock */
+    /* CLOCK_MONOTONIC ns: this node's lease (hello, lease events; 0 while
+     * disconnected), read by every local I/O */
+    _Atomic uint64_t lease_expiry_ns;
+    _Atomic uint64_t io_timeout_ms;
 
     GMutex lock;
     GCond changed;
@@ -51,7 +57,7 @@ struct control_link {
     unsigned users;                     /* callers using client; protected by lock */
     bool stopping;                      /* protected by lock */
     char *key_file;                     /* from the last hello; protected by lock */
-    uint64_t epoch;                     /* from the last hello; protected by lock */
+    uint64_t epoch; /* the highest of hello and epoch events; protected by lock */
 
     GMutex opens_lock;
     GPtrArray *opens; /* struct control_link_open *; protected by opens_lock */
@@ -122,12 +128,15 @@ static void notify_entry(struct control_link *link, const char *name)
         fuse_lowlevel_notify_inval_entry(link->se, VDISK_TABLE_ROOT_INO, name, strlen(name));
 }
 
+static void mapping_changed(struct control_link *link);
+
 static void apply_vdisk(struct control_link *link, const struct ndfs_vdisk *v)
 {
     g_autofree char *old_name = NULL;
     enum vdisk_table_change change = vdisk_table_upsert(link->table, v, &old_name);
     if (change == VDISK_TABLE_UNCHANGED)
         return;
+    mapping_changed(link);
     g_debug("vdisk \"%s\" (id %" G_GUINT64_FORMAT ") %s, version %" G_GUINT64_FORMAT, v->name,
             v->id, change == VDISK_TABLE_ADDED ? "added" : "changed", v->version);
     if (!link->se)
@@ -147,6 +156,7 @@ static void drop_vdisk(struct control_link *link, uint64_t id)
     g_autofree char *name = NULL;
     if (vdisk_table_remove(link->table, id, &name) < 0)
         return;
+    mapping_changed(link);
     g_debug("vdisk \"%s\" (id %" G_GUINT64_FORMAT ") removed", name, id);
     if (!link->se)
         return;
@@ -160,8 +170,30 @@ static void drop_vdisk(struct control_link *link, uint64_t id)
 static void nodes_changed(struct control_link *link)
 {
     g_mutex_lock(&link->cb_lock);
-    if (link->nodes_cb)
-        link->nodes_cb(link->nodes_data);
+    if (link->cb.nodes)
+        link->cb.nodes(link->cb_data);
+    g_mutex_unlock(&link->cb_lock);
+}
+
+static void mapping_changed(struct control_link *link)
+{
+    g_mutex_lock(&link->cb_lock);
+    if (link->cb.mapping)
+        link->cb.mapping(link->cb_data);
+    g_mutex_unlock(&link->cb_lock);
+}
+
+/* Keeps the highest epoch seen and tells the driver. */
+static void set_epoch(struct control_link *link, uint64_t epoch)
+{
+    g_mutex_lock(&link->lock);
+    if (epoch > link->epoch)
+        link->epoch = epoch;
+    epoch = link->epoch;
+    g_mutex_unlock(&link->lock);
+    g_mutex_lock(&link->cb_lock);
+    if (link->cb.epoch)
+        link->cb.epoch(link->cb_data, epoch);
     g_mutex_unlock(&link->cb_lock);
 }
 
@@ -182,6 +214,14 @@ static void handle_event(struct control_link *link, const char *event, GVariant 
             return;
         }
         drop_vdisk(link, id);
+    } else if (strcmp(event, "epoch") == 0) {
+        guint64 epoch;
+        if (g_variant_lookup(args, "epoch", "t", &epoch))
+            set_epoch(link, epoch);
+    } else if (strcmp(event, "lease") == 0) {
+        guint64 expiry;
+        if (g_variant_lookup(args, "expiry-ns", "t", &expiry))
+            atomic_store(&link->lease_expiry_ns, expiry);
     } else if (g_str_has_prefix(event, "node.")) {
         nodes_changed(link);
     }
@@ -287,9 +327,14 @@ static int connect_and_sync(struct control_link *link, char **errmsg)
                   link->node_name, link->node_name);
 
     const char *key_file = "";
-    guint64 epoch = 0;
+    guint64 epoch = 0, lease = G_MAXUINT64, io_timeout = 0;
     g_variant_lookup(hello_result, "key-file", "&s", &key_file);
     g_variant_lookup(hello_result, "epoch", "t", &epoch);
+    /* an ndfsd older than HA says neither: no lease to respect, wait forever */
+    g_variant_lookup(hello_result, "lease-expiry-ns", "t", &lease);
+    g_variant_lookup(hello_result, "io-timeout-ms", "t", &io_timeout);
+    atomic_store(&link->lease_expiry_ns, lease);
+    atomic_store(&link->io_timeout_ms, io_timeout);
 
     g_mutex_lock(&link->lock);
     link->client = c;
@@ -297,9 +342,9 @@ static int connect_and_sync(struct control_link *link, char **errmsg)
     link->gen = conn->gen;
     g_free(link->key_file);
     link->key_file = g_strdup(key_file);
-    link->epoch = epoch;
     g_cond_broadcast(&link->changed);
     g_mutex_unlock(&link->lock);
+    set_epoch(link, epoch);
     return 0;
 }
 
@@ -311,6 +356,8 @@ static void drop_client(struct control_link *link)
     struct link_conn *conn = link->conn;
     link->client = NULL;
     link->conn = NULL;
+    /* nobody renews what we know of the lease now: local I/O stops */
+    atomic_store(&link->lease_expiry_ns, 0);
     g_cond_broadcast(&link->changed);
     while (link->users > 0)
         g_cond_wait(&link->changed, &link->lock);
@@ -547,6 +594,7 @@ static gpointer link_thread(gpointer data)
                 backoff_ms = BACKOFF_FIRST_MS;
                 announce_all_opens(link);
                 nodes_changed(link);
+                mapping_changed(link);
                 continue;
             }
             if (!failing)
@@ -623,10 +671,29 @@ uint64_t control_link_epoch(struct control_link *link)
     return epoch;
 }
 
-void control_link_set_nodes_cb(struct control_link *link, void (*cb)(void *data), void *data)
+void control_link_set_callbacks(struct control_link *link, const struct control_link_callbacks *cb,
+                                void *data)
 {
     g_mutex_lock(&link->cb_lock);
-    link->nodes_cb = cb;
-    link->nodes_data = data;
+    if (cb)
+        link->cb = *cb;
+    else
+        memset(&link->cb, 0, sizeof(link->cb));
+    link->cb_data = data;
     g_mutex_unlock(&link->cb_lock);
+}
+
+bool control_link_lease_valid(struct control_link *link)
+{
+    uint64_t expiry = atomic_load_explicit(&link->lease_expiry_ns, memory_order_relaxed);
+    if (expiry == UINT64_MAX)
+        return true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec < expiry;
+}
+
+uint64_t control_link_io_timeout_ms(struct control_link *link)
+{
+    return atomic_load(&link->io_timeout_ms);
 }

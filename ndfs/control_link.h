@@ -13,6 +13,7 @@
 
 #include <fuse_lowlevel.h>
 #include <glib.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vdisk_table.h"
@@ -37,13 +38,32 @@ void control_link_disconnect(struct control_link *link);
 const char *control_link_node_name(struct control_link *link);
 
 /* The cluster key file ndfsd named in its last hello ("" without network),
- * g_malloc'd; and the epoch it reported. */
+ * g_malloc'd; and the epoch: the highest that hello or an epoch event
+ * reported. */
 char *control_link_key_file(struct control_link *link);
 uint64_t control_link_epoch(struct control_link *link);
-/* cb runs on the link's thread after every reconnection and on a node.*
- * event: the node list (addresses of masters) may have changed. It must not
- * block; once this returns (cb NULL), the previous cb runs no more. */
-void control_link_set_nodes_cb(struct control_link *link, void (*cb)(void *data), void *data);
+
+/* The driver's callbacks, on the link's thread; none may block.
+ * nodes: after every reconnection and on a node.* event (the addresses of
+ * masters may have changed). mapping: a vdisk was added, changed (its
+ * mapping maybe) or removed, and after every reconnection (the table was
+ * refetched). epoch: the epoch grew (events, hello after a reconnection).
+ * Once _set_callbacks returns, the previous ones run no more; NULL: none. */
+struct control_link_callbacks {
+    void (*nodes)(void *data);
+    void (*mapping)(void *data);
+    void (*epoch)(void *data, uint64_t epoch);
+};
+void control_link_set_callbacks(struct control_link *link, const struct control_link_callbacks *cb,
+                                void *data);
+
+/* Is this node's lease valid now (CLOCK_MONOTONIC before the expiry that
+ * hello and the lease events reported)? False while disconnected from
+ * ndfsd; always true with an ndfsd that has no leases (a single node).
+ * Cheap: one atomic load and a clock read, for every local I/O. */
+bool control_link_lease_valid(struct control_link *link);
+/* [vdisk] io-timeout from the last hello, ms; 0: wait forever. */
+uint64_t control_link_io_timeout_ms(struct control_link *link);
 
 /* Starts the link's thread: it processes events, tells se's kernel about
  * changes, and reconnects when needed. */

@@ -16,20 +16,29 @@
 #include "localio.h"
 #include "pending.h"
 
-/* Unsent requests (no route yet, queue full, master without lease) are
- * retried this often. */
+/* Unsent requests (no address yet, queue full) are retried, states
+ * reported and io-timeouts checked this often. */
 #define TICK_MS 200
 /* node.list is asked at most this often. */
 #define REFRESH_INTERVAL_US (1000 * 1000)
+/* Resends after a NACK: -EAGAIN (the master is behind our epoch), -ESTALE
+ * (no lease), -ENXIO/-EREMCHG when no epoch or mapping event comes. */
+#define RETRY_AGAIN_US  (30 * 1000)
+#define RETRY_LEASE_US  (200 * 1000)
+#define RETRY_CHANGE_US (1000 * 1000)
+/* A vdisk's I/O state goes to ndfsd at most this often while it has pending
+ * requests (and at once when its blocked reason changes). */
+#define REPORT_INTERVAL_US (1000 * 1000)
+#define REASON_MAX         160
 
 /* One request of a FUSE thread; its parts are pending entries. */
 struct drv_request {
     uint8_t op;
     uint16_t flags;
     uint64_t vdisk_id;
-    char node[NDFS_NODE_NAME_MAX + 1];
     uint64_t offset;
     size_t length;
+    int64_t submitted_us;
     /* write: the bytes to write; read in parts: the bytes read (malloc'd);
      * read in one part: NULL (the reply's data is handed on as it is) */
     void *data;
@@ -45,13 +54,58 @@ struct node_addrs {
     char **addresses;
 };
 
+/* Why a vdisk's requests wait. */
+enum hold_reason {
+    HOLD_NONE = 0,
+    HOLD_QUEUE_FULL,  /* flow control, not blocked */
+    HOLD_NO_ADDRESS,  /* the master's addresses are not known yet */
+    HOLD_UNREACHABLE, /* sent, the master's links are down */
+    HOLD_NO_MASTER,   /* the mapping's master path is marked failed */
+    HOLD_PATH_FAILED, /* the master NACKed -EIO: until the mapping changes */
+    HOLD_NO_LEASE,    /* -ESTALE */
+    HOLD_EPOCH,       /* -EREMCHG: waiting for a newer epoch */
+    HOLD_MAPPING,     /* -ENXIO: the master says it is not */
+    HOLD_BEHIND,      /* -EAGAIN: the master is behind our epoch */
+};
+
+/* The driver's view of one vdisk. */
+struct drv_vdisk {
+    uint64_t id;
+    char name[NDFS_VDISK_NAME_MAX + 1];
+    /* a NACK -EIO: (vdisk, failed_node) is not used while the mapping's
+     * generation is failed_gen */
+    bool failed;
+    char failed_node[NDFS_NODE_NAME_MAX + 1];
+    uint64_t failed_gen;
+    /* the last hold, by the send rounds and NACKs */
+    enum hold_reason hold;
+    char hold_node[NDFS_NODE_NAME_MAX + 1];
+    uint64_t hold_epoch;
+    int64_t blocked_since_us; /* 0: not blocked */
+    /* reports */
+    char reported[REASON_MAX]; /* the blocked text last sent */
+    bool report_owed;          /* a non-clear state was sent: an all-clear is due */
+    bool report_again;         /* the last report failed */
+    int64_t reported_us;
+};
+
+struct io_report {
+    char name[NDFS_VDISK_NAME_MAX + 1];
+    uint64_t id;
+    uint32_t pending, in_flight;
+    char blocked[REASON_MAX];
+    uint64_t waiting_ms;
+    int status; /* the call's, from the worker */
+};
+
 struct ndfs_driver {
     char *node;
     uint8_t *key;
     size_t key_len;
     struct control_link *link;
-    uint64_t epoch;
     size_t part_size;
+    int (*route)(void *data, uint64_t vdisk_id, struct vdisk_master *out);
+    void *route_data;
     GThread *thread;
 
     GMutex lock;
@@ -62,6 +116,8 @@ struct ndfs_driver {
     GQueue incoming;    /* struct drv_request *; protected by lock */
     bool stopping;      /* protected by lock */
     bool refresh_asked; /* protected by lock */
+    bool mapping_asked; /* protected by lock */
+    uint64_t epoch_in;  /* protected by lock */
 
     /* the loop thread's */
     uv_loop_t loop;
@@ -70,10 +126,11 @@ struct ndfs_driver {
      * right after, so a send outside the lock could touch freed memory. */
     uv_async_t wake;
     uv_timer_t tick;
+    uv_timer_t retry; /* the earliest short resend delay */
     struct ndfs_transport *t;
     struct pending_table *pending;
+    uint64_t epoch;
     uint64_t next_id;
-    size_t unsent;
     bool closing;
     bool flushing; /* in flush_unsent: a nested call (from an event) only asks again */
     bool flush_again;
@@ -87,6 +144,18 @@ struct ndfs_driver {
     bool refresh_logged;
     GHashTable *peers;   /* names given to the transport */
     GHashTable *waiting; /* nodes logged as unreachable */
+    GHashTable *vdisks;  /* uint64_t *id -> struct drv_vdisk * */
+    /* a send round */
+    GPtrArray *round_blocked; /* peers that refused this round (queue full): later entries wait */
+    int64_t round_now_us;
+    int64_t round_next_us; /* the earliest not_before of a held entry, 0: none */
+    char route_buf[NDFS_NODE_NAME_MAX + 1];
+    /* reports to ndfsd, sent by a worker */
+    GPtrArray *reports;         /* struct io_report *, to send */
+    GPtrArray *reports_sending; /* struct io_report *, the worker's */
+    bool reporting;
+    bool reports_off; /* ndfsd does not know vdisk.io-state */
+    uv_work_t report_req;
 };
 
 static void node_addrs_free(gpointer p)
@@ -95,6 +164,17 @@ static void node_addrs_free(gpointer p)
     g_free(n->name);
     g_strfreev(n->addresses);
     g_free(n);
+}
+
+static struct drv_vdisk *vdisk_state(struct ndfs_driver *d, uint64_t id)
+{
+    struct drv_vdisk *vs = g_hash_table_lookup(d->vdisks, &id);
+    if (!vs) {
+        vs = g_new0(struct drv_vdisk, 1);
+        vs->id = id;
+        g_hash_table_insert(d->vdisks, &vs->id, vs);
+    }
+    return vs;
 }
 
 /* read: what was read (r->data, or the only part's reply data). */
@@ -128,6 +208,15 @@ static void part_done(struct ndfs_driver *d, const struct pending_entry *e, int 
         finish_request(d, r, r->data ? r->data : data);
 }
 
+/* Removes e from the table and answers its part with status. */
+static void fail_entry(struct ndfs_driver *d, struct pending_entry *e, int status)
+{
+    struct pending_entry done;
+    pending_table_complete(d->pending, e->id, &done);
+    part_done(d, &done, status, NULL);
+    g_free(done.peer);
+}
+
 /* Says once per node that its I/O waits. */
 static void log_waiting(struct ndfs_driver *d, const char *node, const char *why)
 {
@@ -138,19 +227,76 @@ static void log_waiting(struct ndfs_driver *d, const char *node, const char *why
 }
 
 static void maybe_refresh(struct ndfs_driver *d);
+static void update_states(struct ndfs_driver *d);
 
-struct flush_state {
-    struct ndfs_driver *d;
-    GHashTable *blocked; /* peers that refused this round: later entries wait (order) */
-    GPtrArray *failed;   /* ids of entries that can never be sent */
-};
-
-static int send_entry(struct pending_entry *e, void *data)
+static void set_hold(struct drv_vdisk *vs, enum hold_reason why, const char *node, uint64_t epoch)
 {
-    struct flush_state *st = data;
-    struct ndfs_driver *d = st->d;
-    if (e->sent || g_hash_table_contains(st->blocked, e->peer))
-        return 0;
+    vs->hold = why;
+    g_strlcpy(vs->hold_node, node ? node : "", sizeof(vs->hold_node));
+    vs->hold_epoch = epoch;
+}
+
+static bool round_blocked(struct ndfs_driver *d, const char *peer)
+{
+    for (guint i = 0; i < d->round_blocked->len; i++)
+        if (strcmp(d->round_blocked->pdata[i], peer) == 0)
+            return true;
+    return false;
+}
+
+/* Holds e until not_before_us unless what it waits for came already. */
+static bool still_waiting(struct ndfs_driver *d, const struct pending_entry *e,
+                          const struct vdisk_master *m)
+{
+    if (e->wait == PENDING_WAIT_NONE || d->round_now_us >= e->not_before_us)
+        return false;
+    switch (e->wait) {
+    case PENDING_WAIT_EPOCH:
+        if (d->epoch > e->epoch)
+            return false;
+        break;
+    case PENDING_WAIT_MAPPING:
+        if (d->epoch > e->epoch || m->map_gen != e->map_gen)
+            return false;
+        break;
+    default:
+        break;
+    }
+    if (!d->round_next_us || e->not_before_us < d->round_next_us)
+        d->round_next_us = e->not_before_us;
+    return true;
+}
+
+/* One unsent entry of a send round: route it by the mapping now, send it. */
+static enum pending_step send_entry(struct pending_entry *e, void *data)
+{
+    struct ndfs_driver *d = data;
+    struct vdisk_master m;
+    if (d->route(d->route_data, e->vdisk_id, &m) < 0) {
+        g_warning("vdisk %" G_GUINT64_FORMAT " is gone: a %s of it fails with EIO", e->vdisk_id,
+                  ndfs_io_op_name(e->op));
+        fail_entry(d, e, -EIO);
+        return PENDING_GONE;
+    }
+    struct drv_vdisk *vs = vdisk_state(d, e->vdisk_id);
+    if (!vs->name[0])
+        g_strlcpy(vs->name, m.name, sizeof(vs->name));
+    if (still_waiting(d, e, &m))
+        return PENDING_HOLD; /* the NACK set the hold */
+    if (!m.node[0] || m.failed) {
+        set_hold(vs, HOLD_NO_MASTER, m.node, 0);
+        return PENDING_HOLD;
+    }
+    if (vs->failed && vs->failed_gen == m.map_gen && strcmp(vs->failed_node, m.node) == 0) {
+        set_hold(vs, HOLD_PATH_FAILED, m.node, 0);
+        return PENDING_HOLD;
+    }
+    if (vs->failed) /* the mapping changed since: that path may be good again */
+        vs->failed = false;
+    if (round_blocked(d, m.node)) {
+        set_hold(vs, HOLD_QUEUE_FULL, m.node, 0);
+        return PENDING_HOLD;
+    }
     struct ndfs_io_request req = {
         .op = e->op,
         .flags = e->flags,
@@ -161,46 +307,52 @@ static int send_entry(struct pending_entry *e, void *data)
     uint8_t ctl[NDFS_IO_REQUEST_SIZE];
     ndfs_io_request_encode(&req, ctl);
     bool write = e->op == NDFS_IO_WRITE;
-    e->epoch = d->epoch;
-    int rc = ndfs_transport_send(d->t, e->peer, NDFS_CHANNEL_IO, e->id, e->epoch, ctl, sizeof(ctl),
+    int rc = ndfs_transport_send(d->t, m.node, NDFS_CHANNEL_IO, e->id, d->epoch, ctl, sizeof(ctl),
                                  write ? e->data : NULL, write ? e->length : 0);
     if (rc == 0) {
-        e->sent = true;
-        d->unsent--;
-        return 0;
+        e->epoch = d->epoch;
+        e->map_gen = m.map_gen;
+        e->wait = PENDING_WAIT_NONE;
+        pending_entry_set_peer(e, m.node);
+        pending_table_set_sent(d->pending, e, true);
+        if (vs->hold != HOLD_UNREACHABLE)
+            set_hold(vs, HOLD_NONE, NULL, 0);
+        return PENDING_SENT;
     }
     if (rc == -ENOENT) {
-        log_waiting(d, e->peer, "no address known yet");
+        log_waiting(d, m.node, "no address known yet");
         d->refresh_wanted = true;
-    } else if (rc == -EMSGSIZE || rc == -EINVAL) {
+        set_hold(vs, HOLD_NO_ADDRESS, m.node, 0);
+        return PENDING_HOLD;
+    }
+    if (rc == -EMSGSIZE || rc == -EINVAL) {
         g_warning("vdisk %" G_GUINT64_FORMAT ": cannot send a %s to \"%s\": %s", e->vdisk_id,
-                  ndfs_io_op_name(e->op), e->peer, g_strerror(-rc));
-        g_ptr_array_add(st->failed, g_memdup2(&e->id, sizeof(e->id)));
-        return 0;
+                  ndfs_io_op_name(e->op), m.node, g_strerror(-rc));
+        fail_entry(d, e, -EIO);
+        return PENDING_GONE;
     }
     /* -ENOBUFS and the like: try again at the next tick, in order */
-    g_hash_table_add(st->blocked, g_strdup(e->peer));
-    return 0;
+    g_ptr_array_add(d->round_blocked, g_strdup(m.node));
+    set_hold(vs, HOLD_QUEUE_FULL, m.node, 0);
+    return PENDING_HOLD;
 }
+
+static void on_retry(uv_timer_t *timer);
 
 static void flush_once(struct ndfs_driver *d)
 {
-    struct flush_state st = {d, g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL),
-                             g_ptr_array_new_with_free_func(g_free)};
-    pending_table_foreach(d->pending, send_entry, &st);
-    for (guint i = 0; i < st.failed->len; i++) {
-        struct pending_entry e;
-        if (pending_table_complete(d->pending, *(uint64_t *)st.failed->pdata[i], &e) == 0) {
-            d->unsent--;
-            part_done(d, &e, -EIO, NULL);
-            g_free(e.peer);
-        }
+    d->round_now_us = g_get_monotonic_time();
+    d->round_next_us = 0;
+    g_ptr_array_set_size(d->round_blocked, 0);
+    pending_table_send_round(d->pending, send_entry, d);
+    if (d->round_next_us && !d->closing) {
+        int64_t wait_ms = (d->round_next_us - d->round_now_us + 999) / 1000;
+        if (wait_ms < TICK_MS)
+            uv_timer_start(&d->retry, on_retry, (uint64_t)MAX(wait_ms, 1), 0);
     }
-    g_hash_table_destroy(st.blocked);
-    g_ptr_array_free(st.failed, TRUE);
 }
 
-/* Sends every unsent entry, oldest first. */
+/* Sends every unsent entry that may go, oldest first. */
 static void flush_unsent(struct ndfs_driver *d)
 {
     if (d->flushing) {
@@ -210,12 +362,17 @@ static void flush_unsent(struct ndfs_driver *d)
     d->flushing = true;
     do {
         d->flush_again = false;
-        if (d->unsent > 0 && !d->closing)
+        if (pending_table_count_unsent(d->pending) > 0 && !d->closing)
             flush_once(d);
     } while (d->flush_again);
     d->flushing = false;
     if (d->refresh_wanted)
         maybe_refresh(d);
+}
+
+static void on_retry(uv_timer_t *timer)
+{
+    flush_unsent(timer->data);
 }
 
 static void start_request(struct ndfs_driver *d, struct drv_request *r)
@@ -239,14 +396,63 @@ static void start_request(struct ndfs_driver *d, struct drv_request *r)
             .length = (uint32_t)len,
             .data = r->op == NDFS_IO_WRITE ? (const char *)r->data + at : NULL,
             .owner = r,
-            .peer = r->node,
+            .submitted_us = r->submitted_us,
         };
         pending_table_add(d->pending, &e, NULL);
         r->parts_left++;
-        d->unsent++;
         at += len;
     } while (at < r->length);
     flush_unsent(d);
+}
+
+/* A NACK that means "not now": e waits to be sent again. */
+static void requeue(struct ndfs_driver *d, struct pending_entry *e, enum pending_wait wait,
+                    int64_t delay_us)
+{
+    pending_table_set_sent(d->pending, e, false);
+    e->wait = wait;
+    e->not_before_us = g_get_monotonic_time() + delay_us;
+}
+
+/* Handles a NACK that is about the path, not the request; false for the
+ * others (they answer the application). */
+static bool handle_nack(struct ndfs_driver *d, struct pending_entry *e, int status)
+{
+    struct drv_vdisk *vs = vdisk_state(d, e->vdisk_id);
+    switch (status) {
+    case -ESTALE:
+        /* the master has no lease now: wait for it, as for a lost path */
+        log_waiting(d, e->peer, "its lease ran out");
+        set_hold(vs, HOLD_NO_LEASE, e->peer, 0);
+        requeue(d, e, PENDING_WAIT_DELAY, RETRY_LEASE_US);
+        return true;
+    case -EAGAIN:
+        set_hold(vs, HOLD_BEHIND, e->peer, e->epoch);
+        requeue(d, e, PENDING_WAIT_DELAY, RETRY_AGAIN_US);
+        return true;
+    case -EREMCHG:
+        set_hold(vs, HOLD_EPOCH, e->peer, e->epoch + 1);
+        requeue(d, e, PENDING_WAIT_EPOCH, RETRY_CHANGE_US);
+        return true;
+    case -ENXIO:
+    case -ENOENT:
+        set_hold(vs, HOLD_MAPPING, e->peer, 0);
+        requeue(d, e, PENDING_WAIT_MAPPING, RETRY_CHANGE_US);
+        return true;
+    case -EIO:
+        if (!vs->failed || vs->failed_gen != e->map_gen || strcmp(vs->failed_node, e->peer) != 0)
+            g_warning("vdisk %s%s%" G_GUINT64_FORMAT ": node \"%s\" cannot do its I/O (EIO): its "
+                      "requests wait for a new master",
+                      vs->name[0] ? vs->name : "", vs->name[0] ? " id " : "", e->vdisk_id, e->peer);
+        vs->failed = true;
+        g_strlcpy(vs->failed_node, e->peer, sizeof(vs->failed_node));
+        vs->failed_gen = e->map_gen;
+        set_hold(vs, HOLD_PATH_FAILED, e->peer, 0);
+        requeue(d, e, PENDING_WAIT_NONE, 0);
+        return true;
+    default:
+        return false;
+    }
 }
 
 /* A reply from a master. */
@@ -255,8 +461,8 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
     struct ndfs_driver *d = data;
     struct pending_entry *e = pending_table_find(d->pending, msg->request_id);
     struct ndfs_io_reply reply;
-    if (!e || !e->sent || strcmp(e->peer, msg->peer) != 0) {
-        /* an answer to a request that was answered (or resent) already */
+    if (!e || !e->sent || !e->peer || strcmp(e->peer, msg->peer) != 0 || msg->epoch != e->epoch) {
+        /* an answer to a request answered already, or to an earlier attempt */
         ndfs_transport_release(t, msg);
         return;
     }
@@ -268,12 +474,9 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
     } else {
         status = reply.status;
     }
-    if (status == -ESTALE) {
-        /* the master has no lease now: wait for it, as for a lost path */
-        e->sent = false;
-        d->unsent++;
-        log_waiting(d, msg->peer, "its lease ran out");
+    if (status < 0 && handle_nack(d, e, status)) {
         ndfs_transport_release(t, msg);
+        flush_unsent(d);
         return;
     }
     bool read = e->op == NDFS_IO_READ;
@@ -283,6 +486,11 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
                   ndfs_io_op_name(e->op), e->length, status, msg->data_len);
         status = -EIO;
     }
+    struct drv_vdisk *vs = g_hash_table_lookup(d->vdisks, &e->vdisk_id);
+    if (vs && vs->hold != HOLD_NONE &&
+        pending_table_count_vdisk(d->pending, e->vdisk_id) ==
+            pending_table_count_sent_vdisk(d->pending, e->vdisk_id))
+        set_hold(vs, HOLD_NONE, NULL, 0); /* answers come: nothing of it waits */
     struct pending_entry done;
     pending_table_complete(d->pending, msg->request_id, &done);
     part_done(d, &done, status, msg->data);
@@ -294,16 +502,14 @@ static int mark_unsent(struct pending_entry *e, void *data)
 {
     struct ndfs_driver *d = ((void **)data)[0];
     const char *peer = ((void **)data)[1];
-    if (e->sent && strcmp(e->peer, peer) == 0) {
-        e->sent = false;
-        d->unsent++;
-    }
+    if (e->sent && e->peer && strcmp(e->peer, peer) == 0)
+        pending_table_set_sent(d->pending, e, false);
     return 0;
 }
 
 static int has_peer(struct pending_entry *e, void *data)
 {
-    return strcmp(e->peer, data) == 0;
+    return e->sent && e->peer && strcmp(e->peer, data) == 0;
 }
 
 static void on_event(struct ndfs_transport *t, const char *peer, enum ndfs_transport_event ev,
@@ -314,7 +520,8 @@ static void on_event(struct ndfs_transport *t, const char *peer, enum ndfs_trans
     struct ndfs_driver *d = data;
     switch (ev) {
     case NDFS_PEER_RESET: {
-        /* it restarted and dropped what it had not acknowledged: send again */
+        /* it restarted and dropped what it had not answered: send again, by
+         * the mapping of now */
         void *args[] = {d, (void *)peer};
         pending_table_foreach(d->pending, mark_unsent, args);
         flush_unsent(d);
@@ -332,6 +539,241 @@ static void on_event(struct ndfs_transport *t, const char *peer, enum ndfs_trans
     default:
         break;
     }
+}
+
+/* The master of a vdisk now, for the replay selection. */
+static const char *master_now(uint64_t vdisk_id, void *data)
+{
+    struct ndfs_driver *d = data;
+    struct vdisk_master m;
+    if (d->route(d->route_data, vdisk_id, &m) < 0 || !m.node[0] || m.failed)
+        return NULL;
+    g_strlcpy(d->route_buf, m.node, sizeof(d->route_buf));
+    return d->route_buf;
+}
+
+/* The epoch or the mapping moved: replay what went to a master that is no
+ * longer one, in order; the waiting entries are looked at again. */
+static void mapping_changed(struct ndfs_driver *d)
+{
+    size_t n = pending_table_reroute(d->pending, master_now, d);
+    if (n > 0)
+        g_message("the mapping changed: %zu request(s) sent again to the new master(s)", n);
+    flush_unsent(d);
+    update_states(d);
+}
+
+/* ---- I/O state reports (vdisk.io-state) ---- */
+
+static void format_reason(const struct drv_vdisk *vs, char *out, size_t size)
+{
+    switch (vs->hold) {
+    case HOLD_NONE:
+    case HOLD_QUEUE_FULL:
+        out[0] = '\0';
+        break;
+    case HOLD_NO_ADDRESS:
+        g_snprintf(out, size, "master %s not reachable (no address known)", vs->hold_node);
+        break;
+    case HOLD_UNREACHABLE:
+        g_snprintf(out, size, "master %s not reachable", vs->hold_node);
+        break;
+    case HOLD_NO_MASTER:
+        g_snprintf(out, size, "no master: every path failed");
+        break;
+    case HOLD_PATH_FAILED:
+        g_snprintf(out, size, "the path of master %s failed: waiting for a new mapping",
+                   vs->hold_node);
+        break;
+    case HOLD_NO_LEASE:
+        g_snprintf(out, size, "master %s has no lease", vs->hold_node);
+        break;
+    case HOLD_EPOCH:
+        g_snprintf(out, size, "waiting for epoch %" G_GUINT64_FORMAT, vs->hold_epoch);
+        break;
+    case HOLD_MAPPING:
+        g_snprintf(out, size, "%s is not the master: waiting for a new mapping", vs->hold_node);
+        break;
+    case HOLD_BEHIND:
+        g_snprintf(out, size, "master %s is behind epoch %" G_GUINT64_FORMAT, vs->hold_node,
+                   vs->hold_epoch);
+        break;
+    }
+}
+
+struct vdisk_scan {
+    uint32_t pending, in_flight;
+    int64_t oldest_us;
+    int64_t cutoff_us; /* io-timeout: entries submitted before fail; 0: none */
+    int64_t blocked_since_us;
+    size_t expired;
+    struct ndfs_driver *d;
+};
+
+static int scan_entry(struct pending_entry *e, void *data)
+{
+    struct vdisk_scan *sc = data;
+    if (sc->cutoff_us && MAX(e->submitted_us, sc->blocked_since_us) < sc->cutoff_us) {
+        sc->expired++;
+        fail_entry(sc->d, e, -EIO);
+        return 0;
+    }
+    sc->pending++;
+    if (e->sent)
+        sc->in_flight++;
+    if (!sc->oldest_us || e->submitted_us < sc->oldest_us)
+        sc->oldest_us = e->submitted_us;
+    return 0;
+}
+
+static void start_reports(struct ndfs_driver *d);
+
+static void queue_report(struct ndfs_driver *d, struct drv_vdisk *vs, const struct vdisk_scan *sc,
+                         const char *blocked, int64_t now)
+{
+    struct io_report *r = NULL;
+    for (guint i = 0; i < d->reports->len && !r; i++)
+        if (((struct io_report *)d->reports->pdata[i])->id == vs->id)
+            r = d->reports->pdata[i];
+    if (!r) {
+        r = g_new0(struct io_report, 1);
+        g_ptr_array_add(d->reports, r);
+    }
+    g_strlcpy(r->name, vs->name, sizeof(r->name));
+    r->id = vs->id;
+    r->pending = sc->pending;
+    r->in_flight = sc->in_flight;
+    g_strlcpy(r->blocked, blocked, sizeof(r->blocked));
+    r->waiting_ms =
+        sc->oldest_us && now > sc->oldest_us ? (uint64_t)(now - sc->oldest_us) / 1000 : 0;
+    g_strlcpy(vs->reported, blocked, sizeof(vs->reported));
+    vs->reported_us = now;
+    vs->report_again = false;
+    vs->report_owed = sc->pending > 0 || blocked[0];
+}
+
+/* Looks at every vdisk with requests (or a report owed): why they wait,
+ * io-timeouts, reports to ndfsd. */
+static void update_states(struct ndfs_driver *d)
+{
+    if (d->closing)
+        return;
+    int64_t now = g_get_monotonic_time();
+    uint64_t timeout_ms = control_link_io_timeout_ms(d->link);
+    GHashTableIter it;
+    gpointer value;
+    GPtrArray *gone = NULL;
+    g_hash_table_iter_init(&it, d->vdisks);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        struct drv_vdisk *vs = value;
+        size_t count = pending_table_count_vdisk(d->pending, vs->id);
+        size_t sent = pending_table_count_sent_vdisk(d->pending, vs->id);
+        if (count == 0 && vs->hold != HOLD_PATH_FAILED)
+            set_hold(vs, HOLD_NONE, NULL, 0);
+        else if (count > 0 && sent == count && vs->hold != HOLD_UNREACHABLE &&
+                 vs->hold != HOLD_NONE)
+            set_hold(vs, HOLD_NONE, NULL, 0); /* everything went out */
+        /* sent to a master whose links are down? */
+        if (count > 0 && (vs->hold == HOLD_NONE || vs->hold == HOLD_UNREACHABLE)) {
+            struct vdisk_master m;
+            bool down = sent > 0 && d->route(d->route_data, vs->id, &m) == 0 && m.node[0] &&
+                        !ndfs_transport_peer_up(d->t, m.node);
+            if (down)
+                set_hold(vs, HOLD_UNREACHABLE, m.node, 0);
+            else if (vs->hold == HOLD_UNREACHABLE)
+                set_hold(vs, HOLD_NONE, NULL, 0);
+        }
+        char blocked[REASON_MAX];
+        format_reason(vs, blocked, sizeof(blocked));
+        if (count == 0)
+            blocked[0] = '\0'; /* a failed path alone blocks nothing */
+        if (!blocked[0])
+            vs->blocked_since_us = 0;
+        else if (!vs->blocked_since_us)
+            vs->blocked_since_us = now;
+        struct vdisk_scan sc = {.d = d, .blocked_since_us = vs->blocked_since_us};
+        if (timeout_ms && blocked[0])
+            sc.cutoff_us = now - (int64_t)timeout_ms * 1000;
+        if (count > 0)
+            pending_table_foreach_vdisk(d->pending, vs->id, scan_entry, &sc);
+        if (sc.expired)
+            g_warning(
+                "vdisk \"%s\": %zu request(s) waited longer than the io-timeout (%" G_GUINT64_FORMAT
+                " ms) for a master (%s): failed with EIO",
+                vs->name, sc.expired, timeout_ms, blocked);
+        if (!d->reports_off && vs->name[0]) {
+            bool changed = strcmp(blocked, vs->reported) != 0 || vs->report_again;
+            bool periodic = sc.pending > 0 && now - vs->reported_us >= REPORT_INTERVAL_US;
+            bool clear = sc.pending == 0 && !blocked[0] && vs->report_owed;
+            if (changed || periodic || clear)
+                queue_report(d, vs, &sc, blocked, now);
+        }
+        if (sc.pending == 0 && !vs->failed && !vs->report_owed && !vs->report_again) {
+            if (!gone)
+                gone = g_ptr_array_new();
+            g_ptr_array_add(gone, vs);
+        }
+    }
+    for (guint i = 0; gone && i < gone->len; i++)
+        g_hash_table_remove(d->vdisks, &((struct drv_vdisk *)gone->pdata[i])->id);
+    if (gone)
+        g_ptr_array_free(gone, TRUE);
+    start_reports(d);
+}
+
+static void report_work(uv_work_t *req)
+{
+    struct ndfs_driver *d = req->data;
+    for (guint i = 0; i < d->reports_sending->len; i++) {
+        struct io_report *r = d->reports_sending->pdata[i];
+        GVariantDict args;
+        g_variant_dict_init(&args, NULL);
+        g_variant_dict_insert(&args, "name", "s", r->name);
+        g_variant_dict_insert(&args, "id", "t", (guint64)r->id);
+        g_variant_dict_insert(&args, "pending", "u", (guint32)r->pending);
+        g_variant_dict_insert(&args, "in-flight", "u", (guint32)r->in_flight);
+        g_variant_dict_insert(&args, "blocked", "s", r->blocked);
+        g_variant_dict_insert(&args, "waiting-ms", "t", (guint64)r->waiting_ms);
+        /* never waits for a lost ndfsd: the next report goes after the reconnection */
+        r->status =
+            control_link_call(d->link, "vdisk.io-state", g_variant_dict_end(&args), 0, NULL, NULL);
+    }
+}
+
+static void report_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct ndfs_driver *d = req->data;
+    d->reporting = false;
+    for (guint i = 0; i < d->reports_sending->len; i++) {
+        struct io_report *r = d->reports_sending->pdata[i];
+        if (r->status == -EOPNOTSUPP && !d->reports_off) {
+            g_message("ndfsd does not take vdisk.io-state: the mount's I/O state is not reported");
+            d->reports_off = true;
+        } else if (r->status < 0 && r->status != -ENOENT) {
+            struct drv_vdisk *vs = g_hash_table_lookup(d->vdisks, &r->id);
+            if (vs)
+                vs->report_again = true; /* at the next tick */
+        }
+    }
+    g_ptr_array_set_size(d->reports_sending, 0);
+    if (!d->closing)
+        start_reports(d);
+}
+
+static void start_reports(struct ndfs_driver *d)
+{
+    if (d->reporting || d->closing || d->reports->len == 0)
+        return;
+    GPtrArray *swap = d->reports_sending;
+    d->reports_sending = d->reports;
+    d->reports = swap;
+    d->report_req.data = d;
+    if (uv_queue_work(&d->loop, &d->report_req, report_work, report_done) < 0) {
+        g_ptr_array_set_size(d->reports_sending, 0);
+        return;
+    }
+    d->reporting = true;
 }
 
 static void refresh_work(uv_work_t *req)
@@ -414,7 +856,10 @@ static void maybe_refresh(struct ndfs_driver *d)
 static void on_tick(uv_timer_t *timer)
 {
     struct ndfs_driver *d = timer->data;
+    /* a change the table took without telling (a chmod's answer) */
+    pending_table_reroute(d->pending, master_now, d);
     flush_unsent(d);
+    update_states(d);
     if (d->refresh_wanted)
         maybe_refresh(d);
 }
@@ -436,6 +881,7 @@ static void on_transport_closed(void *data)
     d->t = NULL;
     uv_close((uv_handle_t *)&d->wake, on_closed);
     uv_close((uv_handle_t *)&d->tick, on_closed);
+    uv_close((uv_handle_t *)&d->retry, on_closed);
 }
 
 /* Answers everything -EIO and closes the loop's handles. */
@@ -445,7 +891,13 @@ static void shut_down(struct ndfs_driver *d)
         return;
     d->closing = true;
     uv_timer_stop(&d->tick);
+    uv_timer_stop(&d->retry);
     uint64_t id;
+    size_t n = pending_table_count(d->pending);
+    if (n > 0)
+        g_warning("the mount ends with %zu request(s) still waiting for a master: they fail "
+                  "with EIO",
+                  n);
     while (pending_table_foreach(d->pending, first_entry, &id)) {
         struct pending_entry e;
         pending_table_complete(d->pending, id, &e);
@@ -466,6 +918,10 @@ static void on_wake(uv_async_t *async)
     if (d->refresh_asked)
         d->refresh_wanted = true;
     d->refresh_asked = false;
+    bool remap = d->mapping_asked || d->epoch_in > d->epoch;
+    d->mapping_asked = false;
+    if (d->epoch_in > d->epoch)
+        d->epoch = d->epoch_in;
     g_mutex_unlock(&d->lock);
     struct drv_request *r;
     while ((r = g_queue_pop_head(&work))) {
@@ -476,9 +932,13 @@ static void on_wake(uv_async_t *async)
             start_request(d, r);
         }
     }
-    if (stop)
+    if (stop) {
         shut_down(d);
-    else if (d->refresh_wanted)
+        return;
+    }
+    if (remap)
+        mapping_changed(d);
+    if (d->refresh_wanted)
         maybe_refresh(d);
 }
 
@@ -524,6 +984,8 @@ static int loop_setup(struct ndfs_driver *d, char **errmsg)
     d->wake.data = d;
     uv_timer_init(&d->loop, &d->tick);
     d->tick.data = d;
+    uv_timer_init(&d->loop, &d->retry);
+    d->retry.data = d;
     uv_timer_start(&d->tick, on_tick, TICK_MS, TICK_MS);
     return 0;
 }
@@ -561,6 +1023,14 @@ static void driver_release(struct ndfs_driver *d)
         g_hash_table_destroy(d->peers);
     if (d->waiting)
         g_hash_table_destroy(d->waiting);
+    if (d->vdisks)
+        g_hash_table_destroy(d->vdisks);
+    if (d->round_blocked)
+        g_ptr_array_free(d->round_blocked, TRUE);
+    if (d->reports)
+        g_ptr_array_free(d->reports, TRUE);
+    if (d->reports_sending)
+        g_ptr_array_free(d->reports_sending, TRUE);
     g_cond_clear(&d->started_cond);
     g_mutex_clear(&d->lock);
     if (d->key)
@@ -579,6 +1049,9 @@ int ndfs_driver_new(const struct ndfs_driver_config *cfg, struct ndfs_driver **o
     d->key_len = cfg->key_len;
     d->link = cfg->link;
     d->epoch = cfg->epoch;
+    d->epoch_in = cfg->epoch;
+    d->route = cfg->route;
+    d->route_data = cfg->route_data;
     d->part_size =
         cfg->part_size && cfg->part_size < NDFS_IO_MAX_LENGTH ? cfg->part_size : NDFS_IO_MAX_LENGTH;
     /* parts of an O_DIRECT request must stay aligned for the master */
@@ -589,6 +1062,10 @@ int ndfs_driver_new(const struct ndfs_driver_config *cfg, struct ndfs_driver **o
     d->pending = pending_table_new();
     d->peers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     d->waiting = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    d->vdisks = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, g_free);
+    d->round_blocked = g_ptr_array_new_with_free_func(g_free);
+    d->reports = g_ptr_array_new_with_free_func(g_free);
+    d->reports_sending = g_ptr_array_new_with_free_func(g_free);
     GError *err = NULL;
     d->thread = g_thread_try_new("ndfs-driver", driver_thread, d, &err);
     if (!d->thread) {
@@ -624,6 +1101,26 @@ void ndfs_driver_free(struct ndfs_driver *d)
     driver_release(d);
 }
 
+void ndfs_driver_mapping_changed(struct ndfs_driver *d)
+{
+    g_mutex_lock(&d->lock);
+    d->mapping_asked = true;
+    if (!d->stopping)
+        uv_async_send(&d->wake); /* under the lock: see wake */
+    g_mutex_unlock(&d->lock);
+}
+
+void ndfs_driver_set_epoch(struct ndfs_driver *d, uint64_t epoch)
+{
+    g_mutex_lock(&d->lock);
+    if (epoch > d->epoch_in) {
+        d->epoch_in = epoch;
+        if (!d->stopping)
+            uv_async_send(&d->wake); /* under the lock: see wake */
+    }
+    g_mutex_unlock(&d->lock);
+}
+
 void ndfs_driver_refresh_nodes(struct ndfs_driver *d)
 {
     g_mutex_lock(&d->lock);
@@ -633,13 +1130,12 @@ void ndfs_driver_refresh_nodes(struct ndfs_driver *d)
     g_mutex_unlock(&d->lock);
 }
 
-int ndfs_driver_submit(struct ndfs_driver *d, const char *node, uint64_t vdisk_id, uint8_t op,
-                       uint16_t flags, uint64_t offset, size_t length, void *data,
-                       ndfs_driver_done_cb done, void *opaque)
+int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uint16_t flags,
+                       uint64_t offset, size_t length, void *data, ndfs_driver_done_cb done,
+                       void *opaque)
 {
     if ((op != NDFS_IO_FSYNC && length == 0) || (op == NDFS_IO_WRITE) != (data != NULL) ||
-        strlen(node) > NDFS_NODE_NAME_MAX || length > INT32_MAX ||
-        (op != NDFS_IO_FSYNC && offset > UINT64_MAX - length)) {
+        length > INT32_MAX || (op != NDFS_IO_FSYNC && offset > UINT64_MAX - length)) {
         free(data);
         return -EINVAL;
     }
@@ -647,7 +1143,7 @@ int ndfs_driver_submit(struct ndfs_driver *d, const char *node, uint64_t vdisk_i
     r->op = op;
     r->flags = flags;
     r->vdisk_id = vdisk_id;
-    g_strlcpy(r->node, node, sizeof(r->node));
+    r->submitted_us = g_get_monotonic_time();
     r->offset = offset;
     r->length = op == NDFS_IO_FSYNC ? 0 : length;
     r->data = data;

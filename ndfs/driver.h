@@ -1,15 +1,25 @@
-/* The ND driver of an ndfs mount: sends data requests on vdisks whose disk
- * another node masters to that node's master over the transport, and hands
- * the answers back.
+/* The ND driver of an ndfs mount: sends data requests on vdisks to the
+ * node that masters each one now over the transport, and hands the answers
+ * back.
  *
  * It runs its own thread with a libuv loop and a transport endpoint named
  * "<node>.mount-<pid>" that only connects out, keyed with the cluster key.
  * FUSE threads submit requests (any thread), which go through a queue to the
  * loop thread; each request sits in the pending table until answered. A
  * request larger than the part size is split, and answered when every part
- * is (the first failing part's error wins). When the master is unreachable
- * requests wait (they do not fail) and are sent, or sent again after the
- * peer restarted, once it is back. */
+ * is (the first failing part's error wins).
+ *
+ * High availability: a request's master is looked up when it is SENT (the
+ * route callback, i.e. the mapping in the vdisk table), so a request sent
+ * again goes to whoever the mapping names then. Requests wait, they do not
+ * fail: when the master is unreachable, restarted, refuses (NACK) for its
+ * epoch, its lease or its disk, the entry stays and is sent again, in order
+ * per vdisk, once the epoch or the mapping moved (ndfs_driver_set_epoch,
+ * ndfs_driver_mapping_changed) or after a short delay. A NACK -EIO marks that
+ * (vdisk, node) failed here until the mapping changes. Only a request that
+ * waited without a reachable master longer than the io-timeout (when not
+ * 0) fails, with EIO. The driver reports each vdisk's I/O state to ndfsd
+ * (vdisk.io-state) from a worker thread. */
 #ifndef NDFS_DRIVER_H
 #define NDFS_DRIVER_H
 
@@ -17,6 +27,7 @@
 #include <stdint.h>
 
 #include "control_link.h"
+#include "vdisk_table.h"
 
 struct ndfs_driver;
 
@@ -25,8 +36,13 @@ struct ndfs_driver_config {
     const uint8_t *key;    /* the cluster key; copied */
     size_t key_len;
     struct control_link *link; /* for node.list; outlives the driver */
-    uint64_t epoch;            /* stamped on requests */
+    uint64_t epoch;            /* stamped on requests, until set_epoch raises it */
     size_t part_size;          /* 0: NDFS_IO_MAX_LENGTH; at most that, a multiple of 4096 */
+    /* Where vdisk_id's requests go now (called on the driver's thread, at
+     * every send; must be cheap and thread-safe): 0, or -ENOENT when the
+     * vdisk is gone (its requests then fail with EIO). */
+    int (*route)(void *data, uint64_t vdisk_id, struct vdisk_master *out);
+    void *route_data;
 };
 
 /* Starts the driver's thread and transport. On error *errmsg says why. */
@@ -37,18 +53,26 @@ void ndfs_driver_free(struct ndfs_driver *d);
 /* Asks the driver to reread node.list (the masters' addresses) soon; any
  * thread, does not block. */
 void ndfs_driver_refresh_nodes(struct ndfs_driver *d);
+/* The mapping may have changed (a vdisk changed, was removed, the table was
+ * refetched): requests whose master changed are sent again, in order, to the
+ * new one. Any thread, does not block. */
+void ndfs_driver_mapping_changed(struct ndfs_driver *d);
+/* The cluster's epoch is now epoch (lower values are ignored): requests are
+ * stamped with it, those refused for an older epoch are sent again. Any
+ * thread, does not block. */
+void ndfs_driver_set_epoch(struct ndfs_driver *d, uint64_t epoch);
 
 /* done runs exactly once, on the driver's thread: status is bytes (read,
  * write), 0 (fsync) or -errno; for a read, data holds status bytes, valid
  * during the call. */
 typedef void (*ndfs_driver_done_cb)(void *opaque, int status, const void *data);
 
-/* Submits a request on vdisk_id to node's master: op is enum ndfs_io_op,
- * flags NDFS_IO_FLAG_*. For a write, data (length bytes, malloc'd) now
- * belongs to the driver. Returns 0 (done will run) or -errno (it will not,
- * and data was freed). */
-int ndfs_driver_submit(struct ndfs_driver *d, const char *node, uint64_t vdisk_id, uint8_t op,
-                       uint16_t flags, uint64_t offset, size_t length, void *data,
-                       ndfs_driver_done_cb done, void *opaque);
+/* Submits a request on vdisk_id to its master (the route callback's, when
+ * sent): op is enum ndfs_io_op, flags NDFS_IO_FLAG_*. For a write, data
+ * (length bytes, malloc'd) now belongs to the driver. Returns 0 (done will
+ * run) or -errno (it will not, and data was freed). */
+int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uint16_t flags,
+                       uint64_t offset, size_t length, void *data, ndfs_driver_done_cb done,
+                       void *opaque);
 
 #endif

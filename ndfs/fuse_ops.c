@@ -395,9 +395,9 @@ static void warn_remote(struct ndfs_fs *fs, const struct vdisk_attr *a)
         g_hash_table_add(fs->warned_remote, g_memdup2(&a->id, sizeof(a->id)));
     g_mutex_unlock(&fs->warn_lock);
     if (first)
-        g_warning("vdisk \"%s\": its primary is node \"%s\", not this node \"%s\", and this "
+        g_warning("vdisk \"%s\": its master is node \"%s\", not this node \"%s\", and this "
                   "mount has no cluster key to reach it (ENXIO)",
-                  a->name, a->primary_node, fs->node_name);
+                  a->name, a->master_node, fs->node_name);
 }
 
 static void handle_free(struct ndfs_fs *fs, struct ndfs_handle *h)
@@ -405,34 +405,57 @@ static void handle_free(struct ndfs_fs *fs, struct ndfs_handle *h)
     g_mutex_lock(&fs->handles_lock);
     g_hash_table_remove(fs->handles, h);
     g_mutex_unlock(&fs->handles_lock);
-    if (h->fd >= 0)
-        close(h->fd);
+    int fd = atomic_load(&h->fd);
+    if (fd >= 0)
+        close(fd);
     if (h->announced)
         control_link_close_vdisk(fs->link, h->announced);
+    g_mutex_clear(&h->open_lock);
+    g_free(h->local_path);
     g_free(h);
 }
 
-/* A vdisk another node masters: nothing to open here, the master has it. */
-static int open_remote(struct ndfs_fs *fs, const struct vdisk_attr *a, int flags,
-                       struct ndfs_handle **out)
+static struct ndfs_handle *handle_new(fuse_ino_t ino, int flags)
 {
-    if (!fs->driver) {
-        warn_remote(fs, a);
-        return -ENXIO;
-    }
     struct ndfs_handle *h = g_new0(struct ndfs_handle, 1);
-    h->fd = -1;
-    h->remote = true;
-    h->ino = a->ino;
+    atomic_init(&h->fd, -1);
+    g_mutex_init(&h->open_lock);
+    h->ino = ino;
+    h->open_flags = flags;
     h->direct = (flags & O_DIRECT) != 0;
     h->writable = (flags & O_ACCMODE) != O_RDONLY;
-    int rc = control_link_open_vdisk(fs->link, a->name, &h->announced);
-    if (rc < 0) {
-        handle_free(fs, h);
-        return rc;
+    return h;
+}
+
+/* Opens h's local disk: the path that masters the vdisk now, which must be
+ * on this node. 0 when h->fd is open. */
+static int local_open(struct ndfs_fs *fs, struct ndfs_handle *h, bool quiet)
+{
+    int rc = 0;
+    g_autofree char *node = NULL, *path = NULL;
+    g_mutex_lock(&h->open_lock);
+    if (atomic_load(&h->fd) >= 0)
+        goto out;
+    if ((rc = vdisk_table_master_path(fs->table, h->ino, &node, &path)) < 0)
+        goto out;
+    if (!node || !path || strcmp(node, fs->node_name) != 0) {
+        rc = -ENXIO;
+        goto out;
     }
-    *out = h;
-    return 0;
+    int fd;
+    /* O_TRUNC is ignored, as on a block device */
+    rc = localio_open(path, h->writable, h->direct, h->open_flags, &fd);
+    if (rc < 0) {
+        if (!quiet || !atomic_exchange(&h->local_failed_logged, true))
+            g_warning("vdisk of inode %" G_GUINT64_FORMAT ": cannot open its disk %s: %s%s", h->ino,
+                      path, g_strerror(-rc), fs->driver ? "; its I/O goes through its master" : "");
+        goto out;
+    }
+    h->local_path = g_steal_pointer(&path);
+    atomic_store(&h->fd, fd); /* after local_path: readers load fd first */
+out:
+    g_mutex_unlock(&h->open_lock);
+    return rc;
 }
 
 static int do_open(struct ndfs_fs *fs, fuse_ino_t ino, int flags, struct ndfs_handle **out)
@@ -443,21 +466,20 @@ static int do_open(struct ndfs_fs *fs, fuse_ino_t ino, int flags, struct ndfs_ha
     int rc = vdisk_table_get(fs->table, ino, &a);
     if (rc < 0)
         return rc;
-    if (strcmp(a.primary_node, fs->node_name) != 0 || (fs->force_remote && fs->driver))
-        return open_remote(fs, &a, flags, out);
-    g_autofree char *path = NULL;
-    if ((rc = vdisk_table_primary_path(fs->table, ino, &path)) < 0)
-        return rc;
-    struct ndfs_handle *h = g_new0(struct ndfs_handle, 1);
-    h->ino = ino;
-    h->direct = (flags & O_DIRECT) != 0;
-    h->writable = (flags & O_ACCMODE) != O_RDONLY;
-    /* O_TRUNC is ignored, as on a block device */
-    rc = localio_open(path, h->writable, h->direct, flags, &h->fd);
-    if (rc < 0) {
-        g_warning("vdisk \"%s\": cannot open its disk %s: %s", a.name, path, g_strerror(-rc));
-        g_free(h);
-        return rc == -ENOENT || rc == -ENOTDIR ? -EIO : rc;
+    bool mine = strcmp(a.master_node, fs->node_name) == 0;
+    if (!mine && !fs->driver) {
+        warn_remote(fs, &a);
+        return -ENXIO;
+    }
+    struct ndfs_handle *h = handle_new(ino, flags);
+    if (mine && !(fs->force_remote && fs->driver)) {
+        rc = local_open(fs, h, false);
+        /* with a driver, the master (this node's ndfsd) does the I/O and
+         * fails the path when the disk is bad */
+        if (rc < 0 && !fs->driver) {
+            handle_free(fs, h);
+            return rc == -ENOENT || rc == -ENOTDIR ? -EIO : rc;
+        }
     }
     rc = control_link_open_vdisk(fs->link, a.name, &h->announced);
     if (rc < 0) {
@@ -500,13 +522,41 @@ int ndfs__fuse_handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *
     return -EIO;
 }
 
-static int do_read(struct ndfs_fs *fs, struct ndfs_handle *h, size_t size, off_t off, void **buf,
+int ndfs__fuse_route(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *id, uint64_t *size)
+{
+    int fd = atomic_load(&h->fd);
+    struct vdisk_io io;
+    if (vdisk_table_io(fs->table, h->ino, fs->node_name, fd >= 0 ? h->local_path : NULL, &io) < 0)
+        return ndfs__fuse_handle_size(fs, h, size); /* logs the removal once, -EIO */
+    *id = io.id;
+    *size = io.size;
+    if (!fs->driver)
+        return fd >= 0 ? 1 : -ENXIO; /* no network: the local disk is the only path */
+    /* local disk I/O only while the mapping names this node and the path it
+     * opened, and while this node's lease is valid (fencing) */
+    if (fs->force_remote || !io.local || !control_link_lease_valid(fs->link))
+        return 0;
+    if (fd < 0 && local_open(fs, h, true) < 0)
+        return 0;
+    return 1;
+}
+
+/* A local error that says the disk (path) is bad, not the request: with a
+ * driver the request goes to the master, which fails the path. */
+static bool path_error(struct ndfs_fs *fs, struct ndfs_handle *h, int rc)
+{
+    if (!fs->driver || (rc != -EIO && rc != -ENXIO && rc != -ENODEV && rc != -ENOMEDIUM))
+        return false;
+    if (!atomic_exchange(&h->local_failed_logged, true))
+        g_warning("vdisk of inode %" G_GUINT64_FORMAT ": its local disk failed (%s): its I/O "
+                  "goes through its master",
+                  h->ino, g_strerror(-rc));
+    return true;
+}
+
+static int do_read(struct ndfs_handle *h, uint64_t vsize, size_t size, off_t off, void **buf,
                    size_t *len)
 {
-    uint64_t vsize;
-    int rc = ndfs__fuse_handle_size(fs, h, &vsize);
-    if (rc < 0)
-        return rc;
     *buf = NULL;
     *len = 0;
     if (off < 0)
@@ -519,7 +569,7 @@ static int do_read(struct ndfs_fs *fs, struct ndfs_handle *h, size_t size, off_t
     void *data = localio_alloc(want);
     if (!data)
         return -ENOMEM;
-    ssize_t n = localio_pread(h->fd, data, want, (uint64_t)off);
+    ssize_t n = localio_pread(atomic_load(&h->fd), data, want, (uint64_t)off);
     if (n < 0) {
         free(data);
         return (int)n;
@@ -533,13 +583,22 @@ static void ndfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                       struct fuse_file_info *fi)
 {
     (void)ino;
-    if (handle_of(fi)->remote) {
-        ndfs__fuse_remote_read(req, fs_of(req), handle_of(fi), size, off);
+    struct ndfs_fs *fs = fs_of(req);
+    struct ndfs_handle *h = handle_of(fi);
+    uint64_t id, vsize;
+    int rc = ndfs__fuse_route(fs, h, &id, &vsize);
+    if (rc == 0) {
+        ndfs__fuse_remote_read(req, fs, h, id, vsize, size, off);
         return;
     }
-    void *buf;
-    size_t len;
-    int rc = do_read(fs_of(req), handle_of(fi), size, off, &buf, &len);
+    void *buf = NULL;
+    size_t len = 0;
+    if (rc > 0)
+        rc = do_read(h, vsize, size, off, &buf, &len);
+    if (rc < 0 && path_error(fs, h, rc)) {
+        ndfs__fuse_remote_read(req, fs, h, id, vsize, size, off);
+        return;
+    }
     if (rc < 0) {
         ndfs__fuse_reply_err(req, rc);
         return;
@@ -548,102 +607,154 @@ static void ndfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     free(buf);
 }
 
-static int do_write(struct ndfs_fs *fs, struct ndfs_handle *h, struct fuse_bufvec *in, off_t off,
-                    size_t *written)
+/* Checks a write of size bytes at off: the length to write (what fits). */
+static int write_length(struct ndfs_handle *h, uint64_t vsize, size_t size, off_t off, size_t *len)
 {
-    uint64_t vsize;
-    int rc = ndfs__fuse_handle_size(fs, h, &vsize);
-    if (rc < 0)
-        return rc;
-    size_t size = fuse_buf_size(in);
     if (off < 0)
         return -EINVAL;
-    if (size == 0) {
-        *written = 0;
+    *len = 0;
+    if (size == 0)
         return 0;
-    }
     if ((uint64_t)off >= vsize)
         return -ENOSPC;
     /* past the end a block device takes what fits */
-    size_t len = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
-    if (h->direct && !localio_direct_aligned((uint64_t)off, len))
+    *len = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
+    if (h->direct && !localio_direct_aligned((uint64_t)off, *len))
         return -EINVAL;
-    ssize_t n;
-    if (!h->direct) {
-        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
-        dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-        dst.buf[0].fd = h->fd;
-        dst.buf[0].pos = off;
-        n = fuse_buf_copy(&dst, in, 0);
-    } else {
-        /* O_DIRECT wants aligned memory: bounce through it */
-        void *bounce = localio_alloc(len);
-        if (!bounce)
-            return -ENOMEM;
-        struct fuse_bufvec mem = FUSE_BUFVEC_INIT(len);
-        mem.buf[0].mem = bounce;
-        n = fuse_buf_copy(&mem, in, 0);
-        if (n >= 0)
-            n = localio_pwrite(h->fd, bounce, (size_t)n, (uint64_t)off);
-        free(bounce);
-    }
-    if (n < 0)
-        return (int)n;
-    atomic_store(&h->dirty, true);
-    *written = (size_t)n;
     return 0;
+}
+
+/* The bytes of in, len of them, in a new (aligned) buffer; NULL and *rc. */
+static void *copy_in(struct fuse_bufvec *in, size_t len, int *rc)
+{
+    void *data = localio_alloc(len);
+    if (!data) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    struct fuse_bufvec mem = FUSE_BUFVEC_INIT(len);
+    mem.buf[0].mem = data;
+    ssize_t n = fuse_buf_copy(&mem, in, 0);
+    if (n < 0 || (size_t)n != len) {
+        free(data);
+        *rc = n < 0 ? (int)n : -EIO;
+        return NULL;
+    }
+    return data;
 }
 
 static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
                            struct fuse_file_info *fi)
 {
     (void)ino;
-    if (handle_of(fi)->remote) {
-        ndfs__fuse_remote_write(req, fs_of(req), handle_of(fi), in, off);
+    struct ndfs_fs *fs = fs_of(req);
+    struct ndfs_handle *h = handle_of(fi);
+    uint64_t id, vsize;
+    size_t len = 0;
+    int route = ndfs__fuse_route(fs, h, &id, &vsize);
+    int rc = route < 0 ? route : write_length(h, vsize, fuse_buf_size(in), off, &len);
+    if (rc < 0 || len == 0) {
+        if (rc < 0)
+            ndfs__fuse_reply_err(req, rc);
+        else
+            fuse_reply_write(req, 0);
         return;
     }
-    size_t written = 0;
-    int rc = do_write(fs_of(req), handle_of(fi), in, off, &written);
-    if (rc < 0)
-        ndfs__fuse_reply_err(req, rc);
-    else
-        fuse_reply_write(req, written);
+    void *data = NULL;
+    if (route == 0) {
+        if (!(data = copy_in(in, len, &rc)))
+            ndfs__fuse_reply_err(req, rc);
+        else
+            ndfs__fuse_remote_write_data(req, fs, h, id, data, len, off);
+        return;
+    }
+    int fd = atomic_load(&h->fd);
+    ssize_t n;
+    bool mem_in =
+        in->count == 1 && in->idx == 0 && in->off == 0 && !(in->buf[0].flags & FUSE_BUF_IS_FD);
+    if (!h->direct && (!fs->driver || !mem_in)) {
+        /* without network nothing resends it: straight from the kernel's buffer */
+        if (fs->driver) {
+            if (!(data = copy_in(in, len, &rc))) {
+                ndfs__fuse_reply_err(req, rc);
+                return;
+            }
+            n = localio_pwrite(fd, data, len, (uint64_t)off);
+        } else {
+            struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
+            dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+            dst.buf[0].fd = fd;
+            dst.buf[0].pos = off;
+            n = fuse_buf_copy(&dst, in, 0);
+        }
+    } else if (!h->direct) {
+        /* the kernel's buffer in memory: kept for a resend */
+        n = localio_pwrite(fd, in->buf[0].mem, len, (uint64_t)off);
+    } else {
+        /* O_DIRECT wants aligned memory: bounce through it */
+        if (!(data = copy_in(in, len, &rc))) {
+            ndfs__fuse_reply_err(req, rc);
+            return;
+        }
+        n = localio_pwrite(fd, data, len, (uint64_t)off);
+    }
+    if (n < 0 && path_error(fs, h, (int)n)) {
+        if (!data && !(data = copy_in(in, len, &rc))) {
+            ndfs__fuse_reply_err(req, rc);
+            return;
+        }
+        ndfs__fuse_remote_write_data(req, fs, h, id, data, len, off);
+        return;
+    }
+    free(data);
+    if (n < 0) {
+        ndfs__fuse_reply_err(req, (int)n);
+        return;
+    }
+    atomic_store(&h->dirty, true);
+    fuse_reply_write(req, (size_t)n);
 }
 
-static int do_sync(struct ndfs_fs *fs, struct ndfs_handle *h, bool datasync, bool only_if_dirty)
+static void sync_common(fuse_req_t req, struct ndfs_handle *h, bool datasync, bool only_if_dirty)
 {
-    uint64_t vsize;
-    int rc = ndfs__fuse_handle_size(fs, h, &vsize);
-    if (rc < 0)
-        return rc;
-    if (!h->writable)
-        return 0;
+    struct ndfs_fs *fs = fs_of(req);
+    uint64_t id, vsize;
+    int rc = ndfs__fuse_route(fs, h, &id, &vsize);
+    if (rc == 0) {
+        ndfs__fuse_remote_sync(req, fs, h, id, datasync, only_if_dirty);
+        return;
+    }
+    if (rc < 0 || !h->writable) {
+        ndfs__fuse_reply_err(req, rc < 0 ? rc : 0);
+        return;
+    }
     bool was_dirty = atomic_exchange(&h->dirty, false);
-    if (only_if_dirty && !was_dirty)
-        return 0;
-    rc = localio_sync(h->fd, datasync);
+    if (only_if_dirty && !was_dirty) {
+        fuse_reply_err(req, 0);
+        return;
+    }
+    rc = localio_sync(atomic_load(&h->fd), datasync);
+    if (rc < 0 && path_error(fs, h, rc)) {
+        atomic_store(&h->dirty, true);
+        ndfs__fuse_remote_sync(req, fs, h, id, datasync, false);
+        return;
+    }
     if (rc < 0)
         atomic_store(&h->dirty, true);
-    return rc;
+    ndfs__fuse_reply_err(req, rc);
 }
 
 static void ndfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
     /* a close(2) after writes reaches the disk, as the design promises */
-    if (handle_of(fi)->remote)
-        ndfs__fuse_remote_sync(req, fs_of(req), handle_of(fi), true, true);
-    else
-        ndfs__fuse_reply_err(req, do_sync(fs_of(req), handle_of(fi), true, true));
+    sync_common(req, handle_of(fi), true, true);
 }
 
 static void ndfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
     (void)ino;
-    if (handle_of(fi)->remote)
-        ndfs__fuse_remote_sync(req, fs_of(req), handle_of(fi), datasync != 0, false);
-    else
-        ndfs__fuse_reply_err(req, do_sync(fs_of(req), handle_of(fi), datasync != 0, false));
+    sync_common(req, handle_of(fi), datasync != 0, false);
 }
 
 static void ndfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -656,10 +767,10 @@ static void ndfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off_t off,
                         off_t length)
 {
-    uint64_t vsize;
-    int rc = ndfs__fuse_handle_size(fs, h, &vsize);
-    if (rc < 0)
-        return rc;
+    uint64_t id, vsize;
+    int route = ndfs__fuse_route(fs, h, &id, &vsize);
+    if (route < 0)
+        return route;
     if (off < 0 || length <= 0)
         return -EINVAL;
     uint64_t end = (uint64_t)off + (uint64_t)length;
@@ -670,10 +781,10 @@ static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off
         return -EOPNOTSUPP;
     if ((uint64_t)off >= vsize)
         return 0;
-    if (h->remote) /* the IO channel has no discard yet */
+    if (route == 0) /* the IO channel has no discard yet */
         return -EOPNOTSUPP;
     /* discard and zeroing (a loop device's) stay within the vdisk */
-    return localio_fallocate(h->fd, kind | FALLOC_FL_KEEP_SIZE, (uint64_t)off,
+    return localio_fallocate(atomic_load(&h->fd), kind | FALLOC_FL_KEEP_SIZE, (uint64_t)off,
                              MIN(end, vsize) - (uint64_t)off);
 }
 

@@ -1,7 +1,8 @@
 /* The FUSE low-level operations of an ndfs mount: a root directory holding
  * one regular file per vdisk, whose reads and writes go to the vdisk's disk
- * when this node is its primary, and to its master through the driver
- * otherwise. */
+ * when the mapping names this node (and the path it opened) as the master
+ * and this node's lease is valid, and to the current master through the
+ * driver otherwise. The choice is made for every request. */
 #ifndef NDFS_FUSE_OPS_H
 #define NDFS_FUSE_OPS_H
 
@@ -49,25 +50,35 @@ extern const struct fuse_lowlevel_ops ndfs_fuse_ops;
 /* Internal to the mount, shared by fuse_ops.c and fuse_remote.c. */
 /* An open vdisk file: fi->fh. */
 struct ndfs_handle {
-    int fd;      /* -1 for a remote vdisk: only its master opens the disk */
-    bool remote; /* I/O goes through the driver to the vdisk's master */
+    /* the local disk, opened when this node masters the vdisk (at open or
+     * at the first local I/O); -1: not open */
+    _Atomic int fd;
+    char *local_path; /* what fd opened: set before fd, then read-only */
+    GMutex open_lock; /* opening fd */
+    int open_flags;
     uint64_t ino;
     bool direct; /* the file was opened O_DIRECT, and so was fd */
     bool writable;
-    atomic_bool dirty;          /* written since the last flush */
-    atomic_bool removed_logged; /* "removed while open" said once */
+    atomic_bool local_failed_logged; /* "local disk failed, through the master" said once */
+    atomic_bool dirty;               /* written since the last flush */
+    atomic_bool removed_logged;      /* "removed while open" said once */
     struct control_link_open *announced;
 };
 
 void ndfs__fuse_reply_err(fuse_req_t req, int rc);
 /* The vdisk's size for I/O on h; -EIO once it was removed under h. */
 int ndfs__fuse_handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *size);
-/* Through the driver to the vdisk's master; each answers req. */
-void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, size_t size,
-                            off_t off);
-void ndfs__fuse_remote_write(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
-                             struct fuse_bufvec *in, off_t off);
-void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
+/* Where a request on h goes now: 1 local (h->fd is open), 0 through the
+ * driver, or -errno. *id and *size: the vdisk's. */
+int ndfs__fuse_route(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *id, uint64_t *size);
+/* Through the driver to the vdisk's master; each answers req. id and
+ * vsize from ndfs__fuse_route. */
+void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
+                            uint64_t vsize, size_t size, off_t off);
+/* data: len bytes (malloc'd, now the driver's) at off, checked already. */
+void ndfs__fuse_remote_write_data(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
+                                  uint64_t id, void *data, size_t len, off_t off);
+void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
                             bool datasync, bool only_if_dirty);
 
 #endif

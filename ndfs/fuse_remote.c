@@ -1,7 +1,8 @@
 #define G_LOG_DOMAIN "ndfs-fuse"
 
-/* Reads, writes and syncs of a vdisk another node masters: forwarded through
- * the driver, answered to the kernel from the driver's callbacks. */
+/* Reads, writes and syncs through the driver to the vdisk's current master
+ * (another node, or this node's ndfsd when the local path may not be
+ * used), answered to the kernel from the driver's callbacks. */
 #include "fuse_ops.h"
 
 #include <errno.h>
@@ -10,15 +11,6 @@
 
 #include "io_proto.h"
 #include "localio.h"
-
-/* A remote request's place: the vdisk's id and master, and its size. */
-static int remote_route(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *id, uint64_t *size,
-                        char *node)
-{
-    if (vdisk_table_route(fs->table, h->ino, id, size, node) == 0)
-        return 0;
-    return ndfs__fuse_handle_size(fs, h, size); /* logs the removal once, -EIO */
-}
 
 /* What a remote reply needs to answer the kernel. */
 struct remote_call {
@@ -35,16 +27,11 @@ static void remote_read_done(void *opaque, int status, const void *data)
         fuse_reply_buf(req, data, (size_t)status);
 }
 
-void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, size_t size,
-                            off_t off)
+void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
+                            uint64_t vsize, size_t size, off_t off)
 {
-    uint64_t id, vsize;
-    char node[NDFS_NODE_NAME_MAX + 1];
-    int rc = remote_route(fs, h, &id, &vsize, node);
-    if (rc == 0 && off < 0)
-        rc = -EINVAL;
-    if (rc < 0) {
-        ndfs__fuse_reply_err(req, rc);
+    if (off < 0) {
+        ndfs__fuse_reply_err(req, -EINVAL);
         return;
     }
     if ((uint64_t)off >= vsize || size == 0) {
@@ -56,8 +43,8 @@ void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_hand
         ndfs__fuse_reply_err(req, -EINVAL);
         return;
     }
-    rc = ndfs_driver_submit(fs->driver, node, id, NDFS_IO_READ, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
-                            (uint64_t)off, want, NULL, remote_read_done, req);
+    int rc = ndfs_driver_submit(fs->driver, id, NDFS_IO_READ, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
+                                (uint64_t)off, want, NULL, remote_read_done, req);
     if (rc < 0)
         ndfs__fuse_reply_err(req, rc);
 }
@@ -72,48 +59,12 @@ static void remote_write_done(void *opaque, int status, const void *data)
         fuse_reply_write(req, (size_t)status);
 }
 
-void ndfs__fuse_remote_write(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
-                             struct fuse_bufvec *in, off_t off)
+void ndfs__fuse_remote_write_data(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
+                                  uint64_t id, void *data, size_t len, off_t off)
 {
-    uint64_t id, vsize;
-    char node[NDFS_NODE_NAME_MAX + 1];
-    int rc = remote_route(fs, h, &id, &vsize, node);
-    size_t size = fuse_buf_size(in);
-    if (rc == 0 && off < 0)
-        rc = -EINVAL;
-    if (rc == 0 && size > 0 && (uint64_t)off >= vsize)
-        rc = -ENOSPC;
-    if (rc < 0) {
-        ndfs__fuse_reply_err(req, rc);
-        return;
-    }
-    if (size == 0) {
-        fuse_reply_write(req, 0);
-        return;
-    }
-    /* past the end a block device takes what fits */
-    size_t len = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
-    if (h->direct && !localio_direct_aligned((uint64_t)off, len)) {
-        ndfs__fuse_reply_err(req, -EINVAL);
-        return;
-    }
-    void *data = malloc(len);
-    if (!data) {
-        ndfs__fuse_reply_err(req, -ENOMEM);
-        return;
-    }
-    struct fuse_bufvec mem = FUSE_BUFVEC_INIT(len);
-    mem.buf[0].mem = data;
-    ssize_t n = fuse_buf_copy(&mem, in, 0);
-    if (n < 0 || (size_t)n != len) {
-        free(data);
-        ndfs__fuse_reply_err(req, n < 0 ? (int)n : -EIO);
-        return;
-    }
     atomic_store(&h->dirty, true);
-    rc =
-        ndfs_driver_submit(fs->driver, node, id, NDFS_IO_WRITE, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
-                           (uint64_t)off, len, data, remote_write_done, req);
+    int rc = ndfs_driver_submit(fs->driver, id, NDFS_IO_WRITE, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
+                                (uint64_t)off, len, data, remote_write_done, req);
     if (rc < 0)
         ndfs__fuse_reply_err(req, rc);
 }
@@ -129,14 +80,11 @@ static void remote_sync_done(void *opaque, int status, const void *data)
 }
 
 /* Forwards fsync (or a flush after writes) to the master's fsync. */
-void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
+void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
                             bool datasync, bool only_if_dirty)
 {
-    uint64_t id, vsize;
-    char node[NDFS_NODE_NAME_MAX + 1];
-    int rc = remote_route(fs, h, &id, &vsize, node);
-    if (rc < 0 || !h->writable) {
-        ndfs__fuse_reply_err(req, rc);
+    if (!h->writable) {
+        fuse_reply_err(req, 0);
         return;
     }
     bool was_dirty = atomic_exchange(&h->dirty, false);
@@ -147,9 +95,8 @@ void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_hand
     struct remote_call *call = g_new(struct remote_call, 1);
     call->req = req;
     call->h = h;
-    rc = ndfs_driver_submit(fs->driver, node, id, NDFS_IO_FSYNC,
-                            datasync ? NDFS_IO_FLAG_DATASYNC : 0, 0, 0, NULL, remote_sync_done,
-                            call);
+    int rc = ndfs_driver_submit(fs->driver, id, NDFS_IO_FSYNC, datasync ? NDFS_IO_FLAG_DATASYNC : 0,
+                                0, 0, NULL, remote_sync_done, call);
     if (rc < 0) {
         g_free(call);
         atomic_store(&h->dirty, true);

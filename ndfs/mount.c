@@ -237,9 +237,26 @@ static void refresh_nodes(void *data)
     ndfs_driver_refresh_nodes(data);
 }
 
+static void mapping_changed(void *data)
+{
+    ndfs_driver_mapping_changed(data);
+}
+
+static void epoch_changed(void *data, uint64_t epoch)
+{
+    ndfs_driver_set_epoch(data, epoch);
+}
+
+/* The driver's route: the vdisk's master in the table now. */
+static int route_vdisk(void *data, uint64_t vdisk_id, struct vdisk_master *out)
+{
+    return vdisk_table_master(data, vdisk_id, out);
+}
+
 /* The driver for vdisks other nodes master, when ndfsd is in a cluster
  * (its hello names the key file). 0 and NULL without network. */
-static int start_driver(struct control_link *link, const char *node, struct ndfs_driver **out)
+static int start_driver(struct control_link *link, struct vdisk_table *table, const char *node,
+                        struct ndfs_driver **out)
 {
     *out = NULL;
     g_autofree char *key_file = control_link_key_file(link);
@@ -260,6 +277,8 @@ static int start_driver(struct control_link *link, const char *node, struct ndfs
         .key_len = key_len,
         .link = link,
         .epoch = control_link_epoch(link),
+        .route = route_vdisk,
+        .route_data = table,
     };
     const char *part = g_getenv("NDFS_DRIVER_PART_SIZE"); /* tests: split small requests */
     if (part)
@@ -271,7 +290,15 @@ static int start_driver(struct control_link *link, const char *node, struct ndfs
         g_warning("cannot start remote I/O: %s", errmsg);
         return rc;
     }
-    control_link_set_nodes_cb(link, refresh_nodes, *out);
+    static const struct control_link_callbacks cbs = {
+        .nodes = refresh_nodes,
+        .mapping = mapping_changed,
+        .epoch = epoch_changed,
+    };
+    control_link_set_callbacks(link, &cbs, *out);
+    /* what changed between the hello and now */
+    ndfs_driver_set_epoch(*out, control_link_epoch(link));
+    ndfs_driver_mapping_changed(*out);
     return 0;
 }
 
@@ -316,7 +343,7 @@ static int run(struct mount_options *o, struct fuse_args *args)
     if (control_link_start(link, se) < 0)
         goto out;
     /* after fuse_daemonize(): its thread would not survive the fork */
-    if (start_driver(link, fs.node_name, &driver) < 0)
+    if (start_driver(link, table, fs.node_name, &driver) < 0)
         goto out;
     fs.driver = driver;
     /* the network path on one node, to test and measure it */
@@ -333,7 +360,7 @@ out:
     if (signals)
         fuse_remove_signal_handlers(se);
     /* the driver answers what is left and uses the link: stop it first */
-    control_link_set_nodes_cb(link, NULL, NULL);
+    control_link_set_callbacks(link, NULL, NULL);
     ndfs_driver_free(driver);
     /* remote handles send through the driver: it is gone, and they only
      * close their disks and tell ndfsd now */

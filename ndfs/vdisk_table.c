@@ -15,6 +15,7 @@
 
 struct vdisk_entry {
     uint64_t ino;
+    uint64_t map_gen; /* grows with every change of the mapping */
     struct ndfs_vdisk v;
     uid_t uid;
     gid_t gid;
@@ -25,6 +26,7 @@ struct vdisk_table {
     GTree *by_ino;       /* uint64_t *ino -> struct vdisk_entry *; owns; protected by lock */
     GHashTable *by_name; /* name -> struct vdisk_entry * (borrowed); protected by lock */
     uint64_t root_mtime; /* ns; protected by lock */
+    uint64_t next_gen;   /* mapping generations; protected by lock */
 };
 
 static uint64_t now_ns(void)
@@ -116,7 +118,26 @@ static bool same_vdisk(const struct ndfs_vdisk *a, const struct ndfs_vdisk *b)
            same_string(a->primary_node, b->primary_node) &&
            same_string(a->primary_path, b->primary_path) &&
            same_string(a->secondary_node, b->secondary_node) &&
-           same_string(a->secondary_path, b->secondary_path);
+           same_string(a->secondary_path, b->secondary_path) &&
+           a->on_secondary == b->on_secondary && a->primary_failed == b->primary_failed &&
+           a->secondary_failed == b->secondary_failed;
+}
+
+/* The mapping: where I/O goes (master, its path, failed paths). */
+static bool same_mapping(const struct ndfs_vdisk *a, const struct ndfs_vdisk *b)
+{
+    return same_string(a->primary_node, b->primary_node) &&
+           same_string(a->primary_path, b->primary_path) &&
+           same_string(a->secondary_node, b->secondary_node) &&
+           same_string(a->secondary_path, b->secondary_path) &&
+           a->on_secondary == b->on_secondary && a->primary_failed == b->primary_failed &&
+           a->secondary_failed == b->secondary_failed;
+}
+
+/* Is the path that masters v marked failed? */
+static bool master_failed(const struct ndfs_vdisk *v)
+{
+    return v->on_secondary && v->secondary_node ? v->secondary_failed : v->primary_failed;
 }
 
 enum vdisk_table_change vdisk_table_upsert(struct vdisk_table *t, const struct ndfs_vdisk *v,
@@ -140,6 +161,10 @@ enum vdisk_table_change vdisk_table_upsert(struct vdisk_table *t, const struct n
         entry_free(fresh);
         return VDISK_TABLE_UNCHANGED;
     }
+    if (old && same_mapping(&old->v, v))
+        fresh->map_gen = old->map_gen;
+    else
+        fresh->map_gen = ++t->next_gen;
     if (old) {
         if (old_name && strcmp(old->v.name, v->name) != 0)
             *old_name = g_strdup(old->v.name);
@@ -197,6 +222,8 @@ static void entry_to_attr(const struct vdisk_entry *e, struct vdisk_attr *out)
     g_strlcpy(out->name, e->v.name, sizeof(out->name));
     g_strlcpy(out->primary_node, e->v.primary_node ? e->v.primary_node : "",
               sizeof(out->primary_node));
+    const char *master = ndfs_vdisk_master_node(&e->v);
+    g_strlcpy(out->master_node, master ? master : "", sizeof(out->master_node));
 }
 
 int vdisk_table_get(struct vdisk_table *t, uint64_t ino, struct vdisk_attr *out)
@@ -236,18 +263,54 @@ int vdisk_table_route(struct vdisk_table *t, uint64_t ino, uint64_t *id, uint64_
     if (e) {
         *id = e->v.id;
         *size = e->v.size;
-        g_strlcpy(node, e->v.primary_node ? e->v.primary_node : "", NDFS_NODE_NAME_MAX + 1);
+        const char *master = ndfs_vdisk_master_node(&e->v);
+        g_strlcpy(node, master ? master : "", NDFS_NODE_NAME_MAX + 1);
     }
     g_rw_lock_reader_unlock(&t->lock);
     return e ? 0 : -ENOENT;
 }
 
-int vdisk_table_primary_path(struct vdisk_table *t, uint64_t ino, char **path)
+int vdisk_table_master(struct vdisk_table *t, uint64_t vdisk_id, struct vdisk_master *out)
+{
+    uint64_t ino = vdisk_table_ino(vdisk_id);
+    g_rw_lock_reader_lock(&t->lock);
+    struct vdisk_entry *e = g_tree_lookup(t->by_ino, &ino);
+    if (e) {
+        const char *master = ndfs_vdisk_master_node(&e->v);
+        g_strlcpy(out->node, master ? master : "", sizeof(out->node));
+        g_strlcpy(out->name, e->v.name, sizeof(out->name));
+        out->map_gen = e->map_gen;
+        out->failed = master_failed(&e->v);
+    }
+    g_rw_lock_reader_unlock(&t->lock);
+    return e ? 0 : -ENOENT;
+}
+
+int vdisk_table_io(struct vdisk_table *t, uint64_t ino, const char *node, const char *path,
+                   struct vdisk_io *out)
 {
     g_rw_lock_reader_lock(&t->lock);
     struct vdisk_entry *e = g_tree_lookup(t->by_ino, &ino);
-    if (e)
-        *path = g_strdup(e->v.primary_path);
+    if (e) {
+        out->id = e->v.id;
+        out->size = e->v.size;
+        const char *mnode = ndfs_vdisk_master_node(&e->v);
+        const char *mpath = ndfs_vdisk_master_path(&e->v);
+        out->local = node && mnode && mpath && strcmp(mnode, node) == 0 && !master_failed(&e->v) &&
+                     (!path || strcmp(path, mpath) == 0);
+    }
+    g_rw_lock_reader_unlock(&t->lock);
+    return e ? 0 : -ENOENT;
+}
+
+int vdisk_table_master_path(struct vdisk_table *t, uint64_t ino, char **node, char **path)
+{
+    g_rw_lock_reader_lock(&t->lock);
+    struct vdisk_entry *e = g_tree_lookup(t->by_ino, &ino);
+    if (e) {
+        *node = g_strdup(ndfs_vdisk_master_node(&e->v));
+        *path = g_strdup(ndfs_vdisk_master_path(&e->v));
+    }
     g_rw_lock_reader_unlock(&t->lock);
     return e ? 0 : -ENOENT;
 }

@@ -28,9 +28,25 @@ struct vdisk_attr {
     gid_t gid;     /* group name resolved locally; 65534 when unknown */
     char name[NDFS_VDISK_NAME_MAX + 1];
     char primary_node[NDFS_NODE_NAME_MAX + 1];
+    char master_node[NDFS_NODE_NAME_MAX + 1]; /* the mapping's current master */
 };
 
-/* What vdisk_table_upsert() did. */
+/* Where the driver sends a vdisk's requests now. */
+struct vdisk_master {
+    char node[NDFS_NODE_NAME_MAX + 1]; /* ndfs_vdisk_master_node() */
+    char name[NDFS_VDISK_NAME_MAX + 1];
+    uint64_t map_gen; /* changes with every change of the mapping (master, paths, failed) */
+    bool failed;      /* the master's path is marked failed: no master */
+};
+
+/* What a FUSE request on a vdisk needs. */
+struct vdisk_io {
+    uint64_t id;
+    uint64_t size;
+    bool local; /* the mapping names node as master, with path (when not NULL), not failed */
+};
+
+/* What vdisk_table_upsert() did (a change of the mapping: CHANGED too). */
 enum vdisk_table_change {
     VDISK_TABLE_UNCHANGED = 0, /* same or older version: nothing to tell the kernel */
     VDISK_TABLE_ADDED,
@@ -63,11 +79,18 @@ int vdisk_table_find(struct vdisk_table *t, const char *name, struct vdisk_attr 
 /* The current size of ino (cheaper than _get, for every I/O). -ENOENT. */
 int vdisk_table_size(struct vdisk_table *t, uint64_t ino, uint64_t *size);
 /* What a request on ino needs: the vdisk's id, size and the node that
- * masters it (its primary; node has NDFS_NODE_NAME_MAX + 1 bytes). -ENOENT. */
+ * masters it now (ndfs_vdisk_master_node; node has NDFS_NODE_NAME_MAX + 1
+ * bytes). -ENOENT. */
 int vdisk_table_route(struct vdisk_table *t, uint64_t ino, uint64_t *id, uint64_t *size,
                       char *node);
-/* The primary disk path of ino, g_malloc'd. -ENOENT. */
-int vdisk_table_primary_path(struct vdisk_table *t, uint64_t ino, char **path);
+/* The current master of a vdisk, by id (the driver, at send time). -ENOENT. */
+int vdisk_table_master(struct vdisk_table *t, uint64_t vdisk_id, struct vdisk_master *out);
+/* id, size, and whether node masters ino now through path (NULL: any path)
+ * with that path not marked failed. -ENOENT. */
+int vdisk_table_io(struct vdisk_table *t, uint64_t ino, const char *node, const char *path,
+                   struct vdisk_io *out);
+/* The master node and path of ino, g_malloc'd. -ENOENT. */
+int vdisk_table_master_path(struct vdisk_table *t, uint64_t ino, char **node, char **path);
 
 /* Copies of the entries whose inode number is >= first_ino, in inode order,
  * at most max of them (readdir: offsets stay stable across changes).

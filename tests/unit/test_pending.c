@@ -150,3 +150,141 @@ Test(pending, many_entries)
         cr_assert_not_null(pending_table_find(t, id));
     pending_table_free(t);
 }
+
+Test(pending, sent_counts)
+{
+    struct pending_table *t = pending_table_new();
+    struct pending_entry *a, *b;
+    struct pending_entry e = entry(1, 4, NDFS_IO_WRITE, 0);
+    cr_assert_eq(pending_table_add(t, &e, &a), 0);
+    e = entry(2, 4, NDFS_IO_WRITE, 4096);
+    cr_assert_eq(pending_table_add(t, &e, &b), 0);
+    cr_assert_eq(pending_table_count_unsent(t), 2);
+    cr_assert_eq(pending_table_count_sent_vdisk(t, 4), 0);
+    pending_table_set_sent(t, a, true);
+    pending_table_set_sent(t, a, true); /* twice: counted once */
+    cr_assert_eq(pending_table_count_unsent(t), 1);
+    cr_assert_eq(pending_table_count_sent_vdisk(t, 4), 1);
+    cr_assert_eq(pending_table_complete(t, 1, NULL), 0);
+    cr_assert_eq(pending_table_count_sent_vdisk(t, 4), 0, "an answered sent entry is gone");
+    cr_assert_eq(pending_table_count_unsent(t), 1);
+    pending_table_remove(t, b);
+    cr_assert_eq(pending_table_count_unsent(t), 0);
+    size_t n;
+    uint64_t *v = pending_table_vdisks(t, &n);
+    cr_assert_eq(n, 0);
+    g_free(v);
+    pending_table_free(t);
+}
+
+/* A send round's callback: holds what its list says, sends the rest. */
+struct round {
+    struct pending_table *t;
+    uint64_t hold[8];
+    size_t nhold;
+    uint64_t gone;
+    uint64_t seen[64];
+    size_t nseen;
+};
+
+static enum pending_step round_fn(struct pending_entry *e, void *data)
+{
+    struct round *r = data;
+    r->seen[r->nseen++] = e->id;
+    for (size_t i = 0; i < r->nhold; i++)
+        if (r->hold[i] == e->id)
+            return PENDING_HOLD;
+    if (e->id == r->gone) {
+        pending_table_remove(r->t, e);
+        return PENDING_GONE;
+    }
+    pending_table_set_sent(r->t, e, true);
+    return PENDING_SENT;
+}
+
+Test(pending, send_round_keeps_order_per_vdisk)
+{
+    struct pending_table *t = pending_table_new();
+    /* vdisk 1: 1 3 5 6; vdisk 2: 2 4 7 */
+    const uint64_t vdisks[] = {1, 2, 1, 2, 1, 1, 2};
+    for (uint64_t id = 1; id <= 7; id++) {
+        struct pending_entry e = entry(id, vdisks[id - 1], NDFS_IO_WRITE, id * 4096);
+        cr_assert_eq(pending_table_add(t, &e, NULL), 0);
+    }
+    struct round r = {.t = t, .hold = {3}, .nhold = 1, .gone = 4};
+    cr_assert_eq(pending_table_send_round(t, round_fn, &r), 3);
+    /* 3 held: 5 and 6 (later, same vdisk) are not even offered; 4 removed */
+    const uint64_t want[] = {1, 2, 3, 4, 7};
+    cr_assert_eq(r.nseen, 5);
+    cr_assert_arr_eq(r.seen, want, sizeof(want));
+    cr_assert_null(pending_table_find(t, 4));
+    cr_assert_eq(pending_table_count_unsent(t), 3);
+
+    /* the next round starts again from the oldest unsent one, in order */
+    struct round r2 = {.t = t};
+    cr_assert_eq(pending_table_send_round(t, round_fn, &r2), 3);
+    const uint64_t want2[] = {3, 5, 6};
+    cr_assert_eq(r2.nseen, 3);
+    cr_assert_arr_eq(r2.seen, want2, sizeof(want2));
+    cr_assert_eq(pending_table_count_unsent(t), 0);
+    struct round r3 = {.t = t};
+    cr_assert_eq(pending_table_send_round(t, round_fn, &r3), 0);
+    cr_assert_eq(r3.nseen, 0, "nothing unsent: nothing offered");
+    pending_table_free(t);
+}
+
+static const char *master_of(uint64_t vdisk_id, void *data)
+{
+    (void)data;
+    return vdisk_id == 1 ? "n2" : vdisk_id == 2 ? "n1" : NULL;
+}
+
+Test(pending, reroute_selects_entries_whose_master_changed)
+{
+    struct pending_table *t = pending_table_new();
+    /* vdisk 1 moved n1 -> n2; vdisk 2 stays on n1; vdisk 3 has no master */
+    struct {
+        uint64_t id, vdisk;
+        const char *peer;
+        bool sent;
+    } rows[] = {
+        {1, 1, "n1", true}, {2, 2, "n1", true}, {3, 1, "n2", true},  {4, 1, "n1", false},
+        {5, 3, "n1", true}, {6, 1, "n1", true}, {7, 2, NULL, false},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+        struct pending_entry e = entry(rows[i].id, rows[i].vdisk, NDFS_IO_WRITE, i * 4096);
+        e.peer = (char *)rows[i].peer;
+        e.sent = rows[i].sent;
+        cr_assert_eq(pending_table_add(t, &e, NULL), 0);
+    }
+    cr_assert_eq(pending_table_count_unsent(t), 2);
+    cr_assert_eq(pending_table_reroute(t, master_of, NULL), 3);
+    cr_assert_not(pending_table_find(t, 1)->sent, "sent to the old master: replayed");
+    cr_assert(pending_table_find(t, 2)->sent, "its master did not change");
+    cr_assert(pending_table_find(t, 3)->sent, "sent to the new master already");
+    cr_assert_not(pending_table_find(t, 5)->sent, "no master now: waits");
+    cr_assert_not(pending_table_find(t, 6)->sent);
+    cr_assert_eq(pending_table_count_unsent(t), 5);
+    cr_assert_eq(pending_table_count_sent_vdisk(t, 1), 1);
+
+    /* the replay goes oldest first: 1, 4, 6 of vdisk 1 */
+    struct round r = {.t = t};
+    pending_table_send_round(t, round_fn, &r);
+    const uint64_t want[] = {1, 4, 5, 6, 7};
+    cr_assert_eq(r.nseen, 5);
+    cr_assert_arr_eq(r.seen, want, sizeof(want));
+    pending_table_free(t);
+}
+
+Test(pending, set_peer_same_name_keeps_string)
+{
+    struct pending_table *t = pending_table_new();
+    struct pending_entry e = entry(1, 1, NDFS_IO_READ, 0), *stored;
+    cr_assert_eq(pending_table_add(t, &e, &stored), 0);
+    char *before = stored->peer;
+    pending_entry_set_peer(stored, "n1");
+    cr_assert_eq(stored->peer, before, "same name: no new copy");
+    pending_entry_set_peer(stored, NULL);
+    cr_assert_null(stored->peer);
+    pending_table_free(t);
+}
