@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "io_proto.h"
@@ -15,19 +17,30 @@
 /* Disk I/O threads: enough for an application's queue depth to reach the disk. */
 #define MASTER_WORKERS 16
 
-/* A vdisk whose disk this node may serve. Owned by the loop thread; a job
- * holds a reference while a worker uses it. */
+/* A vdisk as the master sees its row: one struct per mapping (which node
+ * masters it, through which path, and whether that path is marked failed);
+ * a new mapping replaces the struct and revokes the old one. Owned by the
+ * loop thread; a job holds a reference while a worker uses it. */
 struct master_disk {
     unsigned refs; /* the map's + one per job; loop thread */
     uint64_t id;
     char *name;
-    char *path;
+    char *path;       /* the current master's path (ndfs_vdisk_master_path) */
     uint64_t size;    /* loop thread */
-    bool mine;        /* the primary node is this node */
-    GMutex open_lock; /* opens the disk once, on a worker */
-    int fd;           /* -1 until opened; protected by open_lock */
-    int fd_direct;    /* O_DIRECT descriptor, -1 until needed; protected by open_lock */
-    bool open_failed; /* logged once; protected by open_lock */
+    uint64_t version; /* the row's; loop thread */
+    bool mine;        /* the current master (ndfs_vdisk_master_node) is this node */
+    bool failed;      /* that path is marked failed */
+    /* set by the loop when the mapping changes (or the vdisk goes): queued
+     * jobs are NACKed -ENXIO instead of reaching the disk; workers read it */
+    atomic_bool revoked;
+    bool reported;         /* path_failed was called for this row version; loop thread */
+    unsigned refused;      /* requests refused for the lease in this loss; loop thread */
+    unsigned refused_said; /* how many of them were logged; loop thread */
+    bool refused_queued;   /* in m->refusals; loop thread */
+    GMutex open_lock;      /* opens the disk once, on a worker */
+    int fd;                /* -1 until opened; protected by open_lock */
+    int fd_direct;         /* O_DIRECT descriptor, -1 until needed; protected by open_lock */
+    bool open_failed;      /* logged once; protected by open_lock */
 };
 
 struct master_job {
@@ -38,6 +51,9 @@ struct master_job {
     uint32_t len; /* clamped to the disk's end */
     void *buf;    /* read data (localio_alloc'd), sent with the reply */
     int32_t status;
+    int path_err; /* the disk's error behind a -EIO status (a path failure); 0: none */
+    bool fenced;  /* refused: the lease had run out */
+    bool revoked; /* refused: the mapping moved on (-ENXIO) */
 };
 
 struct ndfs_master {
@@ -45,14 +61,18 @@ struct ndfs_master {
     struct ndfs_transport *t;
     struct ndfs_ccd *ccd;
     struct ndfs_membership *membership;
+    const _Atomic uint64_t *lease; /* membership's lease word; NULL: no lease checks */
     char *node;
     GHashTable *by_id; /* uint64_t *id -> struct master_disk *; loop thread */
     GHashTable *said;  /* log-once keys; loop thread */
     GThreadPool *pool;
     GAsyncQueue *done; /* struct master_job * back to the loop */
     uv_async_t async;
+    GPtrArray *refusals; /* disks with lease refusals to log (a reference each) */
     unsigned in_flight;
     bool closing;
+    ndfs_master_path_failed_cb path_failed_cb;
+    void *path_failed_data;
     void (*close_cb)(void *data);
     void *close_data;
 };
@@ -71,9 +91,12 @@ static void disk_unref(struct master_disk *d)
     g_free(d);
 }
 
+/* The map lets go of d: jobs still queued for it are NACKed -ENXIO. */
 static void unlist_disk(gpointer p)
 {
-    disk_unref(p);
+    struct master_disk *d = p;
+    atomic_store(&d->revoked, true);
+    disk_unref(d);
 }
 
 /* Logs msg once per key (a vdisk and a reason), not once per request. */
@@ -88,22 +111,34 @@ static void say_once(struct ndfs_master *m, const char *key, GLogLevelFlags leve
 static void add_disk(struct ndfs_master *m, const struct ndfs_vdisk *v)
 {
     struct master_disk *old = g_hash_table_lookup(m->by_id, &v->id);
-    bool mine = g_strcmp0(v->primary_node, m->node) == 0;
-    if (old && old->mine == mine && g_strcmp0(old->path, v->primary_path) == 0 &&
+    const char *path = ndfs_vdisk_master_path(v);
+    bool mine = g_strcmp0(ndfs_vdisk_master_node(v), m->node) == 0;
+    bool on_secondary = v->on_secondary && v->secondary_node != NULL;
+    bool failed = on_secondary ? v->secondary_failed : v->primary_failed;
+    if (old && old->mine == mine && old->failed == failed && g_strcmp0(old->path, path) == 0 &&
         strcmp(old->name, v->name) == 0) {
+        /* the same mapping: the open disk and its queued jobs carry on */
         old->size = v->size;
+        if (old->version != v->version) {
+            old->version = v->version;
+            old->reported = false;
+        }
         return;
     }
     struct master_disk *d = g_new0(struct master_disk, 1);
     d->refs = 1;
     d->id = v->id;
     d->name = g_strdup(v->name);
-    d->path = g_strdup(v->primary_path);
+    d->path = g_strdup(path);
     d->size = v->size;
+    d->version = v->version;
     d->mine = mine;
+    d->failed = failed;
+    atomic_init(&d->revoked, false);
     d->fd = d->fd_direct = -1;
     g_mutex_init(&d->open_lock);
-    /* the old disk (another path or master) closes when its last job ends */
+    /* the old disk (another path or master) is revoked, and closes when its
+     * last job ends */
     g_hash_table_replace(m->by_id, g_memdup2(&d->id, sizeof(d->id)), d);
 }
 
@@ -181,7 +216,69 @@ static int disk_fd(struct master_disk *d, bool direct, int *fd)
     }
     *fd = *slot;
     g_mutex_unlock(&d->open_lock);
-    return rc == -ENOENT || rc == -ENOTDIR ? -EIO : rc;
+    return rc;
+}
+
+/* Is this error of the disk's open a failure of the path (the device or
+ * file gone or unusable here), rather than of this request or of this
+ * process (O_DIRECT not supported: -EINVAL, as before; out of memory or
+ * descriptors)? */
+static bool open_error_fails_path(int err)
+{
+    return err != -EINVAL && err != -ENOMEM && err != -EMFILE && err != -ENFILE && err != -EINTR &&
+           err != -EAGAIN;
+}
+
+/* Is this error of a read, write or fsync a failure of the path? -ENOSPC,
+ * -EINVAL and the like stay the request's. */
+static bool io_error_fails_path(int err)
+{
+    switch (-err) {
+    case EIO:
+    case ENXIO:
+    case ENODEV:
+    case ENOMEDIUM:
+    case EROFS:
+    case ESTALE: /* a stale handle of the backing file system, not our lease */
+    case EBADF:
+    case ENOTCONN:
+    case EREMOTEIO:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The membership's lease, as published: valid until the word's expiry. Any
+ * thread. */
+static bool lease_ok(const struct ndfs_master *m)
+{
+    if (m->lease == NULL)
+        return true;
+    uint64_t expiry = atomic_load_explicit(m->lease, memory_order_acquire);
+    return expiry == UINT64_MAX || mono_ns() < expiry;
+}
+
+/* Checked by the worker right before every disk operation: the mapping
+ * still names this disk here, and this node's lease runs. 0 or the NACK. */
+static int32_t may_touch_disk(struct master_job *j)
+{
+    if (atomic_load(&j->disk->revoked)) {
+        j->revoked = true;
+        return -ENXIO;
+    }
+    if (!lease_ok(j->m)) {
+        j->fenced = true;
+        return -ESTALE;
+    }
+    return 0;
 }
 
 static int32_t do_read(struct master_job *j, int fd)
@@ -189,6 +286,9 @@ static int32_t do_read(struct master_job *j, int fd)
     j->buf = localio_alloc(j->len);
     if (!j->buf)
         return -ENOMEM;
+    int32_t rc = may_touch_disk(j);
+    if (rc < 0)
+        return rc;
     ssize_t n = localio_pread(fd, j->buf, j->len, j->req.offset);
     return (int32_t)n;
 }
@@ -205,6 +305,11 @@ static int32_t do_write(struct master_job *j, int fd, bool direct)
         memcpy(bounce, src, j->len);
         src = bounce;
     }
+    int32_t rc = may_touch_disk(j);
+    if (rc < 0) {
+        free(bounce);
+        return rc;
+    }
     ssize_t n = localio_pwrite(fd, src, j->len, j->req.offset);
     free(bounce);
     return (int32_t)n;
@@ -216,7 +321,15 @@ static void worker(gpointer data, gpointer user_data)
     struct master_job *j = data;
     bool direct = (j->req.flags & NDFS_IO_FLAG_DIRECT) != 0;
     int fd;
-    int rc = disk_fd(j->disk, direct, &fd);
+    int rc = may_touch_disk(j);
+    if (rc == 0) {
+        rc = disk_fd(j->disk, direct, &fd);
+        if (rc < 0 && open_error_fails_path(rc)) {
+            j->path_err = rc;
+            rc = -EIO;
+        }
+    }
+    /* and again right before the I/O itself (opening may have taken a while) */
     if (rc < 0) {
         j->status = rc;
     } else {
@@ -228,8 +341,14 @@ static void worker(gpointer data, gpointer user_data)
             j->status = do_write(j, fd, direct);
             break;
         case NDFS_IO_FSYNC:
-            j->status = localio_sync(fd, (j->req.flags & NDFS_IO_FLAG_DATASYNC) != 0);
+            j->status = may_touch_disk(j);
+            if (j->status == 0)
+                j->status = localio_sync(fd, (j->req.flags & NDFS_IO_FLAG_DATASYNC) != 0);
             break;
+        }
+        if (j->status < 0 && !j->fenced && !j->revoked && io_error_fails_path(j->status)) {
+            j->path_err = j->status;
+            j->status = -EIO;
         }
     }
     /* j may be answered and freed as soon as it is queued */
@@ -261,20 +380,77 @@ static void nack(struct ndfs_master *m, struct ndfs_message *msg, int err)
 
 static void finish_close(struct ndfs_master *m);
 
+/* A request for d refused because the lease had run out: counted, and
+ * logged once per loss (after this loop turn, with the count so far). */
+static void count_refusal(struct ndfs_master *m, struct master_disk *d)
+{
+    d->refused++;
+    if (d->refused_said == 0 && !d->refused_queued) {
+        d->refused_queued = true;
+        d->refs++;
+        g_ptr_array_add(m->refusals, d);
+        uv_async_send(&m->async); /* logs on the next turn, the burst counted */
+    }
+}
+
+static void log_refusals(struct ndfs_master *m)
+{
+    for (guint i = 0; i < m->refusals->len; i++) {
+        struct master_disk *d = g_ptr_array_index(m->refusals, i);
+        d->refused_queued = false;
+        if (d->refused_said == 0 && d->refused > 0) {
+            g_warning("vdisk \"%s\": refused %u requests: this node's lease ran out (fenced)",
+                      d->name, d->refused);
+            d->refused_said = d->refused;
+        }
+        disk_unref(d);
+    }
+    g_ptr_array_set_size(m->refusals, 0);
+}
+
+/* d served a request with the lease valid: a loss, if any, is over. */
+static void lease_back(struct master_disk *d)
+{
+    if (d->refused == 0 || d->refused_queued)
+        return;
+    if (d->refused > d->refused_said)
+        g_message("vdisk \"%s\": refused %u requests in all while this node's lease had run "
+                  "out (fenced); serving again",
+                  d->name, d->refused);
+    else
+        g_message("vdisk \"%s\": this node holds a lease again: serving", d->name);
+    d->refused = d->refused_said = 0;
+}
+
 static void job_done(struct ndfs_master *m, struct master_job *j)
 {
+    struct master_disk *d = j->disk;
     size_t data_len = j->req.op == NDFS_IO_READ && j->status > 0 ? (size_t)j->status : 0;
-    if (j->status < 0 && j->status != -EINVAL) {
-        g_autofree char *key =
-            g_strdup_printf("io:%" G_GUINT64_FORMAT ":%d", j->disk->id, (int)j->status);
+    int err = j->path_err ? j->path_err : j->status;
+    if (j->fenced)
+        count_refusal(m, d);
+    else if (!j->revoked)
+        lease_back(d);
+    if (err < 0 && err != -EINVAL && !j->fenced && !j->revoked) {
+        g_autofree char *key = g_strdup_printf("io:%" G_GUINT64_FORMAT ":%d", d->id, err);
         g_autofree char *text =
-            g_strdup_printf("vdisk \"%s\": %s on %s failed: %s", j->disk->name,
-                            ndfs_io_op_name(j->req.op), j->disk->path, g_strerror(-j->status));
+            g_strdup_printf("vdisk \"%s\": %s on %s failed: %s", d->name,
+                            ndfs_io_op_name(j->req.op), d->path, g_strerror(-err));
         say_once(m, key, G_LOG_LEVEL_WARNING, text);
     }
     reply(m, j->msg, j->status, j->buf, data_len);
+    /* a disk error fails the path, once per row version; not when the
+     * mapping moved on meanwhile (it no longer names this disk) */
+    if (j->path_err && !d->reported && !atomic_load(&d->revoked) && !m->closing) {
+        d->reported = true;
+        g_warning("vdisk \"%s\": its disk %s failed on this node (%s): I/O is NACKed EIO, "
+                  "the path to be marked failed",
+                  d->name, d->path, g_strerror(-j->path_err));
+        if (m->path_failed_cb)
+            m->path_failed_cb(m, d->name, j->path_err, m->path_failed_data);
+    }
     free(j->buf);
-    disk_unref(j->disk);
+    disk_unref(d);
     g_free(j);
     m->in_flight--;
 }
@@ -285,6 +461,7 @@ static void on_async(uv_async_t *handle)
     struct master_job *j;
     while ((j = g_async_queue_try_pop(m->done)))
         job_done(m, j);
+    log_refusals(m);
     if (m->closing && m->in_flight == 0)
         finish_close(m);
 }
@@ -300,11 +477,18 @@ static struct master_disk *find_disk(struct ndfs_master *m, uint64_t id)
     return d;
 }
 
-/* Checks a request against the disk; 0 and the length to transfer, or the
- * NACK. The same rules as the mount's local path (localio). */
+/* Checks a request against the epoch and the disk; 0 and the length to
+ * transfer, or the NACK. The same rules as the mount's local path (localio). */
 static int check_request(struct ndfs_master *m, const struct ndfs_io_request *req,
                          const struct ndfs_message *msg, struct master_disk **disk, uint32_t *len)
 {
+    if (m->membership) {
+        uint64_t epoch = ndfs_membership_epoch(m->membership);
+        if (msg->epoch > epoch)
+            return -EAGAIN; /* this replica lags: the driver retries shortly */
+        if (msg->epoch < epoch)
+            return -EREMCHG; /* the driver refetches the mapping and resends */
+    }
     struct master_disk *d = find_disk(m, req->vdisk_id);
     if (!d)
         return -ENOENT;
@@ -316,8 +500,18 @@ static int check_request(struct ndfs_master *m, const struct ndfs_io_request *re
         say_once(m, key, G_LOG_LEVEL_MESSAGE, text);
         return -ENXIO;
     }
-    if (m->membership && !ndfs_membership_lease_valid(m->membership))
+    if (d->failed) {
+        g_autofree char *key = g_strdup_printf("failed:%" G_GUINT64_FORMAT, d->id);
+        g_autofree char *text = g_strdup_printf(
+            "vdisk \"%s\": %s sent I/O, but its path %s on this node is marked failed (ENXIO)",
+            d->name, msg->peer, d->path);
+        say_once(m, key, G_LOG_LEVEL_MESSAGE, text);
+        return -ENXIO;
+    }
+    if (!lease_ok(m)) {
+        count_refusal(m, d);
         return -ESTALE;
+    }
     if ((req->op == NDFS_IO_WRITE) != (msg->data_len > 0) ||
         (req->op == NDFS_IO_WRITE && msg->data_len != req->length))
         return -EPROTO;
@@ -390,7 +584,9 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
     m->t = t;
     m->ccd = ccd;
     m->membership = membership;
+    m->lease = membership ? ndfs_membership_lease_word(membership) : NULL;
     m->node = g_strdup(node_name);
+    m->refusals = g_ptr_array_new();
     m->by_id = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, unlist_disk);
     m->said = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->done = g_async_queue_new();
@@ -421,6 +617,7 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
     *out = m;
     return 0;
 fail:
+    g_ptr_array_free(m->refusals, TRUE);
     g_async_queue_unref(m->done);
     g_hash_table_destroy(m->said);
     g_hash_table_destroy(m->by_id);
@@ -432,6 +629,9 @@ fail:
 static void on_async_closed(uv_handle_t *h)
 {
     struct ndfs_master *m = h->data;
+    for (guint i = 0; i < m->refusals->len; i++)
+        disk_unref(g_ptr_array_index(m->refusals, i));
+    g_ptr_array_free(m->refusals, TRUE);
     g_hash_table_destroy(m->by_id);
     g_hash_table_destroy(m->said);
     g_async_queue_unref(m->done);
@@ -451,6 +651,13 @@ static void finish_close(struct ndfs_master *m)
     g_thread_pool_free(m->pool, TRUE, TRUE);
     m->pool = NULL;
     uv_close((uv_handle_t *)&m->async, on_async_closed);
+}
+
+void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,
+                                    void *data)
+{
+    m->path_failed_cb = cb;
+    m->path_failed_data = data;
 }
 
 void ndfs_master_close(struct ndfs_master *m, void (*cb)(void *data), void *data)
