@@ -420,6 +420,8 @@ static void scan_vdisk(struct scan_ctx *sc, const struct ndfs_vdisk *v)
         return;
     }
     uint64_t over = ndfs_membership_lease_over_ns(f->m, master);
+    if (over == UINT64_MAX)
+        return; /* the membership does not lead (yet): the tick looks again */
     if (sc->now >= over) {
         g_autofree char *at = format_mono(over);
         flip_propose(f, v, g_strdup_printf("lease expired at %s", at));

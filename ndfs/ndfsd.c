@@ -23,6 +23,7 @@
 
 #include "cluster.h"
 #include "config.h"
+#include "failover.h"
 #include "master.h"
 #include "server.h"
 
@@ -43,6 +44,7 @@ struct daemon {
     struct ndfs_cluster *cluster;       /* NULL without [cluster] listen */
     struct ndfs_membership *membership; /* with cluster, once the CCD is ready */
     struct ndfs_master *master;         /* with cluster, once the CCD is ready */
+    struct ndfs_failover *failover;     /* with cluster, once the CCD is ready */
     const char *log_file;
     uv_signal_t sigterm, sigint;
     uv_idle_t stopper; /* runs the shutdown outside of the callback that asked for it */
@@ -232,22 +234,8 @@ static void on_master_closed(void *data)
     close_ccd(d);
 }
 
-/* Order: control socket, master (its requests hold transport messages; its
- * channel goes first so that no message reaches it once it is freed), CCD,
- * then membership and transport. */
-static void on_stopper(uv_idle_t *handle)
+static void close_master(struct daemon *d)
 {
-    struct daemon *d = handle->data;
-    uv_idle_stop(handle);
-    if (d->server != NULL)
-        ndfs_server_stop(d->server);
-    if (d->ccd != NULL)
-        ndfs_ccd_set_watch(d->ccd, NULL, NULL);
-    /* other nodes' requests are answered "stopping" from now on */
-    if (d->cluster != NULL) {
-        ndfs_cluster_set_server(d->cluster, NULL);
-        ndfs_cluster_set_ccd(d->cluster, NULL);
-    }
     if (d->master != NULL) {
         /* late IO requests are released by the transport (logged once) */
         int rc = d->cluster ? ndfs_transport_unregister(ndfs_cluster_transport(d->cluster),
@@ -259,6 +247,43 @@ static void on_stopper(uv_idle_t *handle)
     } else {
         close_ccd(d);
     }
+}
+
+static void on_failover_closed(void *data)
+{
+    struct daemon *d = data;
+    d->failover = NULL;
+    close_master(d);
+}
+
+/* Order: control socket, failover (kills a fence command still running; its
+ * CCD proposals and calls in flight are dropped when they answer), master
+ * (its requests hold transport messages; its channel goes first so that no
+ * message reaches it once it is freed), CCD, then membership and
+ * transport. */
+static void on_stopper(uv_idle_t *handle)
+{
+    struct daemon *d = handle->data;
+    uv_idle_stop(handle);
+    if (d->server != NULL)
+        ndfs_server_stop(d->server);
+    if (d->ccd != NULL)
+        ndfs_ccd_set_watch(d->ccd, NULL, NULL);
+    if (d->membership != NULL) {
+        ndfs_membership_set_change_cb(d->membership, NULL, NULL);
+        ndfs_membership_set_lease_cb(d->membership, NULL, NULL);
+    }
+    if (d->master != NULL)
+        ndfs_master_set_path_failed_cb(d->master, NULL, NULL);
+    /* other nodes' requests are answered "stopping" from now on */
+    if (d->cluster != NULL) {
+        ndfs_cluster_set_server(d->cluster, NULL);
+        ndfs_cluster_set_ccd(d->cluster, NULL);
+    }
+    if (d->failover != NULL)
+        ndfs_failover_close(d->failover, on_failover_closed, d);
+    else
+        close_master(d);
 }
 
 /* The CCD may be inside one of its callbacks: close it on the next turn. */
@@ -321,6 +346,52 @@ static void on_ccd_change(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const
         ndfs_membership_ccd_changed(d->membership, table);
     if (d->master != NULL && table == NDFS_CCD_VDISKS)
         ndfs_master_vdisk_changed(d->master, key, removed);
+    if (d->failover != NULL)
+        ndfs_failover_ccd_changed(d->failover, table);
+    /* without membership (a single node) the epoch comes from here; the
+     * vdisk row of a mapping change was announced before (the FSM records
+     * the row before the epoch) */
+    if (d->membership == NULL && d->server != NULL &&
+        (table == NDFS_CCD_META || table == NDFS_CCD_MEMBERSHIP)) {
+        struct ndfs_ccd_status st = {0};
+        if (ndfs_ccd_status(d->ccd, &st) == 0)
+            ndfs_server_epoch_changed(d->server, st.epoch);
+        ndfs_ccd_status_clear(&st);
+    }
+}
+
+/* A new committed epoch or members: watchers of the control socket (the
+ * mounts) hear of the epoch; the failover looks at the masters again. */
+static void on_membership_change(struct ndfs_membership *m, uint64_t epoch,
+                                 const char *const *members, void *data)
+{
+    struct daemon *d = data;
+    (void)m;
+    (void)members;
+    if (d->stopping)
+        return;
+    if (d->server != NULL)
+        ndfs_server_epoch_changed(d->server, epoch);
+    if (d->failover != NULL)
+        ndfs_failover_membership_changed(d->failover);
+}
+
+/* This node's lease moved: mounts here do local disk I/O only within it. */
+static void on_lease(struct ndfs_membership *m, uint64_t expiry_ns, void *data)
+{
+    struct daemon *d = data;
+    (void)m;
+    if (!d->stopping && d->server != NULL)
+        ndfs_server_lease_changed(d->server, expiry_ns);
+}
+
+/* A master here saw a vdisk's disk fail: the path is marked failed. */
+static void on_path_failed(struct ndfs_master *master, const char *vdisk, int err, void *data)
+{
+    struct daemon *d = data;
+    (void)master;
+    if (!d->stopping && d->failover != NULL)
+        ndfs_failover_path_failed(d->failover, vdisk, err);
 }
 
 /* A removed node has no business in the cluster any more. */
@@ -358,13 +429,19 @@ static int start_cluster_parts(struct daemon *d, char **errmsg)
     rc = ndfs_master_new(&d->loop, t, d->ccd, d->membership, d->cfg.node_name, &d->master, errmsg);
     if (rc < 0)
         return rc;
+    rc = ndfs_failover_new(&d->loop, d->ccd, d->membership, d->cluster, d->cfg.node_name,
+                           d->cfg.fence_command, &d->failover, errmsg);
+    if (rc < 0)
+        return rc;
+    ndfs_membership_set_change_cb(d->membership, on_membership_change, d);
+    ndfs_membership_set_lease_cb(d->membership, on_lease, d);
+    ndfs_master_set_path_failed_cb(d->master, on_path_failed, d);
+    ndfs_server_epoch_changed(d->server, ndfs_membership_epoch(d->membership));
     ndfs_cluster_set_membership(d->cluster, d->membership);
     ndfs_cluster_set_removed_cb(d->cluster, on_removed, d);
     ndfs_membership_set_removed_cb(d->membership, on_membership_removed, d);
     ndfs_server_set_membership(d->server, d->membership);
     ndfs_cluster_ccd_ready(d->cluster);
-    d->server->watch_chain = on_ccd_change;
-    d->server->watch_chain_data = d;
     return 0;
 }
 
@@ -390,6 +467,8 @@ static void on_ccd_ready(struct ndfs_ccd *ccd, int status, void *data)
         startup_failed(d, errmsg);
         return;
     }
+    d->server->watch_chain = on_ccd_change;
+    d->server->watch_chain_data = d;
     struct ndfs_ccd_status st = {0};
     if (ndfs_ccd_status(ccd, &st) == 0) {
         /* a restarted node is ready from its own replica, leader or not */
@@ -463,6 +542,7 @@ static void open_ccd(struct daemon *d, uint64_t node_id)
         startup_failed(d, errmsg);
         return;
     }
+    ndfs_server_set_io_timeout(d->server, d->cfg.io_timeout_ms);
     if (d->cluster != NULL) {
         ndfs_server_set_cluster(d->server, d->cluster, d->cfg.key_file);
         ndfs_cluster_set_server(d->cluster, d->server);
