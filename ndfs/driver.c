@@ -486,6 +486,8 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
                   ndfs_io_op_name(e->op), e->length, status, msg->data_len);
         status = -EIO;
     }
+    if (g_hash_table_size(d->waiting) > 0 && g_hash_table_remove(d->waiting, msg->peer))
+        g_message("node \"%s\" answers again: its I/O goes on", msg->peer);
     struct drv_vdisk *vs = g_hash_table_lookup(d->vdisks, &e->vdisk_id);
     if (vs && vs->hold != HOLD_NONE &&
         pending_table_count_vdisk(d->pending, e->vdisk_id) ==
