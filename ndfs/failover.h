@@ -9,9 +9,12 @@
  * it to exit 0 (retrying every second, logging each failure); without it,
  * the leader waits until ndfs_membership_lease_over_ns(NODE). A vdisk stays
  * on the path it was moved to when the old one comes back (ndfsadm vdisk
- * failback). Checks run on every membership change, every vdisks change
- * and every heartbeat interval while something waits, so a leader elected
- * after the old one died finishes the work.
+ * failback). A master whose node is a member but whose path is marked
+ * failed (a fail-path while the other node was away) is moved, without
+ * fencing, once the other path is good and its node a member. Checks run
+ * on every membership change, every vdisks change, when a lease runs out or
+ * a fence is to be retried, and every second, so a leader elected after
+ * the old one died finishes the work.
  *
  * It also proposes the path failures a master reports
  * (ndfs_master_set_path_failed_cb): on the leader directly, otherwise as a
