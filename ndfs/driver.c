@@ -236,6 +236,14 @@ static void set_hold(struct drv_vdisk *vs, enum hold_reason why, const char *nod
     vs->hold_epoch = epoch;
 }
 
+/* A reason that ends once the entry could be sent (the others, a NACK's,
+ * end when an answer comes). */
+static bool send_hold(enum hold_reason why)
+{
+    return why == HOLD_QUEUE_FULL || why == HOLD_NO_ADDRESS || why == HOLD_NO_MASTER ||
+           why == HOLD_PATH_FAILED;
+}
+
 static bool round_blocked(struct ndfs_driver *d, const char *peer)
 {
     for (guint i = 0; i < d->round_blocked->len; i++)
@@ -315,7 +323,8 @@ static enum pending_step send_entry(struct pending_entry *e, void *data)
         e->wait = PENDING_WAIT_NONE;
         pending_entry_set_peer(e, m.node);
         pending_table_set_sent(d->pending, e, true);
-        if (vs->hold != HOLD_UNREACHABLE)
+        /* a NACK's reason stays until an answer comes */
+        if (send_hold(vs->hold))
             set_hold(vs, HOLD_NONE, NULL, 0);
         return PENDING_SENT;
     }
@@ -672,8 +681,7 @@ static void update_states(struct ndfs_driver *d)
         size_t sent = pending_table_count_sent_vdisk(d->pending, vs->id);
         if (count == 0 && vs->hold != HOLD_PATH_FAILED)
             set_hold(vs, HOLD_NONE, NULL, 0);
-        else if (count > 0 && sent == count && vs->hold != HOLD_UNREACHABLE &&
-                 vs->hold != HOLD_NONE)
+        else if (count > 0 && sent == count && send_hold(vs->hold))
             set_hold(vs, HOLD_NONE, NULL, 0); /* everything went out */
         /* sent to a master whose links are down? */
         if (count > 0 && (vs->hold == HOLD_NONE || vs->hold == HOLD_UNREACHABLE)) {
