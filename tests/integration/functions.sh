@@ -96,7 +96,10 @@ run_cleanup()
         echo "FAIL: $test_name: $log" >&2
         status=1
     done
-    if [ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ]; then
+    if [ -n "${NDFS_TEST_KEEP:-}" ] && [ -n "${TESTDIR:-}" ]; then
+        # For a post-mortem: logs and files stay (mounts are gone).
+        echo "NDFS_TEST_KEEP: $TESTDIR kept" >&2
+    elif [ -n "${TESTDIR:-}" ] && [ -d "$TESTDIR" ]; then
         # Never rm through a mount that refused to go away.
         if grep -q " $TESTDIR" /proc/self/mountinfo; then
             echo "FAIL: $test_name: mounts left under $TESTDIR" >&2
@@ -862,4 +865,21 @@ io_blocked()
     local j
     j=$(vdisk_json "$1" "$2") || return 1
     jq -e '(.blocked // "") != "" and .pending > 0' <<<"$j" >/dev/null
+}
+
+# io_idle I NAME: node I's mounts have nothing pending on NAME and nothing
+# blocked.
+io_idle()
+{
+    local j
+    j=$(vdisk_json "$1" "$2") || return 1
+    jq -e '.pending == 0 and (.blocked // "") == ""' <<<"$j" >/dev/null
+}
+
+# wait_io_idle I NAME [SECONDS]: io_idle within SECONDS (default 5: a mount
+# reports its state at most once a second), or fails showing it.
+wait_io_idle()
+{
+    wait_until "${3:-5}" io_idle "$1" "$2" ||
+        fail "n$1 still reports waiting I/O on $2 with no I/O running: $(vdisk_json "$1" "$2" | jq -c .)"
 }

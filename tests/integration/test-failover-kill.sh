@@ -78,9 +78,7 @@ fio_finish kill1 "$fio1" 60
 echo "n1's mount survived its ndfsd's kill: longest completion ${FIO_PAUSE_MS} ms"
 
 for i in 1 3; do
-    j=$(vdisk_json "$i" v)
-    jq -e '.pending == 0 and (.blocked // "") == ""' <<<"$j" >/dev/null ||
-        fail "n$i still reports waiting I/O: $(jq -c . <<<"$j")"
+    wait_io_idle "$i" v
 done
 
 # Failback under no I/O: the primary masters it again, I/O goes there.

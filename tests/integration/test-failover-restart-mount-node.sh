@@ -48,9 +48,7 @@ masters_are v n1 1 2 3 || fail "the vdisk left n1: $(vdisk_json 3 v | jq -c .)"
 # The mount still works for new opens and I/O.
 fio_start after "$MP/v" --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k --offset=32M --size=4M
 fio_finish after "$FIO_PID" 60
-j=$(vdisk_json 3 v)
-jq -e '.pending == 0 and (.blocked // "") == ""' <<<"$j" >/dev/null ||
-    fail "n3 still reports waiting I/O: $(jq -c . <<<"$j")"
+wait_io_idle 3 v
 for i in 1 2 3; do
     kill -0 "$(node_pid "$i")" || fail "n$i died"
 done
