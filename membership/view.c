@@ -187,6 +187,10 @@ void mview_stalled(struct mview *v, uint64_t now)
     while (g_hash_table_iter_next(&it, &key, &val))
         ((struct node_state *)val)->hb_ns = 0;
     v->distrust_until = now + v->cfg.lease_ns / 2;
+    /* nor do we know who stayed up meanwhile: a leader starts over as if
+     * it had just taken over (nobody declared down for a failure timeout) */
+    if (v->leader)
+        v->takeover_ns = now;
 }
 
 bool mview_disowns(const struct mview *v, const char *node, uint64_t now)

@@ -61,7 +61,9 @@ bool mview_on_heartbeat(struct mview *v, const char *node, uint64_t now, uint64_
  * the leader's majority lease counts heartbeats from the time they arrive.
  * So the heartbeats heard so far are forgotten for that lease, and those
  * arriving within half a lease from now do not count toward it either (they
- * still count as signs of life). Grants are not affected: they echo our own
+ * still count as signs of life). A leader also starts over as if it had just
+ * taken over: silence during our own stall declares nobody down before a
+ * failure timeout from now. Grants are not affected: they echo our own
  * send time. A stall shorter than the lease is covered anyway by the two
  * leases a new leader waits; the caller reports stalls of half a lease. */
 void mview_stalled(struct mview *v, uint64_t now);

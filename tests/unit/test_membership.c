@@ -448,6 +448,10 @@ Test(membership, heartbeats_that_waited_out_a_stall_do_not_renew_the_leaders_lea
     now += 5000 * MS;
     mview_stalled(v, now);
     cr_assert_not(mview_lease_valid(v, now));
+    /* silence during our own stall declares nobody down: a fresh grace */
+    cr_assert_null(mview_commit_next(v, now));
+    cr_assert_null(mview_commit_next(v, now + FAILURE_NS - MS));
+    cr_assert_eq(mview_leader_since(v), now);
     mview_on_heartbeat(v, "n2", now, &lease);
     mview_on_heartbeat(v, "n3", now + MS, &lease);
     cr_assert_not(mview_lease_valid(v, now + MS), "a stale heartbeat renewed the lease");
