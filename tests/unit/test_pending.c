@@ -288,3 +288,29 @@ Test(pending, set_peer_same_name_keeps_string)
     cr_assert_null(stored->peer);
     pending_table_free(t);
 }
+
+Test(pending, send_round_entry_removed_last_of_its_vdisk)
+{
+    struct pending_table *t = pending_table_new();
+    struct pending_entry e = entry(1, 1, NDFS_IO_WRITE, 0);
+    cr_assert_eq(pending_table_add(t, &e, NULL), 0);
+    e = entry(2, 2, NDFS_IO_WRITE, 0);
+    cr_assert_eq(pending_table_add(t, &e, NULL), 0);
+    e = entry(3, 1, NDFS_IO_WRITE, 4096);
+    e.sent = true; /* in flight: not offered */
+    cr_assert_eq(pending_table_add(t, &e, NULL), 0);
+    cr_assert_eq(pending_table_count_unsent(t), 2);
+    struct round r = {.t = t, .gone = 2};
+    cr_assert_eq(pending_table_send_round(t, round_fn, &r), 1);
+    const uint64_t want[] = {1, 2};
+    cr_assert_eq(r.nseen, 2);
+    cr_assert_arr_eq(r.seen, want, sizeof(want));
+    cr_assert_eq(pending_table_count_vdisk(t, 2), 0, "its vdisk's list went with it");
+    cr_assert_eq(pending_table_count_sent_vdisk(t, 1), 2);
+    size_t n;
+    uint64_t *v = pending_table_vdisks(t, &n);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(v[0], 1);
+    g_free(v);
+    pending_table_free(t);
+}
