@@ -49,13 +49,16 @@ bool ndfs_membership_lease_valid(struct ndfs_membership *m);
  * UINT64_MAX: never (single node). */
 uint64_t ndfs_membership_lease_expiry_ns(struct ndfs_membership *m);
 
-/* High availability. The lease is valid only while now < expiry AND this
- * node's CCD replica has applied the epoch of the leader's last grant (a
- * node that comes back from a freeze or a partition serves nothing until
- * it knows the mapping the cluster committed meanwhile). */
+/* High availability. A grant counts (from its own send time) only once
+ * this node's CCD replica has applied the epoch the grant carries; until
+ * then the lease of earlier grants keeps running, and a node that comes
+ * back from a freeze or a partition serves nothing until it knows the
+ * mapping the cluster committed meanwhile. A leader whose membership tick
+ * stood still for half a lease forgets the heartbeats that waited in its
+ * sockets for its majority lease and starts a fresh takeover grace. */
 
 /* Any thread: the lease expiry as ndfs_membership_lease_expiry_ns() gives
- * it (0 while the replica lags the grant's epoch), published by the loop
+ * it, published by the loop
  * thread after every grant, heartbeat and tick; it never runs ahead of the
  * true expiry. A master's workers read it right before each disk
  * operation. The pointer is valid until ndfs_membership_close(). */
