@@ -440,8 +440,15 @@ static bool handle_nack(struct ndfs_driver *d, struct pending_entry *e, int stat
         requeue(d, e, PENDING_WAIT_DELAY, RETRY_AGAIN_US);
         return true;
     case -EREMCHG:
+        /* The master's epoch is past the one e carried, so the cluster has
+         * reached e->epoch + 1 at least: send again stamped with that,
+         * without waiting for ndfsd's epoch event (ndfsd may be down or
+         * restarting: the master still checks it masters the vdisk). One
+         * step at a time never gets ahead of the master's epoch. */
+        if (d->epoch < e->epoch + 1)
+            d->epoch = e->epoch + 1;
         set_hold(vs, HOLD_EPOCH, e->peer, e->epoch + 1);
-        requeue(d, e, PENDING_WAIT_EPOCH, RETRY_CHANGE_US);
+        requeue(d, e, PENDING_WAIT_NONE, 0);
         return true;
     case -ENXIO:
     case -ENOENT:
