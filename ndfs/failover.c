@@ -18,13 +18,15 @@
 
 #include "cluster.h"
 
-#define TICK_MS          1000  /* the periodic check (the leadership may move) */
-#define FENCE_RETRY_MS   1000  /* a failed fence command runs again after this */
-#define FENCE_TIMEOUT_MS 60000 /* a fence command still running then is killed (a failure) */
-#define REPORT_RETRY_MS  1000  /* a path failure not yet recorded is sent again after this */
-#define REPORT_CALL_MS   5000  /* the leader answers a forwarded report within this */
-#define REPORT_LOG_EVERY 30    /* a report failing again and again is logged this seldom */
-#define UPDATE_ATTEMPTS  5     /* -ESTALE: the row changed meanwhile, read it again */
+#define TICK_MS            1000  /* the periodic check (the leadership may move) */
+#define FENCE_RETRY_MS     1000  /* a failed fence command runs again after this */
+#define FENCE_TIMEOUT_MS   60000 /* a fence command still running then is killed (a failure) */
+#define REPORT_RETRY_MS    1000  /* a path failure not yet recorded is sent again after this */
+#define REPORT_CALL_MS     5000  /* the leader answers a forwarded report within this */
+#define REPORT_LOG_EVERY   30    /* a report failing again and again is logged this seldom */
+#define UPDATE_ATTEMPTS    5     /* -ESTALE: the row changed meanwhile, read it again */
+#define FENCE_EOF_GRACE_MS 200   /* after the exit, the rest of its stderr (a child may keep it) */
+#define FENCE_LOG_LINES    20    /* lines of a fence command's stderr logged at most */
 
 /* What the leader knows about a node that masters vdisks and is down. */
 struct down_node {
@@ -35,14 +37,22 @@ struct down_node {
     unsigned failures;    /* fence commands that failed in a row */
 };
 
-/* A fence command running: "COMMAND NODE". */
+/* A fence command running: "COMMAND NODE". Its standard error is read
+ * into the log, line by line. */
 struct fence_run {
-    struct ndfs_failover *f; /* NULL once f is closing: only closes itself */
+    struct ndfs_failover *f; /* counts it in f->open until every handle closed */
     char *node;
     uint64_t started_ns;
     uv_process_t proc;
-    uv_timer_t timeout;
-    unsigned open; /* handles not closed yet */
+    uv_pipe_t err;      /* its standard error */
+    uv_timer_t timeout; /* FENCE_TIMEOUT_MS, then FENCE_EOF_GRACE_MS after the exit */
+    GString *line;      /* a line of its standard error not complete yet */
+    unsigned lines;     /* logged so far */
+    unsigned open;      /* handles not closed yet */
+    bool exited, eof, done;
+    uint64_t took_ms; /* from the start to the exit */
+    int64_t exit_status;
+    int term_signal;
 };
 
 /* A flip of a vdisk's master proposed to the CCD. */
@@ -212,36 +222,65 @@ static void fence_run_closed(uv_handle_t *h)
         return;
     struct ndfs_failover *f = run->f;
     g_free(run->node);
+    g_string_free(run->line, TRUE);
     g_free(run);
-    if (f != NULL) {
-        f->open--;
-        maybe_free(f);
-    }
+    f->open--;
+    maybe_free(f);
 }
 
-static void fence_run_finish(struct fence_run *run)
+static void fence_run_close(struct fence_run *run)
 {
-    struct ndfs_failover *f = run->f;
-    if (f != NULL)
-        f->runs = g_list_remove(f->runs, run);
+    run->f->runs = g_list_remove(run->f->runs, run);
+    run->open = 3;
     uv_close((uv_handle_t *)&run->proc, fence_run_closed);
+    uv_close((uv_handle_t *)&run->err, fence_run_closed);
     uv_close((uv_handle_t *)&run->timeout, fence_run_closed);
 }
 
-static void fence_exited(uv_process_t *proc, int64_t exit_status, int term_signal)
+static void fence_log_line(struct fence_run *run, const char *text, size_t len)
 {
-    struct fence_run *run = proc->data;
-    struct ndfs_failover *f = run->f;
-    uint64_t took_ms = (mono_ns() - run->started_ns) / 1000000ull;
+    if (len == 0)
+        return;
+    if (++run->lines <= FENCE_LOG_LINES)
+        g_message("fence command for node %s: %.*s", run->node, (int)MIN(len, 1000), text);
+    else if (run->lines == FENCE_LOG_LINES + 1)
+        g_message("fence command for node %s: (more lines not logged)", run->node);
+}
 
+/* Logs the complete lines of run->line; all of it when flush. */
+static void fence_log_lines(struct fence_run *run, bool flush)
+{
+    char *start = run->line->str, *nl;
+    while ((nl = memchr(start, '\n', run->line->len - (size_t)(start - run->line->str))) != NULL) {
+        fence_log_line(run, start, (size_t)(nl - start));
+        start = nl + 1;
+    }
+    g_string_erase(run->line, 0, start - run->line->str);
+    if (flush || run->line->len > 4096) {
+        fence_log_line(run, run->line->str, run->line->len);
+        g_string_truncate(run->line, 0);
+    }
+}
+
+/* The command exited and its stderr is read (or the grace ran out). */
+static void fence_done(struct fence_run *run)
+{
+    struct ndfs_failover *f = run->f;
+    uint64_t took_ms = run->took_ms;
+
+    if (run->done)
+        return;
+    run->done = true;
     uv_timer_stop(&run->timeout);
-    if (f == NULL || f->closing) {
-        fence_run_finish(run);
+    uv_read_stop((uv_stream_t *)&run->err);
+    fence_log_lines(run, true);
+    if (f->closing) {
+        fence_run_close(run);
         return;
     }
     struct down_node *dn = down_node_get(f, run->node);
     dn->running = false;
-    if (exit_status == 0 && term_signal == 0) {
+    if (run->exit_status == 0 && run->term_signal == 0) {
         g_message("node %s fenced: \"%s %s\" exited 0 after %" G_GUINT64_FORMAT " ms", run->node,
                   f->fence_command, run->node, took_ms);
         /* a fence done while another node led says nothing about now */
@@ -251,44 +290,101 @@ static void fence_exited(uv_process_t *proc, int64_t exit_status, int term_signa
         dn->failures++;
         dn->retry_at_ns = mono_ns() + FENCE_RETRY_MS * 1000000ull;
         g_autofree char *how =
-            term_signal != 0 ? g_strdup_printf("was killed by signal %d", term_signal)
-                             : g_strdup_printf("exited with status %" G_GINT64_FORMAT, exit_status);
+            run->term_signal != 0
+                ? g_strdup_printf("was killed by signal %d", run->term_signal)
+                : g_strdup_printf("exited with status %" G_GINT64_FORMAT, run->exit_status);
         g_warning("cannot fence node %s: \"%s %s\" %s after %" G_GUINT64_FORMAT
                   " ms (failure %u): the takeover waits, retrying in %d s",
                   run->node, f->fence_command, run->node, how, took_ms, dn->failures,
                   FENCE_RETRY_MS / 1000);
     }
-    fence_run_finish(run);
+    fence_run_close(run);
     schedule_scan(f);
 }
 
-static void fence_timed_out(uv_timer_t *t)
+static void fence_timer(uv_timer_t *t);
+
+/* Kills the command and whatever it started (its own process group). */
+static void fence_kill(struct fence_run *run)
+{
+    if (run->exited)
+        return;
+    if (kill(-run->proc.pid, SIGKILL) < 0)
+        uv_process_kill(&run->proc, SIGKILL);
+}
+
+static void fence_exited(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    struct fence_run *run = proc->data;
+    run->exited = true;
+    run->took_ms = (mono_ns() - run->started_ns) / 1000000ull;
+    run->exit_status = exit_status;
+    run->term_signal = term_signal;
+    if (run->eof) {
+        fence_done(run);
+        return;
+    }
+    /* the rest of its stderr, unless a child of it keeps the pipe open */
+    uv_timer_stop(&run->timeout);
+    uv_timer_start(&run->timeout, fence_timer, FENCE_EOF_GRACE_MS, 0);
+}
+
+static void fence_timer(uv_timer_t *t)
 {
     struct fence_run *run = t->data;
-    if (run->f != NULL)
-        g_warning("fence command \"%s %s\" still runs after %d s: killing it",
-                  run->f->fence_command, run->node, FENCE_TIMEOUT_MS / 1000);
-    uv_process_kill(&run->proc, SIGKILL);
+    if (run->exited) {
+        fence_done(run);
+        return;
+    }
+    g_warning("fence command \"%s %s\" still runs after %d s: killing it", run->f->fence_command,
+              run->node, FENCE_TIMEOUT_MS / 1000);
+    fence_kill(run);
 }
 
-static void on_spawn_failed_closed(uv_handle_t *h)
+static void fence_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    g_free(h->data);
+    (void)h;
+    (void)suggested;
+    static char chunk[4096];
+    *buf = uv_buf_init(chunk, sizeof(chunk));
 }
 
-/* Runs "COMMAND NODE" (stdin and stdout /dev/null, stderr ndfsd's). */
+static void fence_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct fence_run *run = stream->data;
+    if (nread > 0) {
+        g_string_append_len(run->line, buf->base, nread);
+        fence_log_lines(run, false);
+        return;
+    }
+    if (nread == 0)
+        return;
+    /* EOF or an error: nothing more comes */
+    uv_read_stop(stream);
+    run->eof = true;
+    if (run->exited)
+        fence_done(run);
+}
+
+/* Runs "COMMAND NODE" (stdin and stdout /dev/null, stderr into the log). */
 static void fence_start(struct ndfs_failover *f, struct down_node *dn, const char *vdisk)
 {
     struct fence_run *run = g_new0(struct fence_run, 1);
     run->f = f;
     run->node = g_strdup(dn->name);
-    run->started_ns = mono_ns();
+    run->line = g_string_new(NULL);
     run->proc.data = run;
+    run->err.data = run;
+    run->timeout.data = run;
+    f->open++;
+    f->runs = g_list_prepend(f->runs, run);
+    uv_timer_init(f->loop, &run->timeout);
+    uv_pipe_init(f->loop, &run->err, 0);
     char *args[] = {f->fence_command, dn->name, NULL};
     uv_stdio_container_t stdio[3] = {
         {.flags = UV_IGNORE},
         {.flags = UV_IGNORE},
-        {.flags = UV_INHERIT_FD, .data.fd = STDERR_FILENO},
+        {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *)&run->err},
     };
     uv_process_options_t opt = {
         .exit_cb = fence_exited,
@@ -296,6 +392,8 @@ static void fence_start(struct ndfs_failover *f, struct down_node *dn, const cha
         .args = args,
         .stdio_count = 3,
         .stdio = stdio,
+        /* a process group of its own: a timeout kills what it started too */
+        .flags = UV_PROCESS_DETACHED,
     };
     int rc = uv_spawn(f->loop, &run->proc, &opt);
     if (rc < 0) {
@@ -305,18 +403,14 @@ static void fence_start(struct ndfs_failover *f, struct down_node *dn, const cha
                   "waits, retrying in %d s",
                   dn->name, f->fence_command, dn->name, uv_strerror(rc), dn->failures,
                   FENCE_RETRY_MS / 1000);
-        g_free(run->node);
-        /* the handle must be closed even when the spawn failed */
-        run->proc.data = run;
-        uv_close((uv_handle_t *)&run->proc, on_spawn_failed_closed);
+        /* the handles must be closed even when the spawn failed */
+        run->done = true;
+        fence_run_close(run);
         return;
     }
-    uv_timer_init(f->loop, &run->timeout);
-    run->timeout.data = run;
-    uv_timer_start(&run->timeout, fence_timed_out, FENCE_TIMEOUT_MS, 0);
-    run->open = 2;
-    f->open++;
-    f->runs = g_list_prepend(f->runs, run);
+    run->started_ns = mono_ns();
+    uv_read_start((uv_stream_t *)&run->err, fence_alloc, fence_read);
+    uv_timer_start(&run->timeout, fence_timer, FENCE_TIMEOUT_MS, 0);
     dn->running = true;
     g_message("node %s is down and masters vdisk \"%s\": fencing it: %s %s (pid %d)", dn->name,
               vdisk, f->fence_command, dn->name, run->proc.pid);
@@ -752,7 +846,7 @@ void ndfs_failover_close(struct ndfs_failover *f, void (*cb)(void *data), void *
         struct fence_run *run = l->data;
         g_message("stopping: killing the fence command for node %s (pid %d)", run->node,
                   run->proc.pid);
-        uv_process_kill(&run->proc, SIGKILL);
+        fence_kill(run);
         /* its exit closes it; f waits for that */
     }
     uv_close((uv_handle_t *)&f->tick, on_timer_closed);
