@@ -883,3 +883,39 @@ wait_io_idle()
     wait_until "${3:-5}" io_idle "$1" "$2" ||
         fail "n$1 still reports waiting I/O on $2 with no I/O running: $(vdisk_json "$1" "$2" | jq -c .)"
 }
+
+# requires_nbd: nbdkit (with its error and delay filters) and nbdfuse.
+have_nbd()
+{
+    command -v nbdkit >/dev/null && command -v nbdfuse >/dev/null &&
+        nbdkit --filter=error --filter=delay file --help >/dev/null 2>&1
+}
+
+# nbd_disk NAME FILE [NBDKIT-ARGS...]: FILE served by nbdkit's file plugin
+# (with NBDKIT-ARGS, e.g. --filter=delay delay-write=20ms) on a unix
+# socket, mounted with nbdfuse: sets NBD_DISK to the file that is FILE
+# through nbd (a disk whose faults and delays the test controls). Gone at
+# exit.
+nbd_disk()
+{
+    local name=$1 file=$2 sock=$TESTDIR/$1.nbd.sock mp=$TESTDIR/$1.nbd pid
+    shift 2
+    local filters=() params=() a
+    for a in "$@"; do
+        case $a in
+        --filter=*) filters+=("$a") ;;
+        *) params+=("$a") ;;
+        esac
+    done
+    nbdkit -f -U "$sock" "${filters[@]}" file file="$file" cache=none "${params[@]}" \
+        2>"$TESTDIR/$name.nbdkit.log" &
+    pid=$!
+    on_cleanup "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+    wait_until 10 test -S "$sock" || fail "nbdkit does not listen: $(cat "$TESTDIR/$name.nbdkit.log")"
+    mkdir -p "$mp"
+    nbdfuse "$mp/disk" --unix "$sock" 2>"$TESTDIR/$name.nbdfuse.log" &
+    pid=$!
+    on_cleanup "unmount_if_mounted '$mp'; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+    wait_until 10 test -e "$mp/disk" || fail "nbdfuse did not mount: $(cat "$TESTDIR/$name.nbdfuse.log")"
+    NBD_DISK=$mp/disk
+}

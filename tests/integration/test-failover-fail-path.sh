@@ -74,25 +74,14 @@ fio_start after "$MP/v" --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k --o
 fio_finish after "$FIO_PID" 60
 
 # --- 2: a disk that fails: EIO from n1's path ----------------------------
-if ! command -v nbdkit >/dev/null || ! command -v nbdfuse >/dev/null ||
-    ! nbdkit --filter=error file --help >/dev/null 2>&1; then
+if ! have_nbd; then
     echo "SKIP part 2 (a real disk failure): nbdkit with the error filter or nbdfuse not installed"
     exit 0
 fi
 truncate -s 64M "$TESTDIR/d.img"
 TRIGGER=$TESTDIR/eio
-nbdkit -f -U "$TESTDIR/nbd.sock" --filter=error file file="$TESTDIR/d.img" cache=none \
-    error=EIO error-rate=100% error-file="$TRIGGER" 2>"$TESTDIR/nbdkit.log" &
-nbdkit_pid=$!
-on_cleanup "kill $nbdkit_pid 2>/dev/null; wait $nbdkit_pid 2>/dev/null"
-wait_until 10 test -S "$TESTDIR/nbd.sock" || fail "nbdkit does not listen: $(cat "$TESTDIR/nbdkit.log")"
-NBDMP=$TESTDIR/nbd
-mkdir -p "$NBDMP"
-nbdfuse "$NBDMP/disk" --unix "$TESTDIR/nbd.sock" 2>"$TESTDIR/nbdfuse.log" &
-nbdfuse_pid=$!
-on_cleanup "unmount_if_mounted '$NBDMP'; kill $nbdfuse_pid 2>/dev/null; wait $nbdfuse_pid 2>/dev/null"
-wait_until 10 test -e "$NBDMP/disk" || fail "nbdfuse did not mount: $(cat "$TESTDIR/nbdfuse.log")"
-adm_on 1 vdisk create d --size 64M --primary "n1:$NBDMP/disk" --secondary "n2:$TESTDIR/d.img" \
+nbd_disk d "$TESTDIR/d.img" --filter=error error=EIO error-rate=100% error-file="$TRIGGER"
+adm_on 1 vdisk create d --size 64M --primary "n1:$NBD_DISK" --secondary "n2:$TESTDIR/d.img" \
     >/dev/null || fail "vdisk create d (n1 through nbd) failed"
 for i in 1 2 3; do
     wait_until "$NDFS_TEST_DEADLINE" adm_on "$i" vdisk show d || fail "n$i does not see vdisk d"
