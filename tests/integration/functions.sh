@@ -812,7 +812,7 @@ fio_start()
     local name=$1 file=$2
     shift 2
     fio --name="$name" --filename="$file" --direct=1 --verify=crc32c --verify_fatal=1 \
-        --do_verify=1 --output-format=json --output="$TESTDIR/$name.json" "$@" \
+        --verify_state_save=0 --do_verify=1 --output-format=json --output="$TESTDIR/$name.json" "$@" \
         2>"$TESTDIR/$name.err" &
     FIO_PID=$!
     on_cleanup "kill_fio $FIO_PID"

@@ -33,7 +33,7 @@ writer()
         rc=0
         fio --name="loop$n" --filename="$MP/v" --direct=1 --ioengine=libaio --iodepth=16 \
             --rw=randwrite --bs=4k --offset=0 --size=8M --rate_iops=,2000 \
-            --verify=crc32c --verify_fatal=1 --do_verify=1 --output-format=json \
+            --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --output-format=json \
             --output="$TESTDIR/loop$n.json" 2>"$TESTDIR/loop$n.err" &
         echo $! >"$TESTDIR/writer.fio"
         wait $! || rc=$?
