@@ -252,11 +252,12 @@ static void create_done(struct ndfs_ccd *ccd, int status, void *data)
         return;
     }
     g_autofree char *size = ndfs_format_size(ch->v.size);
-    g_message("vdisk \"%s\" created by uid %u: %s, primary %s:%s%s%s%s%s, %s:%s 0%o", ch->name,
+    g_message("vdisk \"%s\" created by uid %u: %s, primary %s:%s%s%s%s%s%s, %s:%s 0%o", ch->name,
               (unsigned)ch->c->peer.uid, size, ch->v.primary_node, ch->v.primary_path,
               ch->created_path ? " (made sparse)" : "", ch->v.secondary_node ? ", secondary " : "",
               ch->v.secondary_node ? ch->v.secondary_node : "", ch->v.secondary_node ? ":" : "",
-              ch->v.owner, ch->v.group, ch->v.mode);
+              ch->v.secondary_path ? ch->v.secondary_path : "", ch->v.owner, ch->v.group,
+              ch->v.mode);
     reply_vdisk(ch->s, ch->c, ch->id, ch->name);
     change_free(ch);
 }
