@@ -22,7 +22,7 @@
 /* node.list is asked at most this often. */
 #define REFRESH_INTERVAL_US (1000 * 1000)
 /* Resends after a NACK: -EAGAIN (the master is behind our epoch), -ESTALE
- * (no lease), -ENXIO/-EREMCHG when no epoch or mapping event comes. */
+ * (no lease), -ENXIO/-ENOENT when no epoch or mapping event comes. */
 #define RETRY_AGAIN_US  (30 * 1000)
 #define RETRY_LEASE_US  (200 * 1000)
 #define RETRY_CHANGE_US (1000 * 1000)
@@ -258,18 +258,8 @@ static bool still_waiting(struct ndfs_driver *d, const struct pending_entry *e,
 {
     if (e->wait == PENDING_WAIT_NONE || d->round_now_us >= e->not_before_us)
         return false;
-    switch (e->wait) {
-    case PENDING_WAIT_EPOCH:
-        if (d->epoch > e->epoch)
-            return false;
-        break;
-    case PENDING_WAIT_MAPPING:
-        if (d->epoch > e->epoch || m->map_gen != e->map_gen)
-            return false;
-        break;
-    default:
-        break;
-    }
+    if (e->wait == PENDING_WAIT_MAPPING && (d->epoch > e->epoch || m->map_gen != e->map_gen))
+        return false;
     if (!d->round_next_us || e->not_before_us < d->round_next_us)
         d->round_next_us = e->not_before_us;
     return true;

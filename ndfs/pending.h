@@ -18,8 +18,7 @@
 /* Why an unsent entry waits before it is sent again (a NACK's meaning). */
 enum pending_wait {
     PENDING_WAIT_NONE = 0,
-    PENDING_WAIT_EPOCH,   /* -EREMCHG: until the epoch grows past the one it was sent with */
-    PENDING_WAIT_MAPPING, /* -ENXIO: until the mapping (or the epoch) changes */
+    PENDING_WAIT_MAPPING, /* -ENXIO: until the mapping (or the epoch) changes, or not_before_us */
     PENDING_WAIT_DELAY,   /* -EAGAIN, -ESTALE: until not_before_us */
 };
 
