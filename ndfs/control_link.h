@@ -1,9 +1,12 @@
 /* A mount's connection to its local ndfsd: hello, watch and vdisk.list
  * fill the vdisk table; vdisk.changed / vdisk.removed events keep it up to
- * date and tell the kernel (inode and entry invalidations). When ndfsd goes
- * away the mount keeps serving I/O from the table while a background thread
- * reconnects (100 ms doubling to 1 s), lists again, drops what was removed
- * meanwhile and announces the open files again (vdisk.open).
+ * date and tell the kernel (inode and entry invalidations) and the driver
+ * (the mapping); epoch and lease events keep the epoch and this node's
+ * lease. When ndfsd goes away the mount keeps serving I/O from the table
+ * (the local disk only on a node without network: the lease counts as run
+ * out) while a background thread reconnects (100 ms doubling to 1 s),
+ * lists again, drops what was removed meanwhile, takes the epoch and lease
+ * of the new hello and announces the open files again (vdisk.open).
  *
  * Events and reconnection run on the link's own thread, never on the
  * client's reader thread (a FUSE handler may be waiting for a response
