@@ -445,7 +445,12 @@ static bool handle_nack(struct ndfs_driver *d, struct pending_entry *e, int stat
         set_hold(vs, HOLD_MAPPING, e->peer, 0);
         requeue(d, e, PENDING_WAIT_MAPPING, RETRY_CHANGE_US);
         return true;
-    case -EIO:
+    case -EIO: {
+        /* a disk with no other path: nowhere to go, the application sees
+         * the error as from a local disk */
+        struct vdisk_master m;
+        if (d->route(d->route_data, e->vdisk_id, &m) < 0 || !m.alternate)
+            return false;
         if (!vs->failed || vs->failed_gen != e->map_gen || strcmp(vs->failed_node, e->peer) != 0)
             g_warning("vdisk %s%s%" G_GUINT64_FORMAT ": node \"%s\" cannot do its I/O (EIO): its "
                       "requests wait for a new master",
@@ -456,6 +461,7 @@ static bool handle_nack(struct ndfs_driver *d, struct pending_entry *e, int stat
         set_hold(vs, HOLD_PATH_FAILED, e->peer, 0);
         requeue(d, e, PENDING_WAIT_NONE, 0);
         return true;
+    }
     default:
         return false;
     }

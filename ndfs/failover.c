@@ -702,6 +702,12 @@ static void report_try(struct report *r)
         report_drop(r); /* nothing (more) to record */
         return;
     }
+    if (r->v.secondary_node == NULL) {
+        /* no other path: the error goes to the application as from a local
+         * disk, and the path stays in use (a bad sector is not a dead disk) */
+        report_drop(r);
+        return;
+    }
     if (is_leader(f)) {
         bool changed = false;
         g_autofree char *reason = NULL;

@@ -281,6 +281,7 @@ int vdisk_table_master(struct vdisk_table *t, uint64_t vdisk_id, struct vdisk_ma
         g_strlcpy(out->name, e->v.name, sizeof(out->name));
         out->map_gen = e->map_gen;
         out->failed = master_failed(&e->v);
+        out->alternate = e->v.secondary_node != NULL;
     }
     g_rw_lock_reader_unlock(&t->lock);
     return e ? 0 : -ENOENT;

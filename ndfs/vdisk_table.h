@@ -37,6 +37,7 @@ struct vdisk_master {
     char name[NDFS_VDISK_NAME_MAX + 1];
     uint64_t map_gen; /* changes with every change of the mapping (master, paths, failed) */
     bool failed;      /* the master's path is marked failed: no master */
+    bool alternate;   /* the vdisk has another path (a secondary) to fail over to */
 };
 
 /* What a FUSE request on a vdisk needs. */
