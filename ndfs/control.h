@@ -70,7 +70,32 @@
  * Changes of the mapping are vdisk.changed events whose dict has a new
  * master or failed list, and an epoch event.
  *
+ * Online reconfiguration (issue 6; the suspend / drain / ack / update /
+ * resume protocol, see reconfig.h):
+ *   vdisk.move     {name s, primary s ("node:path"), secondary s?}
+ *                                         -> vdisk + {paused-ms t}  live switchover:
+ *                      the new primary masters the vdisk (on_secondary false, the
+ *                      failed flags cleared for the new paths); secondary absent:
+ *                      keeps the current one unless it is the new primary
+ *   vdisk.failback {name s}               -> vdisk + {paused-ms t}  (runs the protocol)
+ *   node.drain     {name s}               -> {moved as (vdisk names), paused-ms t}:
+ *                      every vdisk the node masters moves to its other path
+ *                      (-EBUSY naming the vdisk when one has no usable other path)
+ *   vdisk.suspended {txid t}              -> {}  a mount's ack of vdisk.suspend
+ * A protocol run that fails answers -ETIMEDOUT "node n2 did not answer within
+ * 2000 ms: nothing changed" (or -EAGAIN "... failed meanwhile") and changes nothing.
+ *
  * Events (only after "watch"):
+ *   vdisk.suspend {txid t, ids at} stop issuing new requests for these vdisk ids
+ *                              (hold them), wait until every request already sent
+ *                              for them is answered, then send vdisk.suspended
+ *                              {txid}; a mount with nothing in flight acks at once
+ *   vdisk.resume {txid t, committed b}  go on; committed: the mapping changed (its
+ *                              vdisk.changed events came before this event), send
+ *                              what was held by the new mapping; not committed: the
+ *                              change was cancelled, send by the old mapping. A mount
+ *                              whose ndfsd connection drops resumes everything
+ *                              it held (a new hello starts clean).
  *   vdisk.changed {vdisk...}   a vdisk was created or its row changed
  *   vdisk.removed {name s, id t}
  *   epoch {epoch t}            this node's CCD replica applied a new epoch

@@ -1,0 +1,80 @@
+/* Online reconfiguration (issue 6, figure 12, claims 49-71): the suspend /
+ * drain / ack / update / resume protocol that changes a vdisk's mapping
+ * while applications keep doing I/O. Runs in ndfsd on the loop thread.
+ * Private to ndfsd.
+ *
+ * The coordinator is the CCD leader (a change is forwarded there, as any
+ * change). For one change of the mapping of vdisks ids:
+ *  1. "update pending": the leader calls reconfig.prepare {txid t, ids at,
+ *     timeout-ms u} on every committed member (itself included, locally).
+ *     A member tells its mounts (vdisk.suspend event) and its master: the
+ *     mounts hold new requests of those vdisks and ack (vdisk.suspended)
+ *     once what they sent is answered; the master answers prepare once its
+ *     mounts acked and its own disk jobs of those vdisks are done.
+ *  2. The leader waits for every member's answer, at most
+ *     [reconfig] ack-timeout-ms (default 2000).
+ *  3. All answered: the leader commits the change (one CCD update), then
+ *     calls reconfig.finish {txid t, committed true, applied-index t} on every
+ *     member; a member waits until its replica applied that index (its mounts
+ *     got the vdisk.changed events) and sends vdisk.resume {committed true}.
+ *  4. An answer missing at the deadline, an error, or a member that leaves
+ *     the membership meanwhile: the leader sends reconfig.finish {committed
+ *     false} to every member (mounts resume on the old mapping), changes
+ *     nothing, and the command fails naming the node and why.
+ * A member that got prepare but no finish within 2 x ack-timeout resumes on
+ * its own (the leader died): nothing was committed, or the change arrives
+ * through the CCD and the driver replays as after a failover.
+ *
+ * The synchronisation action of each CCD table (the patent's "format
+ * row"): vdisks mapping changes (primary/secondary/master) run this
+ * protocol when made by move, failback and drain; the takeover of a dead
+ * master does not (its mounts cannot drain requests to a dead node: they
+ * replay, issue 5); other tables and other vdisk fields (chmod, chown,
+ * resize) need no suspension. Changes of different vdisks run
+ * concurrently; changes of the same vdisk are serialised (queued).
+ * Each run reports how long I/O was paused: from the first prepare sent to
+ * the last finish answered (paused-ms). */
+#ifndef NDFS_RECONFIG_H
+#define NDFS_RECONFIG_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <ndfs/ccd.h>
+#include <ndfs/membership.h>
+
+struct ndfs_reconfig;
+struct ndfs_cluster;
+struct ndfs_server;
+
+#define NDFS_RECONFIG_ACK_TIMEOUT_DEFAULT_MS 2000
+
+int ndfs_reconfig_new(uv_loop_t *loop, struct ndfs_ccd *ccd, struct ndfs_membership *m,
+                      struct ndfs_cluster *cluster, struct ndfs_server *server,
+                      const char *node_name, unsigned ack_timeout_ms, struct ndfs_reconfig **out,
+                      char **errmsg);
+void ndfs_reconfig_close(struct ndfs_reconfig *r, void (*cb)(void *data), void *data);
+
+/* Leader: runs the protocol around apply (which proposes the CCD change and
+ * calls its done with the status once applied). cb runs once: status 0 and
+ * paused_ms, or -errno with message (for people; NULL on success). */
+typedef void (*ndfs_reconfig_apply_done)(int status, const char *message, void *ctx);
+typedef void (*ndfs_reconfig_apply_fn)(void *data, ndfs_reconfig_apply_done done, void *ctx);
+typedef void (*ndfs_reconfig_cb)(int status, const char *message, uint64_t paused_ms, void *data);
+void ndfs_reconfig_run(struct ndfs_reconfig *r, const uint64_t *ids, size_t n_ids,
+                       ndfs_reconfig_apply_fn apply, void *apply_data, ndfs_reconfig_cb cb,
+                       void *data);
+
+/* Member side, from cluster.c's CONTROL channel dispatch and commands.c. */
+void ndfs_reconfig_handle_prepare(struct ndfs_reconfig *r, const char *peer, uint64_t id,
+                                  GVariant *args);
+void ndfs_reconfig_handle_finish(struct ndfs_reconfig *r, const char *peer, uint64_t id,
+                                 GVariant *args);
+/* A mount (control connection conn) acked txid. */
+void ndfs_reconfig_mount_acked(struct ndfs_reconfig *r, void *conn, uint64_t txid);
+/* A control connection closed: it acks nothing any more. */
+void ndfs_reconfig_conn_closed(struct ndfs_reconfig *r, void *conn);
+
+#endif
