@@ -318,7 +318,8 @@ bool mview_node_up(const struct mview *v, const char *node, uint64_t now)
     if (mview_is_member(v, node))
         since = max3(ns->heard_ns, v->takeover_ns, ns->added_ns);
     else
-        since = ns->heard_ns > ns->added_ns ? ns->heard_ns : ns->added_ns;
+        since = ns->heard_ns; /* a node not heard yet (one that is still joining and
+                                 catching up) is not committed: no flap when it is late */
     return since != 0 && now - since < v->cfg.failure_timeout_ns;
 }
 

@@ -27,9 +27,10 @@ struct mview_node_row {
     const char *name;
     bool voter;
 };
-/* Replaces the known nodes. After the first call, a node that appears is
- * "new": the leader commits it as a member at once, and declares it down if
- * it is not heard within the failure timeout. Returns true if the set of
+/* Replaces the known nodes. A node is committed as a member once the
+ * leader hears it (a node that joins heartbeats once it has caught up, so
+ * it does not flap in and out while it catches up), and declared down
+ * when it is silent for the failure timeout. Returns true if the set of
  * nodes or voters changed. */
 bool mview_set_nodes(struct mview *v, const struct mview_node_row *rows, size_t n, uint64_t now);
 bool mview_is_node(const struct mview *v, const char *name);

@@ -279,7 +279,7 @@ Test(membership, commits_are_minimal)
     mview_free(v);
 }
 
-Test(membership, new_node_is_committed_and_dropped_if_never_heard)
+Test(membership, new_node_is_committed_once_heard_and_dropped_when_silent)
 {
     uint64_t now = T0, lease;
     struct mview *v = three_nodes("n1", true, now);
@@ -288,10 +288,20 @@ Test(membership, new_node_is_committed_and_dropped_if_never_heard)
     mview_on_heartbeat(v, "n3", now, &lease);
     struct mview_node_row rows[] = {{"n1", true}, {"n2", true}, {"n3", true}, {"n4", false}};
     cr_assert(mview_set_nodes(v, rows, 4, now));
+    /* a node still joining (catching up, not heartbeating yet) is not
+     * committed, so it never flaps in and out of the members */
+    for (int i = 0; i < 20; i++) {
+        now += HB_NS;
+        mview_on_heartbeat(v, "n2", now, &lease);
+        mview_on_heartbeat(v, "n3", now, &lease);
+        cr_assert_null(mview_commit_next(v, now));
+    }
+    cr_assert_not(mview_on_heartbeat(v, "n4", now, &lease), "no lease before it is committed");
     char **m = mview_commit_next(v, now);
     const char *four[] = {"n1", "n2", "n3", "n4", NULL};
     cr_assert(strv_eq(m, four));
     land(v, m);
+    cr_assert(mview_on_heartbeat(v, "n4", now, &lease));
     for (int i = 0; i < 7; i++) {
         now += HB_NS;
         mview_on_heartbeat(v, "n2", now, &lease);
