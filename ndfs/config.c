@@ -23,6 +23,8 @@
 #define INTERVAL_MIN               10
 #define INTERVAL_MAX               600000
 #define IO_TIMEOUT_MAX_MS          (24ull * 3600 * 1000)
+#define ACK_TIMEOUT_DEFAULT        2000
+#define ACK_TIMEOUT_MIN            100
 
 struct known_group {
     const char *name;
@@ -35,10 +37,10 @@ static const char *const ccd_keys[] = {"snapshot-threshold", "election-timeout-m
 static const char *const membership_keys[] = {"heartbeat-interval-ms", "failure-timeout-ms",
                                               "fence-command", NULL};
 static const char *const vdisk_keys[] = {"io-timeout", NULL};
+static const char *const reconfig_keys[] = {"ack-timeout-ms", NULL};
 static const struct known_group known_groups[] = {
-    {"node", node_keys},   {"cluster", cluster_keys},
-    {"ccd", ccd_keys},     {"membership", membership_keys},
-    {"vdisk", vdisk_keys},
+    {"node", node_keys},   {"cluster", cluster_keys},       {"ccd", ccd_keys},
+    {"vdisk", vdisk_keys}, {"membership", membership_keys}, {"reconfig", reconfig_keys},
 };
 
 static const struct known_group *find_group(const char *name)
@@ -413,6 +415,14 @@ static int load_vdisk(GKeyFile *kf, const char *label, struct ndfs_config *out, 
     return 0;
 }
 
+/* [reconfig] ack-timeout-ms: how long the leader waits for every member's
+ * answer to "update pending" before it cancels a reconfiguration. */
+static int load_reconfig(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
+{
+    return get_ms(kf, label, "reconfig", "ack-timeout-ms", ACK_TIMEOUT_MIN, INTERVAL_MAX,
+                  ACK_TIMEOUT_DEFAULT, &out->ack_timeout_ms, error);
+}
+
 int ndfs_config_load_data(const char *data, gsize len, const char *label, struct ndfs_config *out,
                           GError **error)
 {
@@ -435,7 +445,8 @@ int ndfs_config_load_data(const char *data, gsize len, const char *label, struct
         (r = load_ccd(kf, label, out, error)) < 0 ||
         (r = load_election(kf, label, out, error)) < 0 ||
         (r = load_membership(kf, label, out, error)) < 0 ||
-        (r = load_vdisk(kf, label, out, error)) < 0) {
+        (r = load_vdisk(kf, label, out, error)) < 0 ||
+        (r = load_reconfig(kf, label, out, error)) < 0) {
         ndfs_config_clear(out);
         return r;
     }

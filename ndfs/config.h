@@ -29,6 +29,9 @@ struct ndfs_config {
                                        "fence-command NODE" before a takeover */
     uint64_t io_timeout_ms;         /* [vdisk] io-timeout ("30s", "500ms", "2m", a number of
                                        seconds; 0 or "forever": the default) */
+    unsigned ack_timeout_ms;        /* [reconfig] ack-timeout-ms, default 2000 (100 to
+                                       600000): a reconfiguration is cancelled when a
+                                       member has not answered "update pending" by then */
 };
 
 #define NDFS_CONFIG_MAX_LINKS 8

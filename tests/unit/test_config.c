@@ -55,6 +55,7 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.stripe_size, 256 * 1024);
     cr_assert_null(c.fence_command);
     cr_assert_eq(c.io_timeout_ms, 0);
+    cr_assert_eq(c.ack_timeout_ms, 2000);
     ndfs_config_clear(&c);
     cr_assert_null(c.node_name);
 }
@@ -512,4 +513,32 @@ Test(config, io_timeout)
                             bad[i]);
         assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
     }
+}
+
+Test(config, reconfig_ack_timeout)
+{
+    static const struct {
+        const char *text;
+        unsigned want_ms;
+    } good[] = {{"100", 100}, {"2000", 2000}, {"600000", 600000}, {" 750   # comment", 750}};
+    for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+        struct ndfs_config c;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text =
+            g_strdup_printf(NODE "[reconfig]\nack-timeout-ms = %s\n", good[i].text);
+        cr_assert_eq(load(text, &c, &error), 0, "%s: %s", good[i].text,
+                     error ? error->message : "");
+        cr_assert_eq(c.ack_timeout_ms, good[i].want_ms, "%s: %u", good[i].text, c.ack_timeout_ms);
+        ndfs_config_clear(&c);
+    }
+    const char *bad[] = {"", "99", "0", "600001", "2s", "-5", "1.5", "fast"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *text = g_strdup_printf(NODE "[reconfig]\nack-timeout-ms=%s\n", bad[i]);
+        g_autofree char *want = g_strdup_printf(LABEL ": [reconfig] ack-timeout-ms: \"%s\" is not "
+                                                      "a number of milliseconds from 100 to 600000",
+                                                bad[i]);
+        assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
+    }
+    assert_error(NODE "[reconfig]\nack-timeout=2000\n", G_KEY_FILE_ERROR,
+                 G_KEY_FILE_ERROR_KEY_NOT_FOUND, LABEL ": [reconfig] ack-timeout: unknown key");
 }
