@@ -110,3 +110,29 @@ rm -f "$TRIGGER"
 for i in 1 2 3; do
     kill -0 "$(node_pid "$i")" || fail "n$i died"
 done
+
+# --- 3: a disk without a secondary that fails: the application gets EIO --
+# There is no other path to fail over to: the error reaches the application
+# as from a local disk (no endless wait), the path is not marked failed, and
+# I/O works again once the disk does.
+truncate -s 16M "$TESTDIR/s.img"
+STRIGGER=$TESTDIR/seio
+nbd_disk s "$TESTDIR/s.img" --filter=error error=EIO error-rate=100% error-file="$STRIGGER"
+adm_on 1 vdisk create s --size 16M --primary "n1:$NBD_DISK" >/dev/null ||
+    fail "vdisk create s (n1 through nbd, no secondary) failed"
+wait_until "$NDFS_TEST_DEADLINE" test -e "$MP/s" || fail "n3's mount does not show s"
+dd if=/dev/zero of="$MP/s" bs=4k count=16 oflag=direct conv=notrunc status=none ||
+    fail "a write to s failed before its disk did"
+touch "$STRIGGER"
+t0=$(ms_now)
+rc=0
+timeout 20 dd if=/dev/zero of="$MP/s" bs=4k count=1 oflag=direct conv=notrunc status=none \
+    2>"$TESTDIR/s.dd.err" || rc=$?
+[ "$rc" -ne 0 ] || fail "a write to s succeeded while its only disk fails"
+[ "$rc" -ne 124 ] || fail "a write to s still waits after 20 s: it should fail with EIO"
+grep -q "Input/output error" "$TESTDIR/s.dd.err" || fail "not EIO: $(cat "$TESTDIR/s.dd.err")"
+echo "a write to the failing disk without a secondary failed with EIO in $(($(ms_now) - t0)) ms"
+[ "$(failed_list 3 s)" = "" ] || fail "the only path of s was marked failed: $(vdisk_json 3 s | jq -c .)"
+rm -f "$STRIGGER"
+dd if=/dev/zero of="$MP/s" bs=4k count=16 oflag=direct conv=notrunc status=none ||
+    fail "a write to s fails after its disk recovered"
