@@ -698,11 +698,20 @@ ms_now()
 # (default 1 2 3) see it.
 dual_vdisk()
 {
-    local name=$1 size=$2 img=$TESTDIR/$1.img i
+    local name=$1 size=$2
     shift 2
+    pair_vdisk "$name" "$size" 1 2 "$@"
+}
+
+# pair_vdisk NAME SIZE P S [NODES...]: dual_vdisk with primary nP and
+# secondary nS (both on $TESTDIR/NAME.img).
+pair_vdisk()
+{
+    local name=$1 size=$2 p=$3 s=$4 img=$TESTDIR/$1.img i
+    shift 4
     truncate -s "$size" "$img"
-    adm_on 1 vdisk create "$name" --size "$size" --primary "n1:$img" --secondary "n2:$img" \
-        >/dev/null || fail "vdisk create $name (primary n1:$img, secondary n2:$img) failed"
+    adm_on "$p" vdisk create "$name" --size "$size" --primary "n$p:$img" --secondary "n$s:$img" \
+        >/dev/null || fail "vdisk create $name (primary n$p:$img, secondary n$s:$img) failed"
     [ "$#" -gt 0 ] || set -- 1 2 3
     for i in "$@"; do
         wait_until "$NDFS_TEST_DEADLINE" adm_on "$i" vdisk show "$name" ||
@@ -918,4 +927,130 @@ nbd_disk()
     on_cleanup "unmount_if_mounted '$mp'; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
     wait_until 10 test -e "$mp/disk" || fail "nbdfuse did not mount: $(cat "$TESTDIR/$name.nbdfuse.log")"
     NBD_DISK=$mp/disk
+}
+
+# --- online reconfiguration (issue 6) --------------------------------------
+#
+# Moves run ndfsadm vdisk move on a dual-ported vdisk (pair_vdisk: both
+# paths are $TESTDIR/NAME.img), so a move is named by nodes alone.
+
+# vdisk_move I NAME P [S]: ndfsadm --json vdisk move NAME --primary
+# nP:$TESTDIR/NAME.img [--secondary nS:...] on node I; fails unless it
+# exits 0 and reports paused_ms. Sets MOVE_PAUSED_MS (what it reports) and
+# MOVE_MS (how long the command took).
+vdisk_move()
+{
+    local i=$1 name=$2 p=$3 s=${4:-} img=$TESTDIR/$2.img out rc=0 t0 args
+    args=(--primary "n$p:$img")
+    [ -z "$s" ] || args+=(--secondary "n$s:$img")
+    t0=$(ms_now)
+    out=$(adm_on "$i" --json vdisk move "$name" "${args[@]}" 2>"$TESTDIR/move.err") || rc=$?
+    MOVE_MS=$(($(ms_now) - t0))
+    [ "$rc" -eq 0 ] ||
+        fail "n$i: vdisk move $name --primary n$p${s:+ --secondary n$s} exited $rc after $MOVE_MS ms: $(cat "$TESTDIR/move.err")"
+    MOVE_PAUSED_MS=$(jq -er '.paused_ms | numbers' <<<"$out") ||
+        fail "vdisk move $name: no paused_ms in its --json answer: $out"
+}
+
+# ms_stats VALUE...: sets STATS_MEDIAN (the lower middle one for an even
+# count) and STATS_MAX.
+ms_stats()
+{
+    local sorted
+    sorted=$(printf '%s\n' "$@" | sort -n)
+    STATS_MEDIAN=$(awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }' <<<"$sorted")
+    STATS_MAX=$(tail -n1 <<<"$sorted")
+}
+
+# fio_loop_start NAME FILE FIO-ARGS...: fio_start's verified job (give it a
+# fixed size: each run writes its region, then reads it back and checks it)
+# run again and again until fio_loop_stop NAME: load for as long as a test
+# needs it, every write checked. Run k reports to $TESTDIR/NAME.k.json. The
+# loop ends at the first failing run. Sets FIO_LOOP_PID.
+fio_loop_start()
+{
+    local name=$1 file=$2
+    shift 2
+    rm -f "$TESTDIR/$name.stop" "$TESTDIR/$name.rc"
+    (
+        set +e
+        k=0
+        while [ ! -e "$TESTDIR/$name.stop" ]; do
+            k=$((k + 1))
+            fio --name="$name" --filename="$file" --direct=1 --verify=crc32c --verify_fatal=1 \
+                --verify_state_save=0 --do_verify=1 --output-format=json \
+                --output="$TESTDIR/$name.$k.json" "$@" 2>"$TESTDIR/$name.$k.err" &
+            echo "$!" >"$TESTDIR/$name.fio-pid"
+            wait "$!"
+            rc=$?
+            echo "$k $rc" >"$TESTDIR/$name.rc"
+            [ "$rc" -eq 0 ] || exit "$rc"
+        done
+        exit 0
+    ) &
+    FIO_LOOP_PID=$!
+    declare -g "fio_loop_pid_$name=$FIO_LOOP_PID"
+    on_cleanup "kill_fio_loop $name $FIO_LOOP_PID"
+}
+
+# Cleanup hook: a loop still running is stopped, its fio killed.
+kill_fio_loop()
+{
+    local name=$1 pid=$2 fpid
+    touch "$TESTDIR/$name.stop"
+    if kill -0 "$pid" 2>/dev/null; then
+        fpid=$(cat "$TESTDIR/$name.fio-pid" 2>/dev/null) && kill -KILL "$fpid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+# fio_loop_running NAME: the loop has not ended (no run failed).
+fio_loop_running()
+{
+    local v=fio_loop_pid_$1
+    kill -0 "${!v}" 2>/dev/null
+}
+
+# fio_loop_check NAME: fails if a run of the loop failed already.
+fio_loop_check()
+{
+    fio_loop_running "$1" && return 0
+    fio_loop_stop "$1" 0
+}
+
+# fio_loop_stop NAME [SECONDS]: lets the current run finish (at most
+# SECONDS, default 60) and ends the loop; fails unless every run exited 0
+# with no error. Sets FIO_PAUSE_MS to the longest completion latency of all
+# runs and FIO_RUNS to their number.
+fio_loop_stop()
+{
+    local name=$1 secs=${2:-60} v=fio_loop_pid_$1 pid rc=0 k last j w=0 r=0 m
+    pid=${!v}
+    touch "$TESTDIR/$name.stop"
+    if ! wait_until "$secs" eval "! kill -0 $pid"; then
+        echo "fio $name still running after ${secs}s; stack:" >&2
+        cat "/proc/$(cat "$TESTDIR/$name.fio-pid")/stack" >&2 2>/dev/null
+        fail "fio $name did not finish within ${secs}s"
+    fi
+    wait "$pid" || rc=$?
+    read -r last _ <"$TESTDIR/$name.rc" || fail "fio $name never ran"
+    if [ "$rc" -ne 0 ]; then
+        cat "$TESTDIR/$name.$last.err" >&2
+        sed -n '/^{/,$!p' "$TESTDIR/$name.$last.json" >&2
+        fail "fio $name (run $last) exited with status $rc (an application-visible I/O error or a verify failure)"
+    fi
+    FIO_PAUSE_MS=0
+    for ((k = 1; k <= last; k++)); do
+        j=$TESTDIR/$name.$k.clean.json
+        sed -n '/^{/,$p' "$TESTDIR/$name.$k.json" >"$j"
+        jq -e '[.jobs[].error] | all(. == 0)' "$j" >/dev/null ||
+            fail "fio $name run $k reported an error: $(jq -c '[.jobs[].error]' "$j")"
+        m=$(jq -r '[.jobs[] | .write.clat_ns.max, .read.clat_ns.max] | max / 1e6 | floor' "$j")
+        [ "$m" -le "$FIO_PAUSE_MS" ] || FIO_PAUSE_MS=$m
+        w=$((w + $(jq '[.jobs[].write.total_ios] | add' "$j")))
+        r=$((r + $(jq '[.jobs[].read.total_ios] | add' "$j")))
+    done
+    FIO_RUNS=$last
+    echo "fio $name: $last runs, $w writes, $r verified reads, longest completion ${FIO_PAUSE_MS} ms"
 }
