@@ -197,6 +197,58 @@ static void set_epoch(struct control_link *link, uint64_t epoch)
     g_mutex_unlock(&link->cb_lock);
 }
 
+/* vdisk.suspend: the driver holds and drains, then acks. */
+static void suspend_event(struct control_link *link, GVariant *args)
+{
+    guint64 txid;
+    g_autoptr(GVariant) ids = g_variant_lookup_value(args, "ids", G_VARIANT_TYPE("at"));
+    if (!g_variant_lookup(args, "txid", "t", &txid) || !ids) {
+        g_warning("ndfsd sent a malformed vdisk.suspend event; ignored");
+        return;
+    }
+    gsize n = 0;
+    const guint64 *v = g_variant_get_fixed_array(ids, &n, sizeof(guint64));
+    g_mutex_lock(&link->cb_lock);
+    bool taken = link->cb.suspend != NULL;
+    if (taken)
+        link->cb.suspend(link->cb_data, txid, (const uint64_t *)v, n);
+    g_mutex_unlock(&link->cb_lock);
+    if (taken)
+        return;
+    /* no driver (no network): nothing is sent anywhere to wait for */
+    GVariantDict ack;
+    g_variant_dict_init(&ack, NULL);
+    g_variant_dict_insert(&ack, "txid", "t", txid);
+    g_autofree char *errmsg = NULL;
+    int rc = control_link_call(link, "vdisk.suspended", g_variant_dict_end(&ack), 0, NULL, &errmsg);
+    if (rc < 0)
+        g_message("txid %" G_GUINT64_FORMAT ": ndfsd did not take the ack of the suspension: %s",
+                  txid, errmsg ? errmsg : g_strerror(-rc));
+}
+
+static void resume_event(struct control_link *link, GVariant *args)
+{
+    guint64 txid;
+    gboolean committed = FALSE;
+    if (!g_variant_lookup(args, "txid", "t", &txid)) {
+        g_warning("ndfsd sent a vdisk.resume event without a txid; ignored");
+        return;
+    }
+    g_variant_lookup(args, "committed", "b", &committed);
+    g_mutex_lock(&link->cb_lock);
+    if (link->cb.resume)
+        link->cb.resume(link->cb_data, txid, committed);
+    g_mutex_unlock(&link->cb_lock);
+}
+
+static void resume_all(struct control_link *link)
+{
+    g_mutex_lock(&link->cb_lock);
+    if (link->cb.resume_all)
+        link->cb.resume_all(link->cb_data);
+    g_mutex_unlock(&link->cb_lock);
+}
+
 static void handle_event(struct control_link *link, const char *event, GVariant *args)
 {
     if (strcmp(event, "vdisk.changed") == 0) {
@@ -222,6 +274,10 @@ static void handle_event(struct control_link *link, const char *event, GVariant 
         guint64 expiry;
         if (g_variant_lookup(args, "expiry-ns", "t", &expiry))
             atomic_store(&link->lease_expiry_ns, expiry);
+    } else if (strcmp(event, "vdisk.suspend") == 0) {
+        suspend_event(link, args);
+    } else if (strcmp(event, "vdisk.resume") == 0) {
+        resume_event(link, args);
     } else if (g_str_has_prefix(event, "node.")) {
         nodes_changed(link);
     }
@@ -569,6 +625,8 @@ static bool handle_msg(struct control_link *link, struct link_msg *m)
             g_warning("lost the connection to ndfsd at %s; serving I/O and reconnecting",
                       link->socket_path);
             drop_client(link);
+            /* nobody will resume what ndfsd suspended */
+            resume_all(link);
         }
         return true;
     }

@@ -56,6 +56,14 @@ struct control_link_callbacks {
     void (*nodes)(void *data);
     void (*mapping)(void *data);
     void (*epoch)(void *data, uint64_t epoch);
+    /* Online reconfiguration: vdisk.suspend {txid, ids} (the callee acks
+     * with vdisk.suspended once drained), vdisk.resume {txid, committed}
+     * (after the vdisk.changed events of the change), and resume_all when
+     * the connection to ndfsd dropped (a new one starts clean). Without a
+     * suspend callback the link acks a suspension at once itself. */
+    void (*suspend)(void *data, uint64_t txid, const uint64_t *ids, size_t n_ids);
+    void (*resume)(void *data, uint64_t txid, bool committed);
+    void (*resume_all)(void *data);
 };
 void control_link_set_callbacks(struct control_link *link, const struct control_link_callbacks *cb,
                                 void *data);

@@ -1,6 +1,6 @@
 #define G_LOG_DOMAIN "ndfs-driver"
 
-#include "driver.h"
+#include "driver_priv.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -16,148 +16,6 @@
 #include "localio.h"
 #include "pending.h"
 
-/* Unsent requests (no address yet, queue full) are retried, states
- * reported and io-timeouts checked this often. */
-#define TICK_MS 200
-/* node.list is asked at most this often. */
-#define REFRESH_INTERVAL_US (1000 * 1000)
-/* Resends after a NACK: -EAGAIN (the master is behind our epoch), -ESTALE
- * (no lease), -ENXIO/-ENOENT when no epoch or mapping event comes. */
-#define RETRY_AGAIN_US  (30 * 1000)
-#define RETRY_LEASE_US  (200 * 1000)
-#define RETRY_CHANGE_US (1000 * 1000)
-/* A vdisk's I/O state goes to ndfsd at most this often while it has pending
- * requests (and at once when its blocked reason changes). */
-#define REPORT_INTERVAL_US (1000 * 1000)
-#define REASON_MAX         160
-
-/* One request of a FUSE thread; its parts are pending entries. */
-struct drv_request {
-    uint8_t op;
-    uint16_t flags;
-    uint64_t vdisk_id;
-    uint64_t offset;
-    size_t length;
-    int64_t submitted_us;
-    /* write: the bytes to write; read in parts: the bytes read (malloc'd);
-     * read in one part: NULL (the reply's data is handed on as it is) */
-    void *data;
-    unsigned parts_left;
-    int status;       /* the first error, or 0 */
-    size_t done_upto; /* bytes transferred from offset on: a short part ends it */
-    ndfs_driver_done_cb done;
-    void *opaque;
-};
-
-struct node_addrs {
-    char *name;
-    char **addresses;
-};
-
-/* Why a vdisk's requests wait. */
-enum hold_reason {
-    HOLD_NONE = 0,
-    HOLD_QUEUE_FULL,  /* flow control, not blocked */
-    HOLD_NO_ADDRESS,  /* the master's addresses are not known yet */
-    HOLD_UNREACHABLE, /* sent, the master's links are down */
-    HOLD_NO_MASTER,   /* the mapping's master path is marked failed */
-    HOLD_PATH_FAILED, /* the master NACKed -EIO: until the mapping changes */
-    HOLD_NO_LEASE,    /* -ESTALE */
-    HOLD_EPOCH,       /* -EREMCHG: waiting for a newer epoch */
-    HOLD_MAPPING,     /* -ENXIO: the master says it is not */
-    HOLD_BEHIND,      /* -EAGAIN: the master is behind our epoch */
-};
-
-/* The driver's view of one vdisk. */
-struct drv_vdisk {
-    uint64_t id;
-    char name[NDFS_VDISK_NAME_MAX + 1];
-    /* a NACK -EIO: (vdisk, failed_node) is not used while the mapping's
-     * generation is failed_gen */
-    bool failed;
-    char failed_node[NDFS_NODE_NAME_MAX + 1];
-    uint64_t failed_gen;
-    /* the last hold, by the send rounds and NACKs */
-    enum hold_reason hold;
-    char hold_node[NDFS_NODE_NAME_MAX + 1];
-    uint64_t hold_epoch;
-    int64_t blocked_since_us; /* 0: not blocked */
-    /* reports */
-    char reported[REASON_MAX]; /* the blocked text last sent */
-    bool report_owed;          /* a non-clear state was sent: an all-clear is due */
-    bool report_again;         /* the last report failed */
-    int64_t reported_us;
-};
-
-struct io_report {
-    char name[NDFS_VDISK_NAME_MAX + 1];
-    uint64_t id;
-    uint32_t pending, in_flight;
-    char blocked[REASON_MAX];
-    uint64_t waiting_ms;
-    int status; /* the call's, from the worker */
-};
-
-struct ndfs_driver {
-    char *node;
-    uint8_t *key;
-    size_t key_len;
-    struct control_link *link;
-    size_t part_size;
-    int (*route)(void *data, uint64_t vdisk_id, struct vdisk_master *out);
-    void *route_data;
-    GThread *thread;
-
-    GMutex lock;
-    GCond started_cond;
-    bool started;       /* protected by lock */
-    int start_status;   /* protected by lock */
-    char *start_errmsg; /* protected by lock */
-    GQueue incoming;    /* struct drv_request *; protected by lock */
-    bool stopping;      /* protected by lock */
-    bool refresh_asked; /* protected by lock */
-    bool mapping_asked; /* protected by lock */
-    uint64_t epoch_in;  /* protected by lock */
-
-    /* the loop thread's */
-    uv_loop_t loop;
-    /* Other threads send it only under lock and only while !stopping: the
-     * loop closes it after it saw stopping, and ndfs_driver_free() frees d
-     * right after, so a send outside the lock could touch freed memory. */
-    uv_async_t wake;
-    uv_timer_t tick;
-    uv_timer_t retry; /* the earliest short resend delay */
-    struct ndfs_transport *t;
-    struct pending_table *pending;
-    uint64_t epoch;
-    uint64_t next_id;
-    bool closing;
-    bool flushing; /* in flush_unsent: a nested call (from an event) only asks again */
-    bool flush_again;
-    bool refresh_wanted;
-    bool refreshing;
-    gint64 last_refresh_us;
-    uv_work_t refresh_req;
-    GPtrArray *refresh_nodes; /* struct node_addrs *, from the worker */
-    int refresh_status;
-    char *refresh_errmsg;
-    bool refresh_logged;
-    GHashTable *peers;   /* names given to the transport */
-    GHashTable *waiting; /* nodes logged as unreachable */
-    GHashTable *vdisks;  /* uint64_t *id -> struct drv_vdisk * */
-    /* a send round */
-    GPtrArray *round_blocked; /* peers that refused this round (queue full): later entries wait */
-    int64_t round_now_us;
-    int64_t round_next_us; /* the earliest not_before of a held entry, 0: none */
-    char route_buf[NDFS_NODE_NAME_MAX + 1];
-    /* reports to ndfsd, sent by a worker */
-    GPtrArray *reports;         /* struct io_report *, to send */
-    GPtrArray *reports_sending; /* struct io_report *, the worker's */
-    bool reporting;
-    bool reports_off; /* ndfsd does not know vdisk.io-state */
-    uv_work_t report_req;
-};
-
 static void node_addrs_free(gpointer p)
 {
     struct node_addrs *n = p;
@@ -166,7 +24,7 @@ static void node_addrs_free(gpointer p)
     g_free(n);
 }
 
-static struct drv_vdisk *vdisk_state(struct ndfs_driver *d, uint64_t id)
+struct drv_vdisk *drv_vdisk_state(struct ndfs_driver *d, uint64_t id)
 {
     struct drv_vdisk *vs = g_hash_table_lookup(d->vdisks, &id);
     if (!vs) {
@@ -209,7 +67,7 @@ static void part_done(struct ndfs_driver *d, const struct pending_entry *e, int 
 }
 
 /* Removes e from the table and answers its part with status. */
-static void fail_entry(struct ndfs_driver *d, struct pending_entry *e, int status)
+void drv_fail_entry(struct ndfs_driver *d, struct pending_entry *e, int status)
 {
     struct pending_entry done;
     pending_table_complete(d->pending, e->id, &done);
@@ -227,9 +85,8 @@ static void log_waiting(struct ndfs_driver *d, const char *node, const char *why
 }
 
 static void maybe_refresh(struct ndfs_driver *d);
-static void update_states(struct ndfs_driver *d);
 
-static void set_hold(struct drv_vdisk *vs, enum hold_reason why, const char *node, uint64_t epoch)
+void drv_set_hold(struct drv_vdisk *vs, enum hold_reason why, const char *node, uint64_t epoch)
 {
     vs->hold = why;
     g_strlcpy(vs->hold_node, node ? node : "", sizeof(vs->hold_node));
@@ -238,10 +95,10 @@ static void set_hold(struct drv_vdisk *vs, enum hold_reason why, const char *nod
 
 /* A reason that ends once the entry could be sent (the others, a NACK's,
  * end when an answer comes). */
-static bool send_hold(enum hold_reason why)
+bool drv_send_hold(enum hold_reason why)
 {
     return why == HOLD_QUEUE_FULL || why == HOLD_NO_ADDRESS || why == HOLD_NO_MASTER ||
-           why == HOLD_PATH_FAILED;
+           why == HOLD_PATH_FAILED || why == HOLD_SUSPENDED;
 }
 
 static bool round_blocked(struct ndfs_driver *d, const char *peer)
@@ -269,30 +126,37 @@ static bool still_waiting(struct ndfs_driver *d, const struct pending_entry *e,
 static enum pending_step send_entry(struct pending_entry *e, void *data)
 {
     struct ndfs_driver *d = data;
+    struct drv_vdisk *vs = drv_vdisk_state(d, e->vdisk_id);
+    if (vs->suspended > 0) {
+        /* a reconfiguration changes its mapping: held until the resume,
+         * then sent by the mapping of then */
+        if (vs->hold == HOLD_NONE || drv_send_hold(vs->hold))
+            drv_set_hold(vs, HOLD_SUSPENDED, NULL, 0);
+        return PENDING_HOLD;
+    }
     struct vdisk_master m;
     if (d->route(d->route_data, e->vdisk_id, &m) < 0) {
         g_warning("vdisk %" G_GUINT64_FORMAT " is gone: a %s of it fails with EIO", e->vdisk_id,
                   ndfs_io_op_name(e->op));
-        fail_entry(d, e, -EIO);
+        drv_fail_entry(d, e, -EIO);
         return PENDING_GONE;
     }
-    struct drv_vdisk *vs = vdisk_state(d, e->vdisk_id);
     if (!vs->name[0])
         g_strlcpy(vs->name, m.name, sizeof(vs->name));
     if (still_waiting(d, e, &m))
         return PENDING_HOLD; /* the NACK set the hold */
     if (!m.node[0] || m.failed) {
-        set_hold(vs, HOLD_NO_MASTER, m.node, 0);
+        drv_set_hold(vs, HOLD_NO_MASTER, m.node, 0);
         return PENDING_HOLD;
     }
     if (vs->failed && vs->failed_gen == m.map_gen && strcmp(vs->failed_node, m.node) == 0) {
-        set_hold(vs, HOLD_PATH_FAILED, m.node, 0);
+        drv_set_hold(vs, HOLD_PATH_FAILED, m.node, 0);
         return PENDING_HOLD;
     }
     if (vs->failed) /* the mapping changed since: that path may be good again */
         vs->failed = false;
     if (round_blocked(d, m.node)) {
-        set_hold(vs, HOLD_QUEUE_FULL, m.node, 0);
+        drv_set_hold(vs, HOLD_QUEUE_FULL, m.node, 0);
         return PENDING_HOLD;
     }
     struct ndfs_io_request req = {
@@ -314,25 +178,25 @@ static enum pending_step send_entry(struct pending_entry *e, void *data)
         pending_entry_set_peer(e, m.node);
         pending_table_set_sent(d->pending, e, true);
         /* a NACK's reason stays until an answer comes */
-        if (send_hold(vs->hold))
-            set_hold(vs, HOLD_NONE, NULL, 0);
+        if (drv_send_hold(vs->hold))
+            drv_set_hold(vs, HOLD_NONE, NULL, 0);
         return PENDING_SENT;
     }
     if (rc == -ENOENT) {
         log_waiting(d, m.node, "no address known yet");
         d->refresh_wanted = true;
-        set_hold(vs, HOLD_NO_ADDRESS, m.node, 0);
+        drv_set_hold(vs, HOLD_NO_ADDRESS, m.node, 0);
         return PENDING_HOLD;
     }
     if (rc == -EMSGSIZE || rc == -EINVAL) {
         g_warning("vdisk %" G_GUINT64_FORMAT ": cannot send a %s to \"%s\": %s", e->vdisk_id,
                   ndfs_io_op_name(e->op), m.node, g_strerror(-rc));
-        fail_entry(d, e, -EIO);
+        drv_fail_entry(d, e, -EIO);
         return PENDING_GONE;
     }
     /* -ENOBUFS and the like: try again at the next tick, in order */
     g_ptr_array_add(d->round_blocked, g_strdup(m.node));
-    set_hold(vs, HOLD_QUEUE_FULL, m.node, 0);
+    drv_set_hold(vs, HOLD_QUEUE_FULL, m.node, 0);
     return PENDING_HOLD;
 }
 
@@ -352,7 +216,7 @@ static void flush_once(struct ndfs_driver *d)
 }
 
 /* Sends every unsent entry that may go, oldest first. */
-static void flush_unsent(struct ndfs_driver *d)
+void drv_flush_unsent(struct ndfs_driver *d)
 {
     if (d->flushing) {
         d->flush_again = true; /* the transport called back while we send */
@@ -371,7 +235,7 @@ static void flush_unsent(struct ndfs_driver *d)
 
 static void on_retry(uv_timer_t *timer)
 {
-    flush_unsent(timer->data);
+    drv_flush_unsent(timer->data);
 }
 
 static void start_request(struct ndfs_driver *d, struct drv_request *r)
@@ -401,7 +265,7 @@ static void start_request(struct ndfs_driver *d, struct drv_request *r)
         r->parts_left++;
         at += len;
     } while (at < r->length);
-    flush_unsent(d);
+    drv_flush_unsent(d);
 }
 
 /* A NACK that means "not now": e waits to be sent again. */
@@ -417,16 +281,16 @@ static void requeue(struct ndfs_driver *d, struct pending_entry *e, enum pending
  * others (they answer the application). */
 static bool handle_nack(struct ndfs_driver *d, struct pending_entry *e, int status)
 {
-    struct drv_vdisk *vs = vdisk_state(d, e->vdisk_id);
+    struct drv_vdisk *vs = drv_vdisk_state(d, e->vdisk_id);
     switch (status) {
     case -ESTALE:
         /* the master has no lease now: wait for it, as for a lost path */
         log_waiting(d, e->peer, "its lease ran out");
-        set_hold(vs, HOLD_NO_LEASE, e->peer, 0);
+        drv_set_hold(vs, HOLD_NO_LEASE, e->peer, 0);
         requeue(d, e, PENDING_WAIT_DELAY, RETRY_LEASE_US);
         return true;
     case -EAGAIN:
-        set_hold(vs, HOLD_BEHIND, e->peer, e->epoch);
+        drv_set_hold(vs, HOLD_BEHIND, e->peer, e->epoch);
         requeue(d, e, PENDING_WAIT_DELAY, RETRY_AGAIN_US);
         return true;
     case -EREMCHG:
@@ -437,12 +301,12 @@ static bool handle_nack(struct ndfs_driver *d, struct pending_entry *e, int stat
          * step at a time never gets ahead of the master's epoch. */
         if (d->epoch < e->epoch + 1)
             d->epoch = e->epoch + 1;
-        set_hold(vs, HOLD_EPOCH, e->peer, e->epoch + 1);
+        drv_set_hold(vs, HOLD_EPOCH, e->peer, e->epoch + 1);
         requeue(d, e, PENDING_WAIT_NONE, 0);
         return true;
     case -ENXIO:
     case -ENOENT:
-        set_hold(vs, HOLD_MAPPING, e->peer, 0);
+        drv_set_hold(vs, HOLD_MAPPING, e->peer, 0);
         requeue(d, e, PENDING_WAIT_MAPPING, RETRY_CHANGE_US);
         return true;
     case -EIO: {
@@ -458,7 +322,7 @@ static bool handle_nack(struct ndfs_driver *d, struct pending_entry *e, int stat
         vs->failed = true;
         g_strlcpy(vs->failed_node, e->peer, sizeof(vs->failed_node));
         vs->failed_gen = e->map_gen;
-        set_hold(vs, HOLD_PATH_FAILED, e->peer, 0);
+        drv_set_hold(vs, HOLD_PATH_FAILED, e->peer, 0);
         requeue(d, e, PENDING_WAIT_NONE, 0);
         return true;
     }
@@ -488,7 +352,8 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
     }
     if (status < 0 && handle_nack(d, e, status)) {
         ndfs_transport_release(t, msg);
-        flush_unsent(d);
+        drv_flush_unsent(d);
+        drv_suspend_check(d);
         return;
     }
     bool read = e->op == NDFS_IO_READ;
@@ -504,12 +369,13 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
     if (vs && vs->hold != HOLD_NONE &&
         pending_table_count_vdisk(d->pending, e->vdisk_id) ==
             pending_table_count_sent_vdisk(d->pending, e->vdisk_id))
-        set_hold(vs, HOLD_NONE, NULL, 0); /* answers come: nothing of it waits */
+        drv_set_hold(vs, HOLD_NONE, NULL, 0); /* answers come: nothing of it waits */
     struct pending_entry done;
     pending_table_complete(d->pending, msg->request_id, &done);
     part_done(d, &done, status, msg->data);
     g_free(done.peer);
     ndfs_transport_release(t, msg);
+    drv_suspend_check(d);
 }
 
 static int mark_unsent(struct pending_entry *e, void *data)
@@ -538,13 +404,14 @@ static void on_event(struct ndfs_transport *t, const char *peer, enum ndfs_trans
          * the mapping of now */
         void *args[] = {d, (void *)peer};
         pending_table_foreach(d->pending, mark_unsent, args);
-        flush_unsent(d);
+        drv_flush_unsent(d);
+        drv_suspend_check(d); /* what it dropped is held now */
         break;
     }
     case NDFS_PEER_UP:
         if (g_hash_table_remove(d->waiting, peer))
             g_message("node \"%s\" is reachable again: its I/O goes on", peer);
-        flush_unsent(d);
+        drv_flush_unsent(d);
         break;
     case NDFS_PEER_DOWN:
         if (pending_table_foreach(d->pending, has_peer, (void *)peer))
@@ -573,220 +440,8 @@ static void mapping_changed(struct ndfs_driver *d)
     size_t n = pending_table_reroute(d->pending, master_now, d);
     if (n > 0)
         g_message("the mapping changed: %zu request(s) sent again to the new master(s)", n);
-    flush_unsent(d);
-    update_states(d);
-}
-
-/* ---- I/O state reports (vdisk.io-state) ---- */
-
-static void format_reason(const struct drv_vdisk *vs, char *out, size_t size)
-{
-    switch (vs->hold) {
-    case HOLD_NONE:
-    case HOLD_QUEUE_FULL:
-        out[0] = '\0';
-        break;
-    case HOLD_NO_ADDRESS:
-        g_snprintf(out, size, "master %s not reachable (no address known)", vs->hold_node);
-        break;
-    case HOLD_UNREACHABLE:
-        g_snprintf(out, size, "master %s not reachable", vs->hold_node);
-        break;
-    case HOLD_NO_MASTER:
-        g_snprintf(out, size, "no master: every path failed");
-        break;
-    case HOLD_PATH_FAILED:
-        g_snprintf(out, size, "the path of master %s failed: waiting for a new mapping",
-                   vs->hold_node);
-        break;
-    case HOLD_NO_LEASE:
-        g_snprintf(out, size, "master %s has no lease", vs->hold_node);
-        break;
-    case HOLD_EPOCH:
-        g_snprintf(out, size, "waiting for epoch %" G_GUINT64_FORMAT, vs->hold_epoch);
-        break;
-    case HOLD_MAPPING:
-        g_snprintf(out, size, "%s is not the master: waiting for a new mapping", vs->hold_node);
-        break;
-    case HOLD_BEHIND:
-        g_snprintf(out, size, "master %s is behind epoch %" G_GUINT64_FORMAT, vs->hold_node,
-                   vs->hold_epoch);
-        break;
-    }
-}
-
-struct vdisk_scan {
-    uint32_t pending, in_flight;
-    int64_t oldest_us;
-    int64_t cutoff_us; /* io-timeout: entries submitted before fail; 0: none */
-    int64_t blocked_since_us;
-    size_t expired;
-    struct ndfs_driver *d;
-};
-
-static int scan_entry(struct pending_entry *e, void *data)
-{
-    struct vdisk_scan *sc = data;
-    if (sc->cutoff_us && MAX(e->submitted_us, sc->blocked_since_us) < sc->cutoff_us) {
-        sc->expired++;
-        fail_entry(sc->d, e, -EIO);
-        return 0;
-    }
-    sc->pending++;
-    if (e->sent)
-        sc->in_flight++;
-    if (!sc->oldest_us || e->submitted_us < sc->oldest_us)
-        sc->oldest_us = e->submitted_us;
-    return 0;
-}
-
-static void start_reports(struct ndfs_driver *d);
-
-static void queue_report(struct ndfs_driver *d, struct drv_vdisk *vs, const struct vdisk_scan *sc,
-                         const char *blocked, int64_t now)
-{
-    struct io_report *r = NULL;
-    for (guint i = 0; i < d->reports->len && !r; i++)
-        if (((struct io_report *)d->reports->pdata[i])->id == vs->id)
-            r = d->reports->pdata[i];
-    if (!r) {
-        r = g_new0(struct io_report, 1);
-        g_ptr_array_add(d->reports, r);
-    }
-    g_strlcpy(r->name, vs->name, sizeof(r->name));
-    r->id = vs->id;
-    r->pending = sc->pending;
-    r->in_flight = sc->in_flight;
-    g_strlcpy(r->blocked, blocked, sizeof(r->blocked));
-    r->waiting_ms =
-        sc->oldest_us && now > sc->oldest_us ? (uint64_t)(now - sc->oldest_us) / 1000 : 0;
-    g_strlcpy(vs->reported, blocked, sizeof(vs->reported));
-    vs->reported_us = now;
-    vs->report_again = false;
-    vs->report_owed = sc->pending > 0 || blocked[0];
-}
-
-/* Looks at every vdisk with requests (or a report owed): why they wait,
- * io-timeouts, reports to ndfsd. */
-static void update_states(struct ndfs_driver *d)
-{
-    if (d->closing)
-        return;
-    int64_t now = g_get_monotonic_time();
-    uint64_t timeout_ms = control_link_io_timeout_ms(d->link);
-    GHashTableIter it;
-    gpointer value;
-    GPtrArray *gone = NULL;
-    g_hash_table_iter_init(&it, d->vdisks);
-    while (g_hash_table_iter_next(&it, NULL, &value)) {
-        struct drv_vdisk *vs = value;
-        size_t count = pending_table_count_vdisk(d->pending, vs->id);
-        size_t sent = pending_table_count_sent_vdisk(d->pending, vs->id);
-        if (count == 0 && vs->hold != HOLD_PATH_FAILED)
-            set_hold(vs, HOLD_NONE, NULL, 0);
-        else if (count > 0 && sent == count && send_hold(vs->hold))
-            set_hold(vs, HOLD_NONE, NULL, 0); /* everything went out */
-        /* sent to a master whose links are down? */
-        if (count > 0 && (vs->hold == HOLD_NONE || vs->hold == HOLD_UNREACHABLE)) {
-            struct vdisk_master m;
-            bool down = sent > 0 && d->route(d->route_data, vs->id, &m) == 0 && m.node[0] &&
-                        !ndfs_transport_peer_up(d->t, m.node);
-            if (down)
-                set_hold(vs, HOLD_UNREACHABLE, m.node, 0);
-            else if (vs->hold == HOLD_UNREACHABLE)
-                set_hold(vs, HOLD_NONE, NULL, 0);
-        }
-        char blocked[REASON_MAX];
-        format_reason(vs, blocked, sizeof(blocked));
-        if (count == 0)
-            blocked[0] = '\0'; /* a failed path alone blocks nothing */
-        if (!blocked[0])
-            vs->blocked_since_us = 0;
-        else if (!vs->blocked_since_us)
-            vs->blocked_since_us = now;
-        struct vdisk_scan sc = {.d = d, .blocked_since_us = vs->blocked_since_us};
-        if (timeout_ms && blocked[0])
-            sc.cutoff_us = now - (int64_t)timeout_ms * 1000;
-        if (count > 0)
-            pending_table_foreach_vdisk(d->pending, vs->id, scan_entry, &sc);
-        if (sc.expired)
-            g_warning(
-                "vdisk \"%s\": %zu request(s) waited longer than the io-timeout (%" G_GUINT64_FORMAT
-                " ms) for a master (%s): failed with EIO",
-                vs->name, sc.expired, timeout_ms, blocked);
-        if (!d->reports_off && vs->name[0]) {
-            bool changed = strcmp(blocked, vs->reported) != 0 || vs->report_again;
-            bool periodic = sc.pending > 0 && now - vs->reported_us >= REPORT_INTERVAL_US;
-            bool clear = sc.pending == 0 && !blocked[0] && vs->report_owed;
-            if (changed || periodic || clear)
-                queue_report(d, vs, &sc, blocked, now);
-        }
-        if (sc.pending == 0 && !vs->failed && !vs->report_owed && !vs->report_again) {
-            if (!gone)
-                gone = g_ptr_array_new();
-            g_ptr_array_add(gone, vs);
-        }
-    }
-    for (guint i = 0; gone && i < gone->len; i++)
-        g_hash_table_remove(d->vdisks, &((struct drv_vdisk *)gone->pdata[i])->id);
-    if (gone)
-        g_ptr_array_free(gone, TRUE);
-    start_reports(d);
-}
-
-static void report_work(uv_work_t *req)
-{
-    struct ndfs_driver *d = req->data;
-    for (guint i = 0; i < d->reports_sending->len; i++) {
-        struct io_report *r = d->reports_sending->pdata[i];
-        GVariantDict args;
-        g_variant_dict_init(&args, NULL);
-        g_variant_dict_insert(&args, "name", "s", r->name);
-        g_variant_dict_insert(&args, "id", "t", (guint64)r->id);
-        g_variant_dict_insert(&args, "pending", "u", (guint32)r->pending);
-        g_variant_dict_insert(&args, "in-flight", "u", (guint32)r->in_flight);
-        g_variant_dict_insert(&args, "blocked", "s", r->blocked);
-        g_variant_dict_insert(&args, "waiting-ms", "t", (guint64)r->waiting_ms);
-        /* never waits for a lost ndfsd: the next report goes after the reconnection */
-        r->status =
-            control_link_call(d->link, "vdisk.io-state", g_variant_dict_end(&args), 0, NULL, NULL);
-    }
-}
-
-static void report_done(uv_work_t *req, int status)
-{
-    (void)status;
-    struct ndfs_driver *d = req->data;
-    d->reporting = false;
-    for (guint i = 0; i < d->reports_sending->len; i++) {
-        struct io_report *r = d->reports_sending->pdata[i];
-        if (r->status == -EOPNOTSUPP && !d->reports_off) {
-            g_message("ndfsd does not take vdisk.io-state: the mount's I/O state is not reported");
-            d->reports_off = true;
-        } else if (r->status < 0 && r->status != -ENOENT) {
-            struct drv_vdisk *vs = g_hash_table_lookup(d->vdisks, &r->id);
-            if (vs)
-                vs->report_again = true; /* at the next tick */
-        }
-    }
-    g_ptr_array_set_size(d->reports_sending, 0);
-    if (!d->closing)
-        start_reports(d);
-}
-
-static void start_reports(struct ndfs_driver *d)
-{
-    if (d->reporting || d->closing || d->reports->len == 0)
-        return;
-    GPtrArray *swap = d->reports_sending;
-    d->reports_sending = d->reports;
-    d->reports = swap;
-    d->report_req.data = d;
-    if (uv_queue_work(&d->loop, &d->report_req, report_work, report_done) < 0) {
-        g_ptr_array_set_size(d->reports_sending, 0);
-        return;
-    }
-    d->reporting = true;
+    drv_flush_unsent(d);
+    drv_update_states(d);
 }
 
 static void refresh_work(uv_work_t *req)
@@ -845,7 +500,7 @@ static void refresh_done(uv_work_t *req, int status)
     g_ptr_array_free(d->refresh_nodes, TRUE);
     d->refresh_nodes = NULL;
     g_clear_pointer(&d->refresh_errmsg, g_free);
-    flush_unsent(d);
+    drv_flush_unsent(d);
 }
 
 static void maybe_refresh(struct ndfs_driver *d)
@@ -871,8 +526,9 @@ static void on_tick(uv_timer_t *timer)
     struct ndfs_driver *d = timer->data;
     /* a change the table took without telling (a chmod's answer) */
     pending_table_reroute(d->pending, master_now, d);
-    flush_unsent(d);
-    update_states(d);
+    drv_flush_unsent(d);
+    drv_suspend_tick(d);
+    drv_update_states(d);
     if (d->refresh_wanted)
         maybe_refresh(d);
 }
@@ -923,10 +579,14 @@ static void shut_down(struct ndfs_driver *d)
 static void on_wake(uv_async_t *async)
 {
     struct ndfs_driver *d = async->data;
-    GQueue work = G_QUEUE_INIT;
+    GQueue work = G_QUEUE_INIT, cmds = G_QUEUE_INIT;
     g_mutex_lock(&d->lock);
     work = d->incoming;
     g_queue_init(&d->incoming);
+    cmds = d->susp_cmds;
+    g_queue_init(&d->susp_cmds);
+    bool drained = d->drain_asked;
+    d->drain_asked = false;
     bool stop = d->stopping;
     if (d->refresh_asked)
         d->refresh_wanted = true;
@@ -936,6 +596,10 @@ static void on_wake(uv_async_t *async)
     if (d->epoch_in > d->epoch)
         d->epoch = d->epoch_in;
     g_mutex_unlock(&d->lock);
+    /* suspensions first: what comes with them is held, not sent */
+    if (!stop && !d->closing)
+        drv_suspend_run(d, &cmds);
+    g_queue_clear_full(&cmds, (GDestroyNotify)drv_susp_cmd_free);
     struct drv_request *r;
     while ((r = g_queue_pop_head(&work))) {
         if (stop) {
@@ -951,6 +615,8 @@ static void on_wake(uv_async_t *async)
     }
     if (remap)
         mapping_changed(d);
+    if (drained || d->suspensions->len > 0)
+        drv_suspend_check(d);
     if (d->refresh_wanted)
         maybe_refresh(d);
 }
@@ -1044,6 +710,8 @@ static void driver_release(struct ndfs_driver *d)
         g_ptr_array_free(d->reports, TRUE);
     if (d->reports_sending)
         g_ptr_array_free(d->reports_sending, TRUE);
+    drv_suspend_release(d);
+    g_queue_clear_full(&d->susp_cmds, (GDestroyNotify)drv_susp_cmd_free);
     g_cond_clear(&d->started_cond);
     g_mutex_clear(&d->lock);
     if (d->key)
@@ -1079,6 +747,14 @@ int ndfs_driver_new(const struct ndfs_driver_config *cfg, struct ndfs_driver **o
     d->round_blocked = g_ptr_array_new_with_free_func(g_free);
     d->reports = g_ptr_array_new_with_free_func(g_free);
     d->reports_sending = g_ptr_array_new_with_free_func(g_free);
+    g_queue_init(&d->susp_cmds);
+    d->suspensions = g_ptr_array_new();
+    d->acks = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    d->acks_sending = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    for (size_t i = 0; i < DRV_SLOTS; i++) {
+        atomic_init(&d->slots[i].suspended, 0);
+        atomic_init(&d->slots[i].inflight, 0);
+    }
     GError *err = NULL;
     d->thread = g_thread_try_new("ndfs-driver", driver_thread, d, &err);
     if (!d->thread) {

@@ -19,10 +19,15 @@
  * (vdisk, node) failed here until the mapping changes. Only a request that
  * waited without a reachable master longer than the io-timeout (when not
  * 0) fails, with EIO. The driver reports each vdisk's I/O state to ndfsd
- * (vdisk.io-state) from a worker thread. */
+ * (vdisk.io-state) from a worker thread (driver_report.c).
+ *
+ * Online reconfiguration: a vdisk suspended by ndfsd is held (its new
+ * requests wait in the pending table, in order) until resumed; see
+ * ndfs_driver_suspend (driver_suspend.c). */
 #ifndef NDFS_DRIVER_H
 #define NDFS_DRIVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +66,30 @@ void ndfs_driver_mapping_changed(struct ndfs_driver *d);
  * stamped with it, those refused for an older epoch are sent again. Any
  * thread, does not block. */
 void ndfs_driver_set_epoch(struct ndfs_driver *d, uint64_t epoch);
+
+/* Online reconfiguration (reconfig.h; vdisk.suspend and vdisk.resume in
+ * control.h). Any thread, none blocks.
+ * _suspend: the requests of the vdisks ids are held from now on (kept in
+ * the pending table, in order, sent by nobody) and local disk I/O on them
+ * goes through the driver (ndfs_driver_local_enter answers false), which
+ * holds it too; once every request of theirs already sent is answered and
+ * the local I/O in progress ended, the driver acks (vdisk.suspended {txid})
+ * from a worker thread. Several txids may suspend the same vdisk: it is
+ * held until each resumed. A txid suspended already is ignored.
+ * _resume: txid's suspension ends; what was held is sent at once by the
+ * mapping in the table (committed: the vdisk.changed events came first, so
+ * the new one; not committed: the old one). An unknown txid is ignored.
+ * _resume_all: every suspension ends (the connection to ndfsd dropped). */
+void ndfs_driver_suspend(struct ndfs_driver *d, uint64_t txid, const uint64_t *ids, size_t n_ids);
+void ndfs_driver_resume(struct ndfs_driver *d, uint64_t txid, bool committed);
+void ndfs_driver_resume_all(struct ndfs_driver *d);
+
+/* Local disk I/O of a FUSE thread on vdisk_id: _enter before it (true: go
+ * on, and call _exit once the I/O is done; false: the vdisk is suspended,
+ * send the request through the driver instead, which holds it), _exit after.
+ * Two atomic operations, no lock (unless a suspension waits for it). */
+bool ndfs_driver_local_enter(struct ndfs_driver *d, uint64_t vdisk_id);
+void ndfs_driver_local_exit(struct ndfs_driver *d, uint64_t vdisk_id);
 
 /* done runs exactly once, on the driver's thread: status is bytes (read,
  * write), 0 (fsync) or -errno; for a read, data holds status bytes, valid

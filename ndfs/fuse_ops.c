@@ -538,7 +538,8 @@ int ndfs__fuse_route(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *id, ui
         return 0;
     if (fd < 0 && local_open(fs, h, true) < 0)
         return 0;
-    return 1;
+    /* suspended by a reconfiguration: the driver holds it */
+    return ndfs_driver_local_enter(fs->driver, io.id) ? 1 : 0;
 }
 
 /* A local error that says the disk (path) is bad, not the request: with a
@@ -593,8 +594,10 @@ static void ndfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     }
     void *buf = NULL;
     size_t len = 0;
-    if (rc > 0)
+    if (rc > 0) {
         rc = do_read(h, vsize, size, off, &buf, &len);
+        ndfs__fuse_local_done(fs, id);
+    }
     if (rc < 0 && path_error(fs, h, rc)) {
         ndfs__fuse_remote_read(req, fs, h, id, vsize, size, off);
         return;
@@ -643,6 +646,26 @@ static void *copy_in(struct fuse_bufvec *in, size_t len, int *rc)
     return data;
 }
 
+/* Writes len bytes at off to h's local disk: from data when not NULL (an
+ * aligned copy of in), else from in. The count or -errno. */
+static ssize_t local_write(struct ndfs_fs *fs, struct ndfs_handle *h, struct fuse_bufvec *in,
+                           const void *data, off_t off, size_t len)
+{
+    int fd = atomic_load(&h->fd);
+    if (data)
+        return localio_pwrite(fd, data, len, (uint64_t)off);
+    if (!fs->driver) {
+        /* without network nothing resends it: straight from the kernel's buffer */
+        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
+        dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+        dst.buf[0].fd = fd;
+        dst.buf[0].pos = off;
+        return fuse_buf_copy(&dst, in, 0);
+    }
+    /* the kernel's buffer in memory: kept for a resend */
+    return localio_pwrite(fd, in->buf[0].mem, len, (uint64_t)off);
+}
+
 static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
                            struct fuse_file_info *fi)
 {
@@ -653,6 +676,8 @@ static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *i
     size_t len = 0;
     int route = ndfs__fuse_route(fs, h, &id, &vsize);
     int rc = route < 0 ? route : write_length(h, vsize, fuse_buf_size(in), off, &len);
+    if (route > 0 && (rc < 0 || len == 0))
+        ndfs__fuse_local_done(fs, id);
     if (rc < 0 || len == 0) {
         if (rc < 0)
             ndfs__fuse_reply_err(req, rc);
@@ -668,36 +693,16 @@ static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *i
             ndfs__fuse_remote_write_data(req, fs, h, id, data, len, off);
         return;
     }
-    int fd = atomic_load(&h->fd);
-    ssize_t n;
     bool mem_in =
         in->count == 1 && in->idx == 0 && in->off == 0 && !(in->buf[0].flags & FUSE_BUF_IS_FD);
-    if (!h->direct && (!fs->driver || !mem_in)) {
-        /* without network nothing resends it: straight from the kernel's buffer */
-        if (fs->driver) {
-            if (!(data = copy_in(in, len, &rc))) {
-                ndfs__fuse_reply_err(req, rc);
-                return;
-            }
-            n = localio_pwrite(fd, data, len, (uint64_t)off);
-        } else {
-            struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
-            dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-            dst.buf[0].fd = fd;
-            dst.buf[0].pos = off;
-            n = fuse_buf_copy(&dst, in, 0);
-        }
-    } else if (!h->direct) {
-        /* the kernel's buffer in memory: kept for a resend */
-        n = localio_pwrite(fd, in->buf[0].mem, len, (uint64_t)off);
-    } else {
-        /* O_DIRECT wants aligned memory: bounce through it */
-        if (!(data = copy_in(in, len, &rc))) {
-            ndfs__fuse_reply_err(req, rc);
-            return;
-        }
-        n = localio_pwrite(fd, data, len, (uint64_t)off);
+    /* O_DIRECT wants aligned memory; a resend wants the bytes in memory */
+    if ((h->direct || (fs->driver && !mem_in)) && !(data = copy_in(in, len, &rc))) {
+        ndfs__fuse_local_done(fs, id);
+        ndfs__fuse_reply_err(req, rc);
+        return;
     }
+    ssize_t n = local_write(fs, h, in, data, off, len);
+    ndfs__fuse_local_done(fs, id);
     if (n < 0 && path_error(fs, h, (int)n)) {
         if (!data && !(data = copy_in(in, len, &rc))) {
             ndfs__fuse_reply_err(req, rc);
@@ -724,16 +729,18 @@ static void sync_common(fuse_req_t req, struct ndfs_handle *h, bool datasync, bo
         ndfs__fuse_remote_sync(req, fs, h, id, datasync, only_if_dirty);
         return;
     }
-    if (rc < 0 || !h->writable) {
-        ndfs__fuse_reply_err(req, rc < 0 ? rc : 0);
+    if (rc < 0) {
+        ndfs__fuse_reply_err(req, rc);
         return;
     }
-    bool was_dirty = atomic_exchange(&h->dirty, false);
-    if (only_if_dirty && !was_dirty) {
+    bool was_dirty = h->writable && atomic_exchange(&h->dirty, false);
+    if (!h->writable || (only_if_dirty && !was_dirty)) {
+        ndfs__fuse_local_done(fs, id);
         fuse_reply_err(req, 0);
         return;
     }
     rc = localio_sync(atomic_load(&h->fd), datasync);
+    ndfs__fuse_local_done(fs, id);
     if (rc < 0 && path_error(fs, h, rc)) {
         atomic_store(&h->dirty, true);
         ndfs__fuse_remote_sync(req, fs, h, id, datasync, false);
@@ -764,13 +771,9 @@ static void ndfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
     fuse_reply_err(req, 0);
 }
 
-static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off_t off,
-                        off_t length)
+static int fallocate_routed(struct ndfs_handle *h, int route, uint64_t vsize, int mode, off_t off,
+                            off_t length)
 {
-    uint64_t id, vsize;
-    int route = ndfs__fuse_route(fs, h, &id, &vsize);
-    if (route < 0)
-        return route;
     if (off < 0 || length <= 0)
         return -EINVAL;
     uint64_t end = (uint64_t)off + (uint64_t)length;
@@ -786,6 +789,19 @@ static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off
     /* discard and zeroing (a loop device's) stay within the vdisk */
     return localio_fallocate(atomic_load(&h->fd), kind | FALLOC_FL_KEEP_SIZE, (uint64_t)off,
                              MIN(end, vsize) - (uint64_t)off);
+}
+
+static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off_t off,
+                        off_t length)
+{
+    uint64_t id, vsize;
+    int route = ndfs__fuse_route(fs, h, &id, &vsize);
+    if (route < 0)
+        return route;
+    int rc = fallocate_routed(h, route, vsize, mode, off, length);
+    if (route > 0)
+        ndfs__fuse_local_done(fs, id);
+    return rc;
 }
 
 static void ndfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,

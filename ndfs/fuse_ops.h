@@ -68,9 +68,18 @@ struct ndfs_handle {
 void ndfs__fuse_reply_err(fuse_req_t req, int rc);
 /* The vdisk's size for I/O on h; -EIO once it was removed under h. */
 int ndfs__fuse_handle_size(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *size);
-/* Where a request on h goes now: 1 local (h->fd is open), 0 through the
- * driver, or -errno. *id and *size: the vdisk's. */
+/* Where a request on h goes now: 1 local (h->fd is open; call
+ * ndfs__fuse_local_done once the local I/O is done), 0 through the driver
+ * (also while the vdisk is suspended by a reconfiguration: the driver holds
+ * it), or -errno. *id and *size: the vdisk's. */
 int ndfs__fuse_route(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *id, uint64_t *size);
+/* The local I/O that ndfs__fuse_route answered 1 for is over (counted for
+ * the drain of a suspension). */
+static inline void ndfs__fuse_local_done(struct ndfs_fs *fs, uint64_t id)
+{
+    if (fs->driver)
+        ndfs_driver_local_exit(fs->driver, id);
+}
 /* Through the driver to the vdisk's master; each answers req. id and
  * vsize from ndfs__fuse_route. */
 void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,

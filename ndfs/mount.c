@@ -247,6 +247,21 @@ static void epoch_changed(void *data, uint64_t epoch)
     ndfs_driver_set_epoch(data, epoch);
 }
 
+static void suspend_vdisks(void *data, uint64_t txid, const uint64_t *ids, size_t n_ids)
+{
+    ndfs_driver_suspend(data, txid, ids, n_ids);
+}
+
+static void resume_vdisks(void *data, uint64_t txid, bool committed)
+{
+    ndfs_driver_resume(data, txid, committed);
+}
+
+static void resume_all(void *data)
+{
+    ndfs_driver_resume_all(data);
+}
+
 /* The driver's route: the vdisk's master in the table now. */
 static int route_vdisk(void *data, uint64_t vdisk_id, struct vdisk_master *out)
 {
@@ -294,6 +309,9 @@ static int start_driver(struct control_link *link, struct vdisk_table *table, co
         .nodes = refresh_nodes,
         .mapping = mapping_changed,
         .epoch = epoch_changed,
+        .suspend = suspend_vdisks,
+        .resume = resume_vdisks,
+        .resume_all = resume_all,
     };
     control_link_set_callbacks(link, &cbs, *out);
     /* what changed between the hello and now */
