@@ -23,6 +23,7 @@ struct adm {
     const char *socket_path;
     bool json;
     struct ndfs_control_client *client; /* connected by the first adm_call */
+    const char *error_prefix;           /* "vdisk move d": put before a failed call's reason */
 };
 
 /* Print "ndfsadm: <message>" (plus a hint to --help for usage errors) on
@@ -57,6 +58,11 @@ int adm_print_status(const struct adm *adm, GVariant *result);
 int adm_print_vdisk(const struct adm *adm, GVariant *result, bool is_show);
 int adm_print_vdisk_list(const struct adm *adm, GVariant *result);
 int adm_print_removed(const struct adm *adm, const char *name);
+/* A vdisk.move or vdisk.failback answer: the vdisk, then "I/O paused N ms"
+ * (--json: paused_ms in the object). */
+int adm_print_remapped(const struct adm *adm, GVariant *result);
+/* A node.drain answer: the vdisks moved and the longest pause. */
+int adm_print_drained(const struct adm *adm, const char *node, GVariant *result);
 /* "malformed answer from ndfsd: <what>"; returns ADM_EXIT_ERROR. */
 int adm_malformed_answer(const char *what);
 /* Prints b's document, pretty, on stdout. */
@@ -67,7 +73,7 @@ void adm_print_table(int n_columns, GPtrArray *cells);
 
 /* "vdisk SUBCOMMAND ..." with argv[0] the subcommand. */
 int adm_cmd_vdisk(struct adm *adm, int argc, char **argv);
-/* "node list|remove ...", "link list" (adm_cluster.c). */
+/* "node list|remove|drain ...", "link list" (adm_cluster.c). */
 int adm_cmd_node(struct adm *adm, int argc, char **argv);
 int adm_cmd_link(struct adm *adm, int argc, char **argv);
 /* "cluster init-key FILE" (adm_key.c): needs no ndfsd. */

@@ -296,6 +296,30 @@ static int cmd_node_remove(struct adm *adm, int argc, char **argv)
     return ADM_EXIT_OK;
 }
 
+static int cmd_node_drain(struct adm *adm, int argc, char **argv)
+{
+    const char *cmd = "node drain";
+    const char *const names[] = {"NAME", NULL};
+    const char *name = NULL;
+    int rc = adm_parse_args(cmd, argc, argv, NULL, names, &name);
+    if (rc != ADM_EXIT_OK)
+        return rc;
+    if (!ndfs_node_name_valid(name))
+        return adm_usage_error("%s: invalid node name \"%s\": use 1 to 32 of a-z 0-9 -", cmd, name);
+
+    GVariantBuilder b;
+    g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(name));
+    g_autoptr(GVariant) result = NULL;
+    g_autofree char *prefix = g_strdup_printf("%s %s", cmd, name);
+    adm->error_prefix = prefix;
+    rc = adm_call(adm, "node.drain", g_variant_builder_end(&b), &result);
+    adm->error_prefix = NULL;
+    if (rc != ADM_EXIT_OK)
+        return rc;
+    return adm_print_drained(adm, name, result);
+}
+
 static int cmd_link_list(struct adm *adm, int argc, char **argv)
 {
     int rc = adm_parse_args("link list", argc, argv, NULL, NULL, NULL);
@@ -329,8 +353,9 @@ static int dispatch(struct adm *adm, const char *group, const struct subcommand 
 
 int adm_cmd_node(struct adm *adm, int argc, char **argv)
 {
-    static const struct subcommand subs[] = {{"list", cmd_node_list}, {"remove", cmd_node_remove}};
-    return dispatch(adm, "node", subs, G_N_ELEMENTS(subs), "list or remove", argc, argv);
+    static const struct subcommand subs[] = {
+        {"list", cmd_node_list}, {"remove", cmd_node_remove}, {"drain", cmd_node_drain}};
+    return dispatch(adm, "node", subs, G_N_ELEMENTS(subs), "list, remove or drain", argc, argv);
 }
 
 int adm_cmd_link(struct adm *adm, int argc, char **argv)

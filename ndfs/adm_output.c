@@ -105,8 +105,10 @@ static void failed_nodes(const struct ndfs_vdisk *v, const char *out[2])
         out[n++] = v->secondary_node;
 }
 
+/* paused_ms: a move's or failback's pause, NULL: none. */
 static void json_add_vdisk(JsonBuilder *b, const struct ndfs_vdisk *v, bool is_show,
-                           uint32_t open_count, const struct io_state *io)
+                           uint32_t open_count, const struct io_state *io,
+                           const uint64_t *paused_ms)
 {
     g_autofree char *mode = format_mode(v->mode);
     g_autofree char *primary = format_node_path(v->primary_node, v->primary_path);
@@ -173,6 +175,10 @@ static void json_add_vdisk(JsonBuilder *b, const struct ndfs_vdisk *v, bool is_s
         else
             json_builder_add_null_value(b);
     }
+    if (paused_ms != NULL) {
+        json_builder_set_member_name(b, "paused_ms");
+        json_builder_add_int_value(b, (gint64)MIN(*paused_ms, (uint64_t)G_MAXINT64));
+    }
     json_builder_end_object(b);
 }
 
@@ -214,7 +220,8 @@ static char *format_wait(uint64_t ms)
                            secs / 60 % 60);
 }
 
-int adm_print_vdisk(const struct adm *adm, GVariant *result, bool is_show)
+static int print_vdisk(const struct adm *adm, GVariant *result, bool is_show,
+                       const uint64_t *paused_ms)
 {
     struct ndfs_vdisk v;
     uint32_t open_count = 0;
@@ -229,7 +236,7 @@ int adm_print_vdisk(const struct adm *adm, GVariant *result, bool is_show)
 
     if (adm->json) {
         g_autoptr(JsonBuilder) b = json_builder_new();
-        json_add_vdisk(b, &v, is_show, open_count, &io);
+        json_add_vdisk(b, &v, is_show, open_count, &io, paused_ms);
         adm_print_json(b);
         ndfs_vdisk_clear(&v);
         return ADM_EXIT_OK;
@@ -261,7 +268,57 @@ int adm_print_vdisk(const struct adm *adm, GVariant *result, bool is_show)
         printf("I/O blocked: %s (%u request%s waiting, oldest %s)\n", io.blocked, io.pending,
                io.pending == 1 ? "" : "s", wait);
     }
+    if (paused_ms != NULL)
+        printf("I/O paused %" G_GUINT64_FORMAT " ms\n", (guint64)*paused_ms);
     ndfs_vdisk_clear(&v);
+    return ADM_EXIT_OK;
+}
+
+int adm_print_vdisk(const struct adm *adm, GVariant *result, bool is_show)
+{
+    return print_vdisk(adm, result, is_show, NULL);
+}
+
+int adm_print_remapped(const struct adm *adm, GVariant *result)
+{
+    guint64 paused_ms = 0;
+    if (!g_variant_lookup(result, "paused-ms", "t", &paused_ms))
+        return adm_malformed_answer("no paused-ms");
+    uint64_t paused = paused_ms;
+    return print_vdisk(adm, result, false, &paused);
+}
+
+int adm_print_drained(const struct adm *adm, const char *node, GVariant *result)
+{
+    g_autofree const char **moved = NULL;
+    guint64 paused_ms = 0;
+    if (!g_variant_lookup(result, "moved", "^a&s", &moved))
+        return adm_malformed_answer("no moved");
+    if (!g_variant_lookup(result, "paused-ms", "t", &paused_ms))
+        return adm_malformed_answer("no paused-ms");
+    if (adm->json) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "node");
+        json_builder_add_string_value(b, node);
+        json_builder_set_member_name(b, "moved");
+        json_builder_begin_array(b);
+        for (const char **m = moved; *m != NULL; m++)
+            json_builder_add_string_value(b, *m);
+        json_builder_end_array(b);
+        json_builder_set_member_name(b, "paused_ms");
+        json_builder_add_int_value(b, (gint64)MIN(paused_ms, (guint64)G_MAXINT64));
+        json_builder_end_object(b);
+        adm_print_json(b);
+        return ADM_EXIT_OK;
+    }
+    if (moved[0] == NULL) {
+        printf("node %s drained: it masters no vdisk\n", node);
+        return ADM_EXIT_OK;
+    }
+    g_autofree char *list = g_strjoinv(", ", (char **)moved);
+    printf("node %s drained: moved %s\n", node, list);
+    printf("I/O paused %" G_GUINT64_FORMAT " ms\n", paused_ms);
     return ADM_EXIT_OK;
 }
 
@@ -351,7 +408,7 @@ int adm_print_vdisk_list(const struct adm *adm, GVariant *result)
     json_builder_set_member_name(b, "vdisks");
     json_builder_begin_array(b);
     for (guint i = 0; i < vdisks->len; i++)
-        json_add_vdisk(b, vdisks->pdata[i], false, 0, NULL);
+        json_add_vdisk(b, vdisks->pdata[i], false, 0, NULL, NULL);
     json_builder_end_array(b);
     json_builder_end_object(b);
     adm_print_json(b);

@@ -285,6 +285,21 @@ static int cmd_restore_path(struct adm *adm, int argc, char **argv)
     return cmd_path(adm, "vdisk restore-path", "vdisk.restore-path", argc, argv);
 }
 
+/* Calls a command that runs the reconfiguration protocol and prints the
+ * vdisk and the pause; a failure says "vdisk move d: why". */
+static int call_and_print_remapped(struct adm *adm, const char *cmd, const char *name,
+                                   const char *command, GVariant *args)
+{
+    g_autofree char *prefix = g_strdup_printf("%s %s", cmd, name);
+    g_autoptr(GVariant) result = NULL;
+    adm->error_prefix = prefix;
+    int rc = adm_call(adm, command, args, &result);
+    adm->error_prefix = NULL;
+    if (rc != ADM_EXIT_OK)
+        return rc;
+    return adm_print_remapped(adm, result);
+}
+
 static int cmd_failback(struct adm *adm, int argc, char **argv)
 {
     const char *cmd = "vdisk failback";
@@ -293,7 +308,33 @@ static int cmd_failback(struct adm *adm, int argc, char **argv)
     int rc = adm_parse_args(cmd, argc, argv, NULL, names, &name);
     if (rc != ADM_EXIT_OK || (rc = check_name(cmd, name)) != ADM_EXIT_OK)
         return rc;
-    return call_and_print_vdisk(adm, "vdisk.failback", name_args(name), false);
+    return call_and_print_remapped(adm, cmd, name, "vdisk.failback", name_args(name));
+}
+
+static int cmd_move(struct adm *adm, int argc, char **argv)
+{
+    const char *cmd = "vdisk move";
+    const char *primary = NULL, *secondary = NULL;
+    const struct adm_option options[] = {
+        {"primary", &primary, NULL}, {"secondary", &secondary, NULL}, {NULL, NULL, NULL}};
+    const char *const names[] = {"NAME", NULL};
+    const char *name = NULL;
+    int rc = adm_parse_args(cmd, argc, argv, options, names, &name);
+    if (rc != ADM_EXIT_OK || (rc = check_name(cmd, name)) != ADM_EXIT_OK)
+        return rc;
+    if (!primary)
+        return adm_usage_error("%s: missing --primary NODE:PATH", cmd);
+    if ((rc = check_node_path(cmd, "primary", primary)) != ADM_EXIT_OK ||
+        (secondary && (rc = check_node_path(cmd, "secondary", secondary)) != ADM_EXIT_OK))
+        return rc;
+
+    GVariantBuilder b;
+    g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(name));
+    g_variant_builder_add(&b, "{sv}", "primary", g_variant_new_string(primary));
+    if (secondary)
+        g_variant_builder_add(&b, "{sv}", "secondary", g_variant_new_string(secondary));
+    return call_and_print_remapped(adm, cmd, name, "vdisk.move", g_variant_builder_end(&b));
 }
 
 static const struct {
@@ -303,7 +344,7 @@ static const struct {
     {"create", cmd_create},     {"list", cmd_list},           {"show", cmd_show},
     {"remove", cmd_remove},     {"chmod", cmd_chmod},         {"chown", cmd_chown},
     {"resize", cmd_resize},     {"fail-path", cmd_fail_path}, {"restore-path", cmd_restore_path},
-    {"failback", cmd_failback},
+    {"failback", cmd_failback}, {"move", cmd_move},
 };
 
 int adm_cmd_vdisk(struct adm *adm, int argc, char **argv)
@@ -314,7 +355,7 @@ int adm_cmd_vdisk(struct adm *adm, int argc, char **argv)
     if (first == argc)
         return adm_usage_error(
             "vdisk: missing subcommand (create, list, show, remove, chmod, chown, resize, "
-            "fail-path, restore-path or failback)");
+            "fail-path, restore-path, failback or move)");
     for (size_t i = 0; i < G_N_ELEMENTS(vdisk_commands); i++) {
         if (strcmp(argv[first], vdisk_commands[i].name) == 0)
             return vdisk_commands[i].run(adm, argc - first - 1, argv + first + 1);

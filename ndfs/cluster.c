@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "control.h"
 #include "parse.h"
+#include "reconfig.h"
 #include "server.h"
 
 /* A call to another node gives up after this; ndfsadm waits 30 s. */
@@ -385,6 +386,21 @@ void ndfs_cluster_reply(struct ndfs_cluster *c, const char *peer, uint64_t id, i
     ndfs__cluster_reply(c, peer, id, status, message, g_variant_dict_end(&d));
 }
 
+/* The reconfiguration protocol's calls from the leader (reconfig.h). */
+static void handle_reconfig(struct ndfs_cluster *c, const char *peer, uint64_t id,
+                            const char *command, GVariant *args)
+{
+    if (c->reconfig == NULL) {
+        ndfs__cluster_reply_error(c, peer, id, -EAGAIN, "node %s is starting or stopping",
+                                  c->node_name);
+        return;
+    }
+    if (strcmp(command, NDFS_CLUSTER_RECONFIG_PREPARE) == 0)
+        ndfs_reconfig_handle_prepare(c->reconfig, peer, id, args);
+    else
+        ndfs_reconfig_handle_finish(c->reconfig, peer, id, args);
+}
+
 /* The mounts of this node that hold a vdisk open; none while the control
  * socket is not serving (starting, stopping). */
 static void handle_open_count(struct ndfs_cluster *c, const char *peer, uint64_t id, GVariant *args)
@@ -421,6 +437,9 @@ static void handle_request(struct ndfs_cluster *c, const char *peer, GVariant *b
         handle_disk_discard(c, peer, id, args);
     else if (strcmp(command, "change") == 0)
         handle_change(c, peer, id, args);
+    else if (strcmp(command, NDFS_CLUSTER_RECONFIG_PREPARE) == 0 ||
+             strcmp(command, NDFS_CLUSTER_RECONFIG_FINISH) == 0)
+        handle_reconfig(c, peer, id, command, args);
     else
         ndfs__cluster_reply_error(c, peer, id, -EOPNOTSUPP, "unknown node command \"%s\"", command);
 }
@@ -627,6 +646,11 @@ void ndfs_cluster_set_removed_cb(struct ndfs_cluster *c,
 void ndfs_cluster_set_membership(struct ndfs_cluster *c, struct ndfs_membership *m)
 {
     c->membership = m;
+}
+
+void ndfs_cluster_set_reconfig(struct ndfs_cluster *c, struct ndfs_reconfig *r)
+{
+    c->reconfig = r;
 }
 
 static void tick_closed(uv_handle_t *handle)

@@ -12,6 +12,11 @@
  *                                            + ccd-applied-index t
  *   vdisk.open-count {name s}            -> {count u, mounts u}  this node's opens of
  *                                            the vdisk and the mounts that hold them
+ *   reconfig.prepare {txid t, ids at, timeout-ms u} -> {}  "update pending" (reconfig.h):
+ *                                            answered once this node's mounts acked
+ *                                            and its master drained those vdisks
+ *   reconfig.finish  {txid t, committed b, applied-index t} -> {}  answered once
+ *                                            the mounts were told vdisk.resume
  * A node answers join and change itself when it leads the CCD, and forwards
  * them to the leader otherwise. Runs on the loop thread. Private to ndfsd. */
 #ifndef NDFS_CLUSTER_H
@@ -29,7 +34,11 @@
 #include "config.h"
 
 struct ndfs_cluster;
+struct ndfs_reconfig;
 struct ndfs_server;
+
+#define NDFS_CLUSTER_RECONFIG_PREPARE "reconfig.prepare"
+#define NDFS_CLUSTER_RECONFIG_FINISH  "reconfig.finish"
 
 /* Loads the key file and creates the transport (nothing bound yet). On
  * error *errmsg (g_malloc'd) names the file or the address. */
@@ -46,6 +55,7 @@ struct ndfs_transport *ndfs_cluster_transport(struct ndfs_cluster *c);
 void ndfs_cluster_set_ccd(struct ndfs_cluster *c, struct ndfs_ccd *ccd);
 void ndfs_cluster_set_server(struct ndfs_cluster *c, struct ndfs_server *s);
 void ndfs_cluster_set_membership(struct ndfs_cluster *c, struct ndfs_membership *m);
+void ndfs_cluster_set_reconfig(struct ndfs_cluster *c, struct ndfs_reconfig *r);
 
 /* cb runs when the CCD deleted this node's own row (ndfsadm node remove). */
 void ndfs_cluster_set_removed_cb(struct ndfs_cluster *c,
@@ -122,6 +132,7 @@ struct ndfs_cluster {
     struct ndfs_ccd *ccd;
     struct ndfs_server *server;
     struct ndfs_membership *membership;
+    struct ndfs_reconfig *reconfig;
     GHashTable *calls; /* id -> struct call * */
     uint64_t next_id;
     GHashTable *known; /* node names seen in the nodes table, to log joins */

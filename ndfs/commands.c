@@ -23,6 +23,7 @@
 #include "control.h"
 #include "parse.h"
 #include "perm.h"
+#include "reconfig.h"
 
 void cmd_reply_error(struct cmd_request *r, int status, const char *fmt, ...)
 {
@@ -313,6 +314,18 @@ static void cmd_watch(struct cmd_request *r)
     ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
 }
 
+/* A mount's ack of vdisk.suspend (see reconfig.h): what it sent for those
+ * vdisks is answered. An ack of an unknown or finished txid is no error. */
+static void cmd_vdisk_suspended(struct cmd_request *r)
+{
+    uint64_t txid = 0;
+    if (cmd_arg_u64(r, "txid", true, &txid) < 0)
+        return;
+    if (r->s->reconfig != NULL)
+        ndfs_reconfig_mount_acked(r->s->reconfig, r->c, txid);
+    ndfs_conn_reply(r->c, r->id, 0, NULL, NULL);
+}
+
 static void cmd_vdisk_open(struct cmd_request *r)
 {
     g_autofree char *name = NULL;
@@ -507,6 +520,17 @@ static void cmd_link_list(struct cmd_request *r)
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
 }
 
+/* The commands that run the reconfiguration protocol wait for it too. */
+static bool runs_protocol(const char *command)
+{
+    return strcmp(command, "vdisk.move") == 0 || strcmp(command, "vdisk.failback") == 0 ||
+           strcmp(command, "node.drain") == 0;
+}
+
+/* A change forwarded to the leader gives up after this (cluster.c's
+ * default); one that runs the protocol gets room for a cancelled run on top. */
+#define FORWARD_TIMEOUT_MS 20000
+
 /* A relayed answer waits at most this long for this node's replica to
  * apply the change (normally one Raft heartbeat); then it goes anyway. */
 #define FORWARD_APPLIED_WAIT_MS 5000
@@ -606,8 +630,11 @@ static void forward_change(struct cmd_request *r)
     f->leader = g_strdup(leader);
     f->command = g_strdup(r->command);
     ndfs_conn_ref(r->c);
-    int rc =
-        ndfs_cluster_call(r->s->cluster, leader, "change", g_variant_dict_end(&d), forward_done, f);
+    unsigned timeout_ms = FORWARD_TIMEOUT_MS;
+    if (runs_protocol(r->command) && r->s->reconfig != NULL)
+        timeout_ms += 3 * ndfs_reconfig_ack_timeout_ms(r->s->reconfig);
+    int rc = ndfs_cluster_call_timeout(r->s->cluster, leader, "change", g_variant_dict_end(&d),
+                                       timeout_ms, forward_done, f);
     if (rc < 0) {
         cmd_reply_error(r, -EAGAIN, "cannot reach the leader %s: %s", leader, g_strerror(-rc));
         forward_free(f);
@@ -654,12 +681,15 @@ static const struct command {
     {"vdisk.fail-path", true, cmd_vdisk_fail_path},
     {"vdisk.restore-path", true, cmd_vdisk_restore_path},
     {"vdisk.failback", true, cmd_vdisk_failback},
+    {"vdisk.move", true, cmd_vdisk_move},
+    {"vdisk.suspended", false, cmd_vdisk_suspended},
     {"watch", false, cmd_watch},
     {"vdisk.open", false, cmd_vdisk_open},
     {"vdisk.close", false, cmd_vdisk_close},
     {"vdisk.io-state", false, cmd_vdisk_io_state},
     {"node.list", false, cmd_node_list},
     {"node.remove", true, cmd_node_remove},
+    {"node.drain", true, cmd_node_drain},
     {"link.list", false, cmd_link_list},
 };
 

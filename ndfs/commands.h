@@ -58,6 +58,23 @@ void cmd_node_remove(struct cmd_request *r);
 void cmd_vdisk_fail_path(struct cmd_request *r);
 void cmd_vdisk_restore_path(struct cmd_request *r);
 void cmd_vdisk_failback(struct cmd_request *r);
+/* vdisk_move.c: under the reconfiguration protocol (reconfig.h). */
+void cmd_vdisk_move(struct cmd_request *r);
+void cmd_node_drain(struct cmd_request *r);
+
+/* A change of one vdisk's mapping run through the reconfiguration
+ * protocol: once every member suspended the vdisk's I/O, fn gets the row as
+ * it is then (it may be called again when the row changed meanwhile) and
+ * changes it (*changed) or refuses (-errno, *reason g_malloc'd for people);
+ * the row is proposed; cb runs once with the outcome and how long I/O was
+ * paused. fn_data must live until cb ran; fn is not called after. */
+typedef int (*cmd_remap_fn)(struct ndfs_vdisk *v, void *data, bool *changed, char **reason);
+typedef void (*cmd_remap_cb)(int status, const char *message, uint64_t paused_ms, void *data);
+void cmd_remap(struct ndfs_server *s, const char *name, uint64_t id, cmd_remap_fn fn, void *fn_data,
+               cmd_remap_cb cb, void *data);
+/* Answers id on c with the vdisk as the CCD holds it, plus paused-ms. */
+void cmd_reply_remapped(struct ndfs_server *s, struct ndfs_conn *c, uint64_t id, const char *name,
+                        uint64_t paused_ms);
 /* vdisk.remove runs on the leader: unless forced, it asks every node for
  * the mounts that hold the vdisk open (ndfs_cluster_open_counts). */
 

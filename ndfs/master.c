@@ -70,11 +70,21 @@ struct ndfs_master {
     uv_async_t async;
     GPtrArray *refusals; /* disks with lease refusals to log (a reference each) */
     unsigned in_flight;
+    GHashTable *busy; /* uint64_t *id -> GUINT_TO_POINTER(jobs in flight); loop thread */
+    GList *drains;    /* struct drain *, waiting for vdisks to have no job in flight */
     bool closing;
     ndfs_master_path_failed_cb path_failed_cb;
     void *path_failed_data;
     void (*close_cb)(void *data);
     void *close_data;
+};
+
+/* A reconfiguration waiting for the jobs of some vdisks (ndfs_master_drain). */
+struct drain {
+    uint64_t *ids;
+    size_t n_ids;
+    void (*cb)(int status, void *data);
+    void *data;
 };
 
 static void disk_unref(struct master_disk *d)
@@ -422,6 +432,87 @@ static void lease_back(struct master_disk *d)
     d->refused = d->refused_said = 0;
 }
 
+static bool drain_done(struct ndfs_master *m, const struct drain *dr)
+{
+    for (size_t i = 0; i < dr->n_ids; i++)
+        if (g_hash_table_contains(m->busy, &dr->ids[i]))
+            return false;
+    return true;
+}
+
+/* Runs the drains whose vdisks have nothing in flight any more. */
+static void drains_check(struct ndfs_master *m)
+{
+    GList *ready = NULL;
+    for (GList *l = m->drains; l != NULL;) {
+        GList *next = l->next;
+        if (drain_done(m, l->data)) {
+            m->drains = g_list_remove_link(m->drains, l);
+            ready = g_list_concat(ready, l);
+        }
+        l = next;
+    }
+    for (GList *l = ready; l != NULL; l = l->next) {
+        struct drain *dr = l->data;
+        dr->cb(0, dr->data);
+        g_free(dr->ids);
+        g_free(dr);
+    }
+    g_list_free(ready);
+}
+
+static void busy_add(struct ndfs_master *m, uint64_t id)
+{
+    unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(m->busy, &id));
+    g_hash_table_replace(m->busy, g_memdup2(&id, sizeof(id)), GUINT_TO_POINTER(n + 1));
+}
+
+static void busy_sub(struct ndfs_master *m, uint64_t id)
+{
+    unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(m->busy, &id));
+    if (n > 1) {
+        g_hash_table_replace(m->busy, g_memdup2(&id, sizeof(id)), GUINT_TO_POINTER(n - 1));
+        return;
+    }
+    g_hash_table_remove(m->busy, &id);
+    if (m->drains != NULL)
+        drains_check(m);
+}
+
+void ndfs_master_drain(struct ndfs_master *m, const uint64_t *ids, size_t n_ids,
+                       void (*cb)(int status, void *data), void *data)
+{
+    struct drain *dr = g_new0(struct drain, 1);
+    dr->ids = g_memdup2(ids, n_ids * sizeof(uint64_t));
+    dr->n_ids = n_ids;
+    dr->cb = cb;
+    dr->data = data;
+    if (m->closing) {
+        cb(-ECANCELED, data);
+    } else if (drain_done(m, dr)) {
+        cb(0, data);
+    } else {
+        m->drains = g_list_append(m->drains, dr);
+        return;
+    }
+    g_free(dr->ids);
+    g_free(dr);
+}
+
+/* The master closes: nobody waits for its jobs any more. */
+static void drains_cancel(struct ndfs_master *m)
+{
+    GList *drains = m->drains;
+    m->drains = NULL;
+    for (GList *l = drains; l != NULL; l = l->next) {
+        struct drain *dr = l->data;
+        dr->cb(-ECANCELED, dr->data);
+        g_free(dr->ids);
+        g_free(dr);
+    }
+    g_list_free(drains);
+}
+
 static void job_done(struct ndfs_master *m, struct master_job *j)
 {
     struct master_disk *d = j->disk;
@@ -450,6 +541,7 @@ static void job_done(struct ndfs_master *m, struct master_job *j)
             m->path_failed_cb(m, d->name, j->path_err, m->path_failed_data);
     }
     free(j->buf);
+    busy_sub(m, d->id);
     disk_unref(d);
     g_free(j);
     m->in_flight--;
@@ -566,6 +658,7 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
     j->req = req;
     j->len = len;
     m->in_flight++;
+    busy_add(m, d->id);
     GError *err = NULL;
     if (!g_thread_pool_push(m->pool, j, &err)) {
         g_warning("cannot queue disk I/O: %s", err->message);
@@ -589,6 +682,7 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
     m->refusals = g_ptr_array_new();
     m->by_id = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, unlist_disk);
     m->said = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    m->busy = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     m->done = g_async_queue_new();
     GError *err = NULL;
     m->pool = g_thread_pool_new(worker, m, MASTER_WORKERS, FALSE, &err);
@@ -617,6 +711,7 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
     *out = m;
     return 0;
 fail:
+    g_hash_table_destroy(m->busy);
     g_ptr_array_free(m->refusals, TRUE);
     g_async_queue_unref(m->done);
     g_hash_table_destroy(m->said);
@@ -634,6 +729,7 @@ static void on_async_closed(uv_handle_t *h)
     g_ptr_array_free(m->refusals, TRUE);
     g_hash_table_destroy(m->by_id);
     g_hash_table_destroy(m->said);
+    g_hash_table_destroy(m->busy);
     g_async_queue_unref(m->done);
     void (*cb)(void *) = m->close_cb;
     void *cb_data = m->close_data;
@@ -665,6 +761,7 @@ void ndfs_master_close(struct ndfs_master *m, void (*cb)(void *data), void *data
     m->closing = true;
     m->close_cb = cb;
     m->close_data = data;
+    drains_cancel(m);
     /* no message may reach m once it is freed */
     ndfs_transport_unregister(m->t, NDFS_CHANNEL_IO);
     if (m->in_flight == 0)

@@ -35,6 +35,12 @@ typedef void (*ndfs_master_path_failed_cb)(struct ndfs_master *m, const char *vd
 void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,
                                     void *data);
 
+/* Reconfiguration: cb runs once no disk job of any of the vdisk ids is in
+ * flight (status 0; maybe before this returns), or with -ECANCELED when the
+ * master closes first. Jobs that arrive meanwhile are waited for too. */
+void ndfs_master_drain(struct ndfs_master *m, const uint64_t *ids, size_t n_ids,
+                       void (*cb)(int status, void *data), void *data);
+
 /* Stops taking requests, waits for the workers, closes disks, frees m;
  * cb runs when done. */
 void ndfs_master_close(struct ndfs_master *m, void (*cb)(void *data), void *data);

@@ -36,10 +36,15 @@ static const char usage_text[] =
     "  vdisk fail-path NAME NODE       mark NODE's path of the vdisk failed (the other\n"
     "                                  path takes over if NODE masters it)\n"
     "  vdisk restore-path NAME NODE    mark NODE's path of the vdisk good again\n"
-    "  vdisk failback NAME             make the primary master the vdisk again\n"
+    "  vdisk failback NAME             make the primary master the vdisk again (live:\n"
+    "                                  I/O pauses, no error)\n"
+    "  vdisk move NAME --primary NODE:PATH [--secondary NODE:PATH]\n"
+    "                                  live switchover: NODE:PATH masters the vdisk\n"
     "  cluster init-key FILE           write a new cluster key (mode 0600; needs no ndfsd)\n"
     "  node list                       the nodes: up/down, links up, voter/standby, leader\n"
     "  node remove NAME                remove a node from the cluster\n"
+    "  node drain NAME                 move every vdisk NAME masters to its other path\n"
+    "                                  (live), so that the node can be stopped\n"
     "  link list                       this node's links: addresses, state, RTT, traffic\n"
     "  help                            show this help\n"
     "\n"
@@ -146,6 +151,9 @@ static bool is_local_failure(int rc, const char *errmsg)
 
 static int report_call_failure(const struct adm *adm, int rc, const char *errmsg)
 {
+    if (!is_local_failure(rc, errmsg) && adm->error_prefix != NULL)
+        return adm_error("%s: %s", adm->error_prefix,
+                         errmsg && errmsg[0] ? errmsg : g_strerror(-rc));
     if (!is_local_failure(rc, errmsg))
         return adm_error("%s", errmsg && errmsg[0] ? errmsg : g_strerror(-rc));
     if (rc == -ETIMEDOUT)

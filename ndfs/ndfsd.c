@@ -25,6 +25,7 @@
 #include "config.h"
 #include "failover.h"
 #include "master.h"
+#include "reconfig.h"
 #include "server.h"
 
 #define JOURNALD_SOCKET "/run/systemd/journal/socket"
@@ -45,6 +46,7 @@ struct daemon {
     struct ndfs_membership *membership; /* with cluster, once the CCD is ready */
     struct ndfs_master *master;         /* with cluster, once the CCD is ready */
     struct ndfs_failover *failover;     /* with cluster, once the CCD is ready */
+    struct ndfs_reconfig *reconfig;     /* once the CCD is ready */
     const char *log_file;
     uv_signal_t sigterm, sigint;
     uv_idle_t stopper; /* runs the shutdown outside of the callback that asked for it */
@@ -256,7 +258,21 @@ static void on_failover_closed(void *data)
     close_master(d);
 }
 
-/* Order: control socket, failover (kills a fence command still running; its
+static void close_failover(struct daemon *d)
+{
+    if (d->failover != NULL)
+        ndfs_failover_close(d->failover, on_failover_closed, d);
+    else
+        close_master(d);
+}
+
+static void on_reconfig_closed(void *data)
+{
+    close_failover(data);
+}
+
+/* Order: control socket, reconfiguration (runs in flight fail, members
+ * resume), failover (kills a fence command still running; its
  * CCD proposals and calls in flight are dropped when they answer), master
  * (its requests hold transport messages; its channel goes first so that no
  * message reaches it once it is freed), CCD, then membership and
@@ -279,11 +295,17 @@ static void on_stopper(uv_idle_t *handle)
     if (d->cluster != NULL) {
         ndfs_cluster_set_server(d->cluster, NULL);
         ndfs_cluster_set_ccd(d->cluster, NULL);
+        ndfs_cluster_set_reconfig(d->cluster, NULL);
     }
-    if (d->failover != NULL)
-        ndfs_failover_close(d->failover, on_failover_closed, d);
-    else
-        close_master(d);
+    if (d->reconfig != NULL) {
+        struct ndfs_reconfig *r = d->reconfig;
+        d->reconfig = NULL;
+        if (d->server != NULL)
+            ndfs_server_set_reconfig(d->server, NULL);
+        ndfs_reconfig_close(r, on_reconfig_closed, d);
+        return;
+    }
+    close_failover(d);
 }
 
 /* The CCD may be inside one of its callbacks: close it on the next turn. */
@@ -436,6 +458,13 @@ static int start_cluster_parts(struct daemon *d, char **errmsg)
     ndfs_membership_set_change_cb(d->membership, on_membership_change, d);
     ndfs_membership_set_lease_cb(d->membership, on_lease, d);
     ndfs_master_set_path_failed_cb(d->master, on_path_failed, d);
+    rc = ndfs_reconfig_new(&d->loop, d->ccd, d->membership, d->cluster, d->server, d->cfg.node_name,
+                           d->cfg.ack_timeout_ms, &d->reconfig, errmsg);
+    if (rc < 0)
+        return rc;
+    ndfs_reconfig_set_master(d->reconfig, d->master);
+    ndfs_server_set_reconfig(d->server, d->reconfig);
+    ndfs_cluster_set_reconfig(d->cluster, d->reconfig);
     ndfs_server_epoch_changed(d->server, ndfs_membership_epoch(d->membership));
     ndfs_cluster_set_membership(d->cluster, d->membership);
     ndfs_cluster_set_removed_cb(d->cluster, on_removed, d);
@@ -466,6 +495,16 @@ static void on_ccd_ready(struct ndfs_ccd *ccd, int status, void *data)
     if (d->cluster != NULL && start_cluster_parts(d, &errmsg) < 0) {
         startup_failed(d, errmsg);
         return;
+    }
+    /* a single node without network runs the protocol with itself */
+    if (d->cluster == NULL) {
+        rc = ndfs_reconfig_new(&d->loop, d->ccd, NULL, NULL, d->server, d->cfg.node_name,
+                               d->cfg.ack_timeout_ms, &d->reconfig, &errmsg);
+        if (rc < 0) {
+            startup_failed(d, errmsg);
+            return;
+        }
+        ndfs_server_set_reconfig(d->server, d->reconfig);
     }
     d->server->watch_chain = on_ccd_change;
     d->server->watch_chain_data = d;

@@ -47,6 +47,7 @@
 
 struct ndfs_reconfig;
 struct ndfs_cluster;
+struct ndfs_master;
 struct ndfs_server;
 
 #define NDFS_RECONFIG_ACK_TIMEOUT_DEFAULT_MS 2000
@@ -55,11 +56,23 @@ int ndfs_reconfig_new(uv_loop_t *loop, struct ndfs_ccd *ccd, struct ndfs_members
                       struct ndfs_cluster *cluster, struct ndfs_server *server,
                       const char *node_name, unsigned ack_timeout_ms, struct ndfs_reconfig **out,
                       char **errmsg);
+/* cluster and m are NULL on a single node without network: it is the only
+ * member. Close before the server stops serving, the master and the CCD
+ * close: runs in flight fail -ECANCELED (members are told to resume), and
+ * cb runs once the timer is closed; what is still in flight (node calls,
+ * waits) only drops its reference when it ends. */
 void ndfs_reconfig_close(struct ndfs_reconfig *r, void (*cb)(void *data), void *data);
+/* The master whose disk jobs a prepare waits for (NULL: none). */
+void ndfs_reconfig_set_master(struct ndfs_reconfig *r, struct ndfs_master *master);
+unsigned ndfs_reconfig_ack_timeout_ms(const struct ndfs_reconfig *r);
 
 /* Leader: runs the protocol around apply (which proposes the CCD change and
- * calls its done with the status once applied). cb runs once: status 0 and
- * paused_ms, or -errno with message (for people; NULL on success). */
+ * calls its done with the status once applied). cb runs once, never from
+ * within this call unless ndfsd is stopping: status 0 and paused_ms, or
+ * -errno with message (for people; NULL on success). apply is called at
+ * most once, with every member suspended; it must call done exactly once,
+ * even after cb ran with -ECANCELED (ndfsd stopping). Runs sharing a
+ * vdisk id run one after the other, in the order asked. */
 typedef void (*ndfs_reconfig_apply_done)(int status, const char *message, void *ctx);
 typedef void (*ndfs_reconfig_apply_fn)(void *data, ndfs_reconfig_apply_done done, void *ctx);
 typedef void (*ndfs_reconfig_cb)(int status, const char *message, uint64_t paused_ms, void *data);

@@ -17,6 +17,7 @@
 #include "cluster.h"
 #include "commands.h"
 #include "control.h"
+#include "reconfig.h"
 
 /* A client that does not read its events is dropped rather than letting
  * ndfsd's memory grow without bound. */
@@ -60,6 +61,9 @@ static void conn_close(struct ndfs_conn *c)
         return;
     c->closing = true;
     c->server->conns = g_list_remove(c->server->conns, c);
+    /* a mount that goes acks nothing any more */
+    if (c->server->reconfig != NULL)
+        ndfs_reconfig_conn_closed(c->server->reconfig, c);
     /* its opens and I/O states end with it */
     g_hash_table_remove_all(c->open_counts);
     g_hash_table_remove_all(c->io_states);
@@ -567,6 +571,11 @@ void ndfs_server_set_cluster(struct ndfs_server *s, struct ndfs_cluster *cluster
 void ndfs_server_set_membership(struct ndfs_server *s, struct ndfs_membership *m)
 {
     s->membership = m;
+}
+
+void ndfs_server_set_reconfig(struct ndfs_server *s, struct ndfs_reconfig *r)
+{
+    s->reconfig = r;
 }
 
 void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_t id,

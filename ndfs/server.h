@@ -17,6 +17,7 @@
 
 struct ndfs_cluster;
 struct ndfs_membership;
+struct ndfs_reconfig;
 
 struct ndfs_server {
     uv_loop_t *loop;
@@ -35,6 +36,7 @@ struct ndfs_server {
     GHashTable *pending_paths;          /* "node:path" of vdisk creates in flight */
     struct ndfs_cluster *cluster;       /* NULL: a single node without network */
     struct ndfs_membership *membership; /* NULL until started, or without network */
+    struct ndfs_reconfig *reconfig;     /* the reconfiguration protocol; NULL until ready */
     char *key_file;                     /* for hello; "" without network */
     ndfs_ccd_watch_cb watch_chain;      /* also told every CCD change (ndfsd's) */
     void *watch_chain_data;
@@ -103,6 +105,9 @@ void ndfs_server_free(struct ndfs_server *s);
 void ndfs_server_set_cluster(struct ndfs_server *s, struct ndfs_cluster *cluster,
                              const char *key_file);
 void ndfs_server_set_membership(struct ndfs_server *s, struct ndfs_membership *m);
+/* The reconfiguration protocol: told of mounts' acks and closed connections
+ * (NULL: none, e.g. once it closed). */
+void ndfs_server_set_reconfig(struct ndfs_server *s, struct ndfs_reconfig *r);
 /* Runs a change that node peer forwarded (its permission check passed
  * there); the answer goes back to peer with request id. args borrowed. */
 void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_t id,

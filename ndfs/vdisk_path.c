@@ -3,7 +3,10 @@
  * Like chmod, each runs on the CCD leader (commands.c forwards it there),
  * reads the row, applies the rule (ndfs_vdisk_path_apply, shared with the
  * failover module) and proposes the row with its version, reading it again
- * when someone changed it meanwhile (-ESTALE). */
+ * when someone changed it meanwhile (-ESTALE). vdisk.failback does so under
+ * the reconfiguration protocol (issue 6, reconfig.h): the mounts hold the
+ * vdisk's I/O while its master moves. fail-path does not: the path it
+ * marks is failing, its requests could not drain. */
 #define G_LOG_DOMAIN "ndfs-commands"
 
 #include <errno.h>
@@ -302,7 +305,97 @@ void cmd_vdisk_restore_path(struct cmd_request *r)
     path_command(r, NDFS_PATH_RESTORE);
 }
 
+/* vdisk.failback runs the reconfiguration protocol (vdisk_move.c's
+ * cmd_remap): the mounts hold the vdisk's I/O while its master moves. */
+struct failback {
+    struct ndfs_server *s;
+    struct ndfs_conn *c; /* holds a ref */
+    uint64_t id;
+    char *name;
+    char *master_before; /* the master node when the change was made */
+    char *master_after;
+};
+
+static void failback_free(struct failback *fb)
+{
+    ndfs_conn_unref(fb->c);
+    g_free(fb->name);
+    g_free(fb->master_before);
+    g_free(fb->master_after);
+    g_free(fb);
+}
+
+static int failback_fn(struct ndfs_vdisk *v, void *data, bool *changed, char **reason)
+{
+    struct failback *fb = data;
+    g_free(fb->master_before);
+    fb->master_before = g_strdup(ndfs_vdisk_master_node(v));
+    int rc = ndfs_vdisk_path_apply(v, NDFS_PATH_FAILBACK, NULL, ndfs_vdisk_path_member,
+                                   fb->s->membership, changed, reason);
+    if (rc < 0 && *reason != NULL) {
+        char *full = g_strdup_printf("%s: nothing changed", *reason);
+        g_free(*reason);
+        *reason = full;
+    }
+    g_free(fb->master_after);
+    fb->master_after = g_strdup(ndfs_vdisk_master_node(v));
+    return rc;
+}
+
+static void failback_over(int status, const char *message, uint64_t paused_ms, void *data)
+{
+    struct failback *fb = data;
+    if (status < 0) {
+        ndfs_conn_reply(fb->c, fb->id, status, message, NULL);
+    } else {
+        g_autofree char *by = who(fb->c);
+        if (fb->master_before != NULL && g_strcmp0(fb->master_before, fb->master_after) != 0)
+            g_message("vdisk \"%s\": failed back by %s: %s masters it now (was %s) (I/O paused "
+                      "%" G_GUINT64_FORMAT " ms)",
+                      fb->name, by, fb->master_after, fb->master_before, (guint64)paused_ms);
+        else
+            g_message("vdisk \"%s\": failed back by %s: its primary masters it already", fb->name,
+                      by);
+        cmd_reply_remapped(fb->s, fb->c, fb->id, fb->name, paused_ms);
+    }
+    failback_free(fb);
+}
+
 void cmd_vdisk_failback(struct cmd_request *r)
 {
-    path_command(r, NDFS_PATH_FAILBACK);
+    g_autofree char *name = NULL;
+    if (cmd_arg_vdisk_name(r, &name) < 0)
+        return;
+    struct ndfs_vdisk v = {0};
+    int rc = ndfs_ccd_vdisk_get(r->s->ccd, name, &v);
+    if (rc < 0) {
+        if (rc == -ENOENT)
+            cmd_reply_error(r, rc, "vdisk \"%s\" does not exist", name);
+        else
+            cmd_reply_error(r, rc, "cannot read vdisk \"%s\": %s", name,
+                            ndfs_ccd_errmsg(r->s->ccd));
+        return;
+    }
+    /* checked here first: a refusal or nothing to do suspends nothing */
+    bool changed = false;
+    g_autofree char *reason = NULL;
+    uint64_t vdisk_id = v.id;
+    rc = ndfs_vdisk_path_apply(&v, NDFS_PATH_FAILBACK, NULL, ndfs_vdisk_path_member,
+                               r->s->membership, &changed, &reason);
+    ndfs_vdisk_clear(&v);
+    if (rc < 0) {
+        ndfs_conn_reply(r->c, r->id, rc, reason, NULL);
+        return;
+    }
+    if (!changed) {
+        cmd_reply_remapped(r->s, r->c, r->id, name, 0);
+        return;
+    }
+    struct failback *fb = g_new0(struct failback, 1);
+    fb->s = r->s;
+    fb->c = r->c;
+    ndfs_conn_ref(r->c);
+    fb->id = r->id;
+    fb->name = g_steal_pointer(&name);
+    cmd_remap(r->s, fb->name, vdisk_id, failback_fn, fb, failback_over, fb);
 }
