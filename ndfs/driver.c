@@ -127,7 +127,7 @@ static enum pending_step send_entry(struct pending_entry *e, void *data)
 {
     struct ndfs_driver *d = data;
     struct drv_vdisk *vs = drv_vdisk_state(d, e->vdisk_id);
-    if (vs->suspended > 0) {
+    if (drv_suspended(d, e->vdisk_id)) {
         /* a reconfiguration changes its mapping: held until the resume,
          * then sent by the mapping of then */
         if (vs->hold == HOLD_NONE || drv_send_hold(vs->hold))
@@ -615,7 +615,7 @@ static void on_wake(uv_async_t *async)
     }
     if (remap)
         mapping_changed(d);
-    if (drained || d->suspensions->len > 0)
+    if (drained || suspend_set_size(d->susp) > 0)
         drv_suspend_check(d);
     if (d->refresh_wanted)
         maybe_refresh(d);
@@ -748,7 +748,7 @@ int ndfs_driver_new(const struct ndfs_driver_config *cfg, struct ndfs_driver **o
     d->reports = g_ptr_array_new_with_free_func(g_free);
     d->reports_sending = g_ptr_array_new_with_free_func(g_free);
     g_queue_init(&d->susp_cmds);
-    d->suspensions = g_ptr_array_new();
+    d->susp = suspend_set_new();
     d->acks = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     d->acks_sending = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     for (size_t i = 0; i < DRV_SLOTS; i++) {

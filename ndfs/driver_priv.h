@@ -17,6 +17,7 @@
 
 #include "driver.h"
 #include "pending.h"
+#include "suspend_set.h"
 
 /* Unsent requests (no address yet, queue full) are retried, states
  * reported and io-timeouts checked this often. */
@@ -41,15 +42,6 @@
 struct drv_slot {
     atomic_uint suspended; /* suspensions of vdisks of this slot */
     atomic_uint inflight;  /* local requests in progress */
-};
-
-/* One suspension (vdisk.suspend {txid, ids}) until its resume. */
-struct drv_suspension {
-    uint64_t txid;
-    uint64_t *ids; /* g_malloc'd */
-    size_t n_ids;
-    bool acked; /* the ack is queued or sent */
-    int64_t since_us;
 };
 
 /* A suspension command from another thread, for the loop. */
@@ -119,8 +111,6 @@ struct drv_vdisk {
     bool report_owed;          /* a non-clear state was sent: an all-clear is due */
     bool report_again;         /* the last report failed */
     int64_t reported_us;
-    /* the suspensions (txids) naming it now: its requests are held */
-    unsigned suspended;
 };
 
 struct io_report {
@@ -193,9 +183,9 @@ struct ndfs_driver {
     bool reports_off; /* ndfsd does not know vdisk.io-state */
     uv_work_t report_req;
     /* online reconfiguration (driver_suspend.c) */
-    GPtrArray *suspensions; /* struct drv_suspension *, the loop thread's */
-    GArray *acks;           /* uint64_t txids to ack, the loop thread's */
-    GArray *acks_sending;   /* uint64_t txids, the worker's */
+    struct suspend_set *susp; /* the loop thread's */
+    GArray *acks;             /* uint64_t txids to ack, the loop thread's */
+    GArray *acks_sending;     /* uint64_t txids, the worker's */
     bool acking;
     uv_work_t ack_req;
     /* local I/O of FUSE threads, by vdisk id modulo DRV_SLOTS */
@@ -224,6 +214,8 @@ void drv_suspend_check(struct ndfs_driver *d);
 /* The tick: a suspension without resume for too long ends here. */
 void drv_suspend_tick(struct ndfs_driver *d);
 void drv_susp_cmd_free(struct drv_susp_cmd *c);
+/* Is a reconfiguration holding vdisk_id's requests? */
+bool drv_suspended(struct ndfs_driver *d, uint64_t vdisk_id);
 /* Frees what driver_suspend.c keeps (at release). */
 void drv_suspend_release(struct ndfs_driver *d);
 

@@ -140,7 +140,7 @@ void drv_update_states(struct ndfs_driver *d)
             vs->blocked_since_us = now;
         struct vdisk_scan sc = {.d = d, .blocked_since_us = vs->blocked_since_us};
         /* a suspension is short (ndfsd's ack timeout): it does not count */
-        if (timeout_ms && blocked[0] && vs->suspended == 0)
+        if (timeout_ms && blocked[0] && !drv_suspended(d, vs->id))
             sc.cutoff_us = now - (int64_t)timeout_ms * 1000;
         if (count > 0)
             pending_table_foreach_vdisk(d->pending, vs->id, scan_entry, &sc);
@@ -157,7 +157,7 @@ void drv_update_states(struct ndfs_driver *d)
                 queue_report(d, vs, &sc, blocked, now);
         }
         if (sc.pending == 0 && !vs->failed && !vs->report_owed && !vs->report_again &&
-            vs->suspended == 0) {
+            !drv_suspended(d, vs->id)) {
             if (!gone)
                 gone = g_ptr_array_new();
             g_ptr_array_add(gone, vs);

@@ -31,85 +31,75 @@ void drv_susp_cmd_free(struct drv_susp_cmd *c)
     g_free(c);
 }
 
-static void suspension_free(struct drv_suspension *s)
-{
-    g_free(s->ids);
-    g_free(s);
-}
-
 static struct drv_slot *slot_of(struct ndfs_driver *d, uint64_t vdisk_id)
 {
     return &d->slots[vdisk_id % DRV_SLOTS];
 }
 
-static struct drv_suspension *find_suspension(struct ndfs_driver *d, uint64_t txid, guint *index)
+bool drv_suspended(struct ndfs_driver *d, uint64_t vdisk_id)
 {
-    for (guint i = 0; i < d->suspensions->len; i++) {
-        struct drv_suspension *s = d->suspensions->pdata[i];
-        if (s->txid == txid) {
-            if (index)
-                *index = i;
-            return s;
-        }
-    }
-    return NULL;
+    return suspend_set_size(d->susp) > 0 && suspend_set_count(d->susp, vdisk_id) > 0;
 }
 
 static void suspend(struct ndfs_driver *d, struct drv_susp_cmd *c)
 {
-    if (find_suspension(d, c->txid, NULL)) {
+    /* a repeated id counts once, in the set and in the slots */
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_ids; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < n && !seen; j++)
+            seen = c->ids[j] == c->ids[i];
+        if (!seen)
+            c->ids[n++] = c->ids[i];
+    }
+    c->n_ids = n;
+    if (!suspend_set_add(d->susp, c->txid, c->ids, c->n_ids, g_get_monotonic_time())) {
         g_debug("vdisk.suspend: txid %" G_GUINT64_FORMAT " again; ignored", c->txid);
         return;
     }
-    struct drv_suspension *s = g_new0(struct drv_suspension, 1);
-    s->txid = c->txid;
-    s->ids = g_steal_pointer(&c->ids);
-    s->n_ids = c->n_ids;
-    s->since_us = g_get_monotonic_time();
-    for (size_t i = 0; i < s->n_ids; i++) {
-        drv_vdisk_state(d, s->ids[i])->suspended++;
+    for (size_t i = 0; i < c->n_ids; i++) {
         /* seq_cst: a FUSE thread that did not see it is counted in
          * inflight before drv_suspend_check reads it */
-        atomic_fetch_add(&slot_of(d, s->ids[i])->suspended, 1);
+        atomic_fetch_add(&slot_of(d, c->ids[i])->suspended, 1);
     }
-    g_ptr_array_add(d->suspensions, s);
-    g_debug("txid %" G_GUINT64_FORMAT ": %zu vdisk(s) suspended", s->txid, s->n_ids);
+    g_debug("txid %" G_GUINT64_FORMAT ": %zu vdisk(s) suspended", c->txid, c->n_ids);
 }
 
-/* Ends suspension index (its vdisks are held no more if no other holds them). */
-static void end_suspension(struct ndfs_driver *d, guint index)
+/* Ends txid's suspension (its vdisks are held no more unless another txid
+ * holds them); false when it is unknown. */
+static bool end_suspension(struct ndfs_driver *d, uint64_t txid)
 {
-    struct drv_suspension *s = g_ptr_array_steal_index(d->suspensions, index);
-    for (size_t i = 0; i < s->n_ids; i++) {
-        struct drv_vdisk *vs = drv_vdisk_state(d, s->ids[i]);
-        if (vs->suspended > 0)
-            vs->suspended--;
-        if (vs->suspended == 0 && vs->hold == HOLD_SUSPENDED)
+    g_autofree uint64_t *ids = NULL;
+    size_t n_ids = 0;
+    if (!suspend_set_remove(d->susp, txid, &ids, &n_ids))
+        return false;
+    for (size_t i = 0; i < n_ids; i++) {
+        struct drv_vdisk *vs = drv_vdisk_state(d, ids[i]);
+        if (!drv_suspended(d, ids[i]) && vs->hold == HOLD_SUSPENDED)
             drv_set_hold(vs, HOLD_NONE, NULL, 0);
-        atomic_fetch_sub(&slot_of(d, s->ids[i])->suspended, 1);
+        atomic_fetch_sub(&slot_of(d, ids[i])->suspended, 1);
     }
-    suspension_free(s);
+    return true;
 }
 
 static void resume(struct ndfs_driver *d, uint64_t txid, bool committed)
 {
-    guint index;
-    if (!find_suspension(d, txid, &index)) {
+    if (!end_suspension(d, txid)) {
         g_debug("vdisk.resume: txid %" G_GUINT64_FORMAT " is not suspended here; ignored", txid);
         return;
     }
     g_debug("txid %" G_GUINT64_FORMAT ": resumed (%s)", txid,
             committed ? "committed: the new mapping" : "cancelled: the old mapping");
-    end_suspension(d, index);
 }
 
 static void resume_all(struct ndfs_driver *d)
 {
-    if (d->suspensions->len > 0)
-        g_message("the connection to ndfsd dropped: %u suspension(s) end, held I/O goes on",
-                  d->suspensions->len);
-    while (d->suspensions->len > 0)
-        end_suspension(d, d->suspensions->len - 1);
+    size_t n = suspend_set_size(d->susp);
+    if (n > 0)
+        g_message("the connection to ndfsd dropped: %zu suspension(s) end, held I/O goes on", n);
+    uint64_t txid;
+    while (suspend_set_oldest(d->susp, 0, &txid))
+        end_suspension(d, txid);
     g_array_set_size(d->acks, 0); /* a new connection starts clean */
 }
 
@@ -188,45 +178,38 @@ static void start_acks(struct ndfs_driver *d)
     d->acking = true;
 }
 
-/* Nothing of s's vdisks in flight: no sent entry, no local I/O. */
-static bool drained(struct ndfs_driver *d, const struct drv_suspension *s)
+/* Something of vdisk_id in flight: a sent entry, local I/O. */
+static bool busy(uint64_t vdisk_id, void *data)
 {
-    for (size_t i = 0; i < s->n_ids; i++)
-        if (pending_table_count_sent_vdisk(d->pending, s->ids[i]) > 0 ||
-            atomic_load(&slot_of(d, s->ids[i])->inflight) > 0)
-            return false;
-    return true;
+    struct ndfs_driver *d = data;
+    return pending_table_count_sent_vdisk(d->pending, vdisk_id) > 0 ||
+           atomic_load(&slot_of(d, vdisk_id)->inflight) > 0;
 }
 
 void drv_suspend_check(struct ndfs_driver *d)
 {
-    bool queued = false;
-    for (guint i = 0; i < d->suspensions->len; i++) {
-        struct drv_suspension *s = d->suspensions->pdata[i];
-        if (s->acked || !drained(d, s))
-            continue;
-        s->acked = true;
-        g_array_append_val(d->acks, s->txid);
-        queued = true;
-        g_debug("txid %" G_GUINT64_FORMAT ": drained in %" G_GINT64_FORMAT " µs", s->txid,
-                g_get_monotonic_time() - s->since_us);
+    if (suspend_set_size(d->susp) == 0)
+        return;
+    uint64_t txids[16];
+    size_t n, total = 0;
+    while ((n = suspend_set_take_drained(d->susp, busy, d, txids, G_N_ELEMENTS(txids))) > 0) {
+        g_array_append_vals(d->acks, txids, (guint)n);
+        total += n;
     }
-    if (queued)
+    if (total > 0)
         start_acks(d);
 }
 
 void drv_suspend_tick(struct ndfs_driver *d)
 {
-    int64_t now = g_get_monotonic_time();
+    int64_t cutoff = g_get_monotonic_time() - SUSPEND_MAX_US;
     bool resumed = false;
-    for (guint i = d->suspensions->len; i-- > 0;) {
-        struct drv_suspension *s = d->suspensions->pdata[i];
-        if (now - s->since_us < SUSPEND_MAX_US)
-            continue;
+    uint64_t txid;
+    while (suspend_set_oldest(d->susp, cutoff, &txid)) {
         g_warning("txid %" G_GUINT64_FORMAT ": no resume came within %d s of the suspension: "
                   "its I/O goes on by the mapping of now",
-                  s->txid, (int)(SUSPEND_MAX_US / G_USEC_PER_SEC));
-        end_suspension(d, i);
+                  txid, (int)(SUSPEND_MAX_US / G_USEC_PER_SEC));
+        end_suspension(d, txid);
         resumed = true;
     }
     if (resumed)
@@ -235,11 +218,7 @@ void drv_suspend_tick(struct ndfs_driver *d)
 
 void drv_suspend_release(struct ndfs_driver *d)
 {
-    if (d->suspensions) {
-        while (d->suspensions->len > 0)
-            suspension_free(g_ptr_array_steal_index(d->suspensions, d->suspensions->len - 1));
-        g_ptr_array_free(d->suspensions, TRUE);
-    }
+    suspend_set_free(d->susp);
     if (d->acks)
         g_array_free(d->acks, TRUE);
     if (d->acks_sending)
