@@ -37,7 +37,7 @@ struct run {
     void *data;
     GPtrArray *members;     /* char *: the nodes asked to prepare */
     GHashTable *unanswered; /* node names whose prepare answer is missing */
-    unsigned finishing;     /* finish answers missing */
+    GHashTable *finishing;  /* node names whose finish answer is awaited */
     uint64_t started_ns;    /* uv_hrtime() when the first prepare went out */
     uint64_t deadline_ms;   /* uv_now() by which every prepare must be answered */
     bool committed;
@@ -394,6 +394,8 @@ static void run_unref(struct run *run)
         g_ptr_array_unref(run->members);
     if (run->unanswered != NULL)
         g_hash_table_unref(run->unanswered);
+    if (run->finishing != NULL)
+        g_hash_table_unref(run->finishing);
     g_free(run->message);
     g_free(run);
     reconfig_unref(r);
@@ -470,21 +472,29 @@ static void finish_call_done(int status, const char *message, GVariant *result, 
 
 static void run_finish_answered(struct run *run, const char *node, int status, const char *message)
 {
-    (void)node;
     (void)status;
     (void)message;
-    if (run->state != RUN_FINISHING || run->finishing == 0)
+    if (run->state != RUN_FINISHING || !g_hash_table_remove(run->finishing, node))
         return;
-    if (--run->finishing == 0)
+    if (g_hash_table_size(run->finishing) == 0)
         run_complete(run);
 }
 
-/* Step 3 or 4: "update complete" (committed) or cancel, to every member. */
+/* Step 3 or 4: "update complete" (committed) or cancel, to every member.
+ * The run ends once every member that suspended confirmed its resume, at
+ * most an ack timeout later: a member that did not answer prepare (the
+ * reason of a cancel) is told, not waited for. */
 static void run_finish(struct run *run)
 {
     struct ndfs_reconfig *r = run->r;
     run->state = RUN_FINISHING;
-    run->finishing = run->members->len;
+    run->deadline_ms = uv_now(r->loop) + r->ack_timeout_ms;
+    run->finishing = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (guint i = 0; i < run->members->len; i++) {
+        const char *node = run->members->pdata[i];
+        if (!g_hash_table_contains(run->unanswered, node))
+            g_hash_table_add(run->finishing, g_strdup(node));
+    }
     run->refs++; /* the loop's */
     for (guint i = 0; i < run->members->len; i++) {
         const char *node = run->members->pdata[i];
@@ -519,6 +529,9 @@ static void run_finish(struct run *run)
         }
         run->refs++;
     }
+    if (run->state == RUN_FINISHING && g_hash_table_size(run->finishing) == 0)
+        run_complete(run);
+    rearm(r);
     run_unref(run);
 }
 
@@ -691,12 +704,14 @@ static int compare_names(gconstpointer a, gconstpointer b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static char *late_nodes(struct run *run)
+/* "node n2" or "nodes n2, n3": the nodes in set. */
+static char *late_nodes(struct run *run, GHashTable *set)
 {
+    (void)run;
     GPtrArray *names = g_ptr_array_new();
     GHashTableIter it;
     gpointer key;
-    g_hash_table_iter_init(&it, run->unanswered);
+    g_hash_table_iter_init(&it, set);
     while (g_hash_table_iter_next(&it, &key, NULL))
         g_ptr_array_add(names, key);
     g_ptr_array_sort(names, compare_names);
@@ -758,7 +773,8 @@ static void on_timer(uv_timer_t *timer)
     GList *late = NULL;
     for (GList *l = r->runs; l != NULL; l = l->next) {
         struct run *run = l->data;
-        if (run->state == RUN_PREPARING && run->deadline_ms <= now) {
+        if ((run->state == RUN_PREPARING || run->state == RUN_FINISHING) &&
+            run->deadline_ms <= now) {
             run->refs++;
             late = g_list_prepend(late, run);
         }
@@ -766,10 +782,16 @@ static void on_timer(uv_timer_t *timer)
     for (GList *l = late; l != NULL; l = l->next) {
         struct run *run = l->data;
         if (run->state == RUN_PREPARING && !r->closing) {
-            g_autofree char *who = late_nodes(run);
+            g_autofree char *who = late_nodes(run, run->unanswered);
             run_cancel(run, -ETIMEDOUT,
                        g_strdup_printf("%s did not answer within %u ms: nothing changed", who,
                                        r->ack_timeout_ms));
+        } else if (run->state == RUN_FINISHING && !r->closing) {
+            g_autofree char *who = late_nodes(run, run->finishing);
+            g_warning("transaction %" PRIu64 ": %s did not confirm the resume within %u ms "
+                      "(resuming alone)",
+                      run->txid, who, r->ack_timeout_ms);
+            run_complete(run);
         }
         run_unref(run);
     }
@@ -797,7 +819,7 @@ static void rearm(struct ndfs_reconfig *r)
     }
     for (GList *l = r->runs; l != NULL; l = l->next) {
         struct run *run = l->data;
-        if (run->state == RUN_PREPARING)
+        if (run->state == RUN_PREPARING || run->state == RUN_FINISHING)
             next = MIN(next, run->deadline_ms);
     }
     if (next == UINT64_MAX) {

@@ -259,6 +259,7 @@ struct move {
     char *pnode, *ppath;
     char *snode, *spath; /* NULL: no secondary */
     char *pending[2];    /* the new pairs reserved in s->pending_paths */
+    bool changed;        /* move_fn changed the row */
 };
 
 static void move_free(struct move *mv)
@@ -306,6 +307,7 @@ static int move_fn(struct ndfs_vdisk *v, void *data, bool *changed, char **reaso
                      : same_pair(v->secondary_node, v->secondary_path, mv->snode, mv->spath) &&
                            v->secondary_failed == sf);
     *changed = !same;
+    mv->changed = !same;
     if (same)
         return 0;
     g_free(v->primary_node);
@@ -327,6 +329,8 @@ static void move_over(int status, const char *message, uint64_t paused_ms, void 
     struct move *mv = data;
     if (status < 0) {
         ndfs_conn_reply(mv->c, mv->id, status, message, NULL);
+    } else if (!mv->changed) {
+        cmd_reply_remapped(mv->s, mv->c, mv->id, mv->name, paused_ms);
     } else {
         g_message("vdisk %s: moved to %s:%s%s%s%s%s (I/O paused %" PRIu64 " ms)", mv->name,
                   mv->pnode, mv->ppath, mv->snode ? ", secondary " : "", mv->snode ? mv->snode : "",
@@ -459,6 +463,10 @@ void cmd_vdisk_move(struct cmd_request *r)
             spath = g_strdup(v.secondary_path);
         }
     }
+    bool unchanged = !v.on_secondary && !v.primary_failed &&
+                     same_pair(v.primary_node, v.primary_path, pnode, ppath) &&
+                     (snode == NULL ? v.secondary_node == NULL
+                                    : same_pair(v.secondary_node, v.secondary_path, snode, spath));
     uint64_t vdisk_id = v.id, size = v.size;
     bool new_primary = !same_pair(v.primary_node, v.primary_path, pnode, ppath) &&
                        !same_pair(v.secondary_node, v.secondary_path, pnode, ppath);
@@ -467,6 +475,11 @@ void cmd_vdisk_move(struct cmd_request *r)
                          !same_pair(v.secondary_node, v.secondary_path, snode, spath);
     bool primary_failed = pair_failed(&v, pnode, ppath);
     ndfs_vdisk_clear(&v);
+    if (unchanged) {
+        /* already so: nothing to suspend */
+        cmd_reply_remapped(s, r->c, r->id, name, 0);
+        return;
+    }
     if (snode != NULL && strcmp(snode, pnode) == 0) {
         cmd_reply_error(r, -EINVAL,
                         "the secondary must be on another node than the primary (both on \"%s\")",
