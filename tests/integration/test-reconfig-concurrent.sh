@@ -4,8 +4,9 @@
 # verified fio on a through n3's mount and on b through n1's. Five rounds:
 # a moves to its other node (issued on n3) while b moves to its other node
 # (issued on n2) at the same moment; both commands exit 0 and report their
-# pause, and then every node names the new masters. fio passes. Prints how
-# much the two commands overlapped in time and their pauses.
+# pause, then every node names the new masters and both files are written
+# again. fio passes. Prints how much the two commands overlapped in time
+# and their pauses.
 source "$(dirname "$0")/functions.sh"
 requires_fuse
 requires_cmd fio jq ss
@@ -59,6 +60,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for i in 1 2 3; do
         masters_are a "n$ta" "$i" && masters_are b "n$tb" "$i" ||
             fail "round $r: n$i names $(vdisk_field "$i" a .master) for a and $(vdisk_field "$i" b .master) for b after both moves returned (want n$ta, n$tb)"
+    done
+    # I/O goes on by the new mappings before the next round.
+    for d in a b; do
+        w=$(mtime_ns "$TESTDIR/$d.img")
+        wait_written "$TESTDIR/$d.img" "$w" 10
     done
     fio_loop_check ioa
     fio_loop_check iob

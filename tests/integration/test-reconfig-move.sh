@@ -7,9 +7,9 @@
 # n2 ... 20 times (ndfsadm vdisk move, issued on n1, n2 and n3 in turn).
 # Each move exits 0 and reports its pause; when it returns every node names
 # the new master (a member resumes only once its replica applied the
-# change); no fio run sees an error or a verify failure. Prints the pause
-# per move (median, max) as ndfsadm reports it and the longest completion
-# fio saw.
+# change) and the file is written again before the next move; no fio run
+# sees an error or a verify failure. Prints the pause per move (median,
+# max) as ndfsadm reports it and the longest completion fio saw.
 source "$(dirname "$0")/functions.sh"
 requires_fuse
 requires_cmd fio jq ss
@@ -56,6 +56,9 @@ for ((m = 1; m <= MOVES; m++)); do
     done
     [ "$MOVE_PAUSED_MS" -le $((MOVE_MS + 50)) ] ||
         fail "move $m reports a pause of $MOVE_PAUSED_MS ms, longer than the command ($MOVE_MS ms)"
+    # I/O goes on by the new mapping before the next move.
+    w=$(mtime_ns "$TESTDIR/v.img")
+    wait_written "$TESTDIR/v.img" "$w" 10
     fio_loop_check io1
     fio_loop_check io3
     echo "move $m: n$from -> n$to (on n$on): I/O paused $MOVE_PAUSED_MS ms, the command took $MOVE_MS ms"
