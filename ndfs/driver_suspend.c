@@ -194,6 +194,8 @@ void drv_suspend_check(struct ndfs_driver *d)
     size_t n, total = 0;
     while ((n = suspend_set_take_drained(d->susp, busy, d, txids, G_N_ELEMENTS(txids))) > 0) {
         g_array_append_vals(d->acks, txids, (guint)n);
+        for (size_t i = 0; i < n; i++)
+            g_debug("txid %" G_GUINT64_FORMAT ": drained, acking", txids[i]);
         total += n;
     }
     if (total > 0)
