@@ -936,8 +936,8 @@ nbd_disk()
 
 # vdisk_move I NAME P [S]: ndfsadm --json vdisk move NAME --primary
 # nP:$TESTDIR/NAME.img [--secondary nS:...] on node I; fails unless it
-# exits 0 and reports paused_ms. Sets MOVE_PAUSED_MS (what it reports) and
-# MOVE_MS (how long the command took).
+# exits 0 and reports paused_ms. Sets MOVE_PAUSED_MS (what it reports),
+# MOVE_MS (how long the command took), MOVE_START and MOVE_END (ms_now).
 vdisk_move()
 {
     local i=$1 name=$2 p=$3 s=${4:-} img=$TESTDIR/$2.img out rc=0 t0 args
@@ -945,7 +945,9 @@ vdisk_move()
     [ -z "$s" ] || args+=(--secondary "n$s:$img")
     t0=$(ms_now)
     out=$(adm_on "$i" --json vdisk move "$name" "${args[@]}" 2>"$TESTDIR/move.err") || rc=$?
-    MOVE_MS=$(($(ms_now) - t0))
+    MOVE_END=$(ms_now)
+    MOVE_START=$t0
+    MOVE_MS=$((MOVE_END - t0))
     [ "$rc" -eq 0 ] ||
         fail "n$i: vdisk move $name --primary n$p${s:+ --secondary n$s} exited $rc after $MOVE_MS ms: $(cat "$TESTDIR/move.err")"
     MOVE_PAUSED_MS=$(jq -er '.paused_ms | numbers' <<<"$out") ||
@@ -965,8 +967,10 @@ ms_stats()
 # fio_loop_start NAME FILE FIO-ARGS...: fio_start's verified job (give it a
 # fixed size: each run writes its region, then reads it back and checks it)
 # run again and again until fio_loop_stop NAME: load for as long as a test
-# needs it, every write checked. Run k reports to $TESTDIR/NAME.k.json. The
-# loop ends at the first failing run. Sets FIO_LOOP_PID.
+# needs it, every write checked. Run k reports to $TESTDIR/NAME.k.json and
+# logs each completion (time in ms since the epoch, as ms_now, and latency)
+# to $TESTDIR/NAME.k_clat.1.log. The loop ends at the first failing run.
+# Sets FIO_LOOP_PID.
 fio_loop_start()
 {
     local name=$1 file=$2
@@ -979,7 +983,8 @@ fio_loop_start()
             k=$((k + 1))
             fio --name="$name" --filename="$file" --direct=1 --verify=crc32c --verify_fatal=1 \
                 --verify_state_save=0 --do_verify=1 --output-format=json \
-                --output="$TESTDIR/$name.$k.json" "$@" 2>"$TESTDIR/$name.$k.err" &
+                --output="$TESTDIR/$name.$k.json" --write_lat_log="$TESTDIR/$name.$k" \
+                --log_avg_msec=0 --log_unix_epoch=1 "$@" 2>"$TESTDIR/$name.$k.err" &
             echo "$!" >"$TESTDIR/$name.fio-pid"
             wait "$!"
             rc=$?
@@ -1022,7 +1027,8 @@ fio_loop_check()
 # fio_loop_stop NAME [SECONDS]: lets the current run finish (at most
 # SECONDS, default 60) and ends the loop; fails unless every run exited 0
 # with no error. Sets FIO_PAUSE_MS to the longest completion latency of all
-# runs and FIO_RUNS to their number.
+# runs, FIO_RUNS to their number and FIO_SLOW to the three longest
+# completions and when they ended (printed).
 fio_loop_stop()
 {
     local name=$1 secs=${2:-60} v=fio_loop_pid_$1 pid rc=0 k last j w=0 r=0 m
@@ -1053,4 +1059,9 @@ fio_loop_stop()
     done
     FIO_RUNS=$last
     echo "fio $name: $last runs, $w writes, $r verified reads, longest completion ${FIO_PAUSE_MS} ms"
+    # When the longest completions ended (ms since the epoch, as ms_now).
+    FIO_SLOW=$(cat "$TESTDIR/$name".*_clat.*.log 2>/dev/null |
+        awk -F', *' '{ print int($2 / 1e6), $1 }' | sort -rn | head -n 3 |
+        awk '{ printf "%s%s ms ending at %s", (NR > 1 ? ", " : ""), $1, $2 }')
+    [ -z "$FIO_SLOW" ] || echo "fio $name: longest completions: $FIO_SLOW"
 }

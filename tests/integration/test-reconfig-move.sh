@@ -61,7 +61,7 @@ for ((m = 1; m <= MOVES; m++)); do
     wait_written "$TESTDIR/v.img" "$w" 10
     fio_loop_check io1
     fio_loop_check io3
-    echo "move $m: n$from -> n$to (on n$on): I/O paused $MOVE_PAUSED_MS ms, the command took $MOVE_MS ms"
+    echo "move $m: n$from -> n$to (on n$on): I/O paused $MOVE_PAUSED_MS ms, the command took $MOVE_MS ms ($MOVE_START-$MOVE_END)"
     pauses+=("$MOVE_PAUSED_MS")
     walls+=("$MOVE_MS")
     from=$to
