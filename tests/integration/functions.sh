@@ -1061,7 +1061,7 @@ fio_loop_stop()
     echo "fio $name: $last runs, $w writes, $r verified reads, longest completion ${FIO_PAUSE_MS} ms"
     # When the longest completions ended (ms since the epoch, as ms_now).
     FIO_SLOW=$(cat "$TESTDIR/$name".*_clat.*.log 2>/dev/null |
-        awk -F', *' '{ print int($2 / 1e6), $1 }' | sort -rn | head -n 3 |
-        awk '{ printf "%s%s ms ending at %s", (NR > 1 ? ", " : ""), $1, $2 }')
+        awk -F', *' '{ print int($2 / 1e6), $1 }' | sort -rn |
+        awk 'NR <= 3 { printf "%s%s ms ending at %s", (NR > 1 ? ", " : ""), $1, $2 }')
     [ -z "$FIO_SLOW" ] || echo "fio $name: longest completions: $FIO_SLOW"
 }
