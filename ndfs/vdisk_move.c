@@ -489,17 +489,15 @@ void cmd_vdisk_move(struct cmd_request *r)
     if (check_node(r, pnode) < 0 || (snode != NULL && check_node(r, snode) < 0))
         return;
     if (!node_member(s, pnode)) {
-        cmd_reply_error(r, -EBUSY,
-                        "cannot move vdisk \"%s\" to %s: node %s is not a member of the cluster "
-                        "(down or not reachable)",
-                        name, pnode, pnode);
+        cmd_reply_error(r, -EBUSY, "node %s is not a member of the cluster (down or not reachable)",
+                        pnode);
         return;
     }
     if (primary_failed) {
         cmd_reply_error(r, -EBUSY,
-                        "cannot move vdisk \"%s\" to %s:%s: that path is marked failed (ndfsadm "
-                        "vdisk restore-path %s %s)",
-                        name, pnode, ppath, name, pnode);
+                        "the path %s:%s of vdisk \"%s\" is marked failed (ndfsadm vdisk "
+                        "restore-path %s %s)",
+                        pnode, ppath, name, name, pnode);
         return;
     }
     if ((new_primary && check_path_free(r, name, pnode, ppath) < 0) ||
@@ -580,20 +578,19 @@ static void drain_free(struct drain *dr)
 static char *drain_refusal(struct ndfs_server *s, const struct ndfs_vdisk *v, const char *node)
 {
     if (v->secondary_node == NULL)
-        return g_strdup_printf("cannot drain node %s: vdisk \"%s\" has no secondary to take it "
-                               "over",
-                               node, v->name);
+        return g_strdup_printf("vdisk \"%s\" has no secondary to take it over from %s", v->name,
+                               node);
     const char *other = v->on_secondary ? v->primary_node : v->secondary_node;
     const char *other_path = v->on_secondary ? v->primary_path : v->secondary_path;
     bool other_failed = v->on_secondary ? v->primary_failed : v->secondary_failed;
     if (other_failed)
-        return g_strdup_printf("cannot drain node %s: the other path %s:%s of vdisk \"%s\" is "
-                               "marked failed",
-                               node, other, other_path, v->name);
+        return g_strdup_printf("the other path %s:%s of vdisk \"%s\" is marked failed (ndfsadm "
+                               "vdisk restore-path %s %s)",
+                               other, other_path, v->name, v->name, other);
     if (!node_member(s, other))
-        return g_strdup_printf("cannot drain node %s: vdisk \"%s\"'s other node %s is not a "
-                               "member of the cluster (down or not reachable)",
-                               node, v->name, other);
+        return g_strdup_printf("the other node %s of vdisk \"%s\" is not a member of the cluster "
+                               "(down or not reachable)",
+                               other, v->name);
     return NULL;
 }
 
