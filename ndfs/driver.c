@@ -711,6 +711,7 @@ static void driver_release(struct ndfs_driver *d)
     if (d->reports_sending)
         g_ptr_array_free(d->reports_sending, TRUE);
     drv_suspend_release(d);
+    free(d->slots);
     g_queue_clear_full(&d->susp_cmds, (GDestroyNotify)drv_susp_cmd_free);
     g_cond_clear(&d->started_cond);
     g_mutex_clear(&d->lock);
@@ -751,6 +752,12 @@ int ndfs_driver_new(const struct ndfs_driver_config *cfg, struct ndfs_driver **o
     d->susp = suspend_set_new();
     d->acks = g_array_new(FALSE, FALSE, sizeof(uint64_t));
     d->acks_sending = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    d->slots = aligned_alloc(_Alignof(struct drv_slot), DRV_SLOTS * sizeof(struct drv_slot));
+    if (!d->slots) {
+        *errmsg = g_strdup("cannot allocate the driver's local I/O counters");
+        driver_release(d);
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < DRV_SLOTS; i++) {
         atomic_init(&d->slots[i].suspended, 0);
         atomic_init(&d->slots[i].inflight, 0);

@@ -40,8 +40,9 @@
  * consistent atomics (see ndfs_driver_local_enter). */
 #define DRV_SLOTS 1024
 struct drv_slot {
-    atomic_uint suspended; /* suspensions of vdisks of this slot */
-    atomic_uint inflight;  /* local requests in progress */
+    /* one cache line each: FUSE threads of different vdisks do not share it */
+    _Alignas(64) atomic_uint suspended; /* suspensions of vdisks of this slot */
+    atomic_uint inflight;               /* local requests in progress */
 };
 
 /* A suspension command from another thread, for the loop. */
@@ -189,7 +190,7 @@ struct ndfs_driver {
     bool acking;
     uv_work_t ack_req;
     /* local I/O of FUSE threads, by vdisk id modulo DRV_SLOTS */
-    struct drv_slot slots[DRV_SLOTS];
+    struct drv_slot *slots; /* DRV_SLOTS of them, aligned_alloc'd */
 };
 
 /* driver.c */
