@@ -13,9 +13,6 @@
  * drained it, and held requests go out from the resume event. */
 #include "driver_priv.h"
 
-#include <errno.h>
-#include <string.h>
-
 #include "control_link.h"
 
 /* A suspension that no resume ended after this long ends on its own (ndfsd
