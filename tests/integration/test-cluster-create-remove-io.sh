@@ -5,11 +5,12 @@
 # another node's mount each (n1 -> io2, n2 -> io3, n3 -> io1) for the
 # whole test. Meanwhile vdisks are created from each node, on each node
 # (one by one, then three at once), appear on every mount and are usable
-# there, and are removed again (from another node) and disappear from every
-# mount; io1, under I/O and mounted everywhere, grows: every mount sees the
-# new size and the new region holds data. No fio run sees an error or a
-# verify failure. Each delay (command start -> seen on every mount) is
-# printed.
+# there, and are removed again (from another node) and disappear from
+# every mount; a name used again at once shows the new vdisk. io1, under
+# I/O and mounted everywhere, grows: every mount sees the new size and the
+# new region holds data. No fio run sees an error or a verify failure, nor
+# a completion longer than NDFS_TEST_SHOW_MS (nothing paused the I/O).
+# Each delay (command start -> seen on every mount) is printed.
 source "$(dirname "$0")/functions.sh"
 requires_fuse
 requires_cmd fio jq ss
@@ -119,6 +120,29 @@ for k in 1 2 3 4 5 6; do
     wait_mounts "remove c$k (from n$b)" "$t0" ! "c$k"
     all_loops_running
 done
+
+# A name used again at once: every mount shows the new vdisk (its size),
+# not what it cached of the removed one.
+t0=$(ms_now)
+adm_on 2 vdisk create c1 --size 8M --primary "n3:$TESTDIR/c1-again.img" >/dev/null ||
+    fail "n2: vdisk create c1 again failed"
+size_everywhere()
+{
+    local i
+    for i in 1 2 3; do
+        [ "$(stat -c %s "$TESTDIR/mnt$i/$1" 2>/dev/null)" = "$2" ] || return 1
+    done
+}
+wait_until 10 size_everywhere c1 $((8 << 20)) ||
+    fail "c1 created again (8 MiB): the mounts show sizes $(stat -c %s "$TESTDIR"/mnt{1,2,3}/c1 2>&1 | xargs)"
+echo "create c1 again (8M, disk on n3): on every mount after $(($(ms_now) - t0)) ms"
+use_vdisk c1 1 2
+[ "$(dd if="$TESTDIR/c1-again.img" bs=4k count=1 status=none | tr -d '\0')" = "vdisk c1 written on n1" ] ||
+    fail "the write to c1 (again) did not reach its new disk"
+t0=$(ms_now)
+adm_on 3 vdisk remove c1 >/dev/null || fail "n3: vdisk remove c1 (again) failed"
+wait_mounts "remove c1 again" "$t0" ! c1
+all_loops_running
 
 # Three at once, one from each node, then removed at once.
 t0=$(ms_now)
