@@ -69,7 +69,7 @@ now_ms()
 slow()
 {
     local t0=$2 i
-    for i in 2 3; do
+    for i in $(others); do
         echo "n$i: ls -l '$(ls_attrs "$i")', nobody: $(nobody_access "$i"); CCD: $(vdisk_json "$i" p | jq -c '{mode, owner, group}')" >&2
     done
     echo "the command started at $(date -d "@$((t0 / 1000)).$(printf %03d $((t0 % 1000)))" +%T.%3N)" >&2
@@ -81,6 +81,15 @@ slow()
 }
 
 max_ms=0 max_gap=0 starved=0
+# The node whose mount or ndfsadm makes the change; the others are checked.
+SRC=1
+others()
+{
+    local i
+    for i in 1 2 3; do
+        [ "$i" -eq "$SRC" ] || echo "$i"
+    done
+}
 # change DESCRIPTION LS-ATTRS ACCESS CMD...: runs CMD (a chmod or chown on
 # n1), then checks n2's and n3's mounts about every 20 ms until ls -l shows
 # LS-ATTRS and nobody's access is ACCESS (ok or denied) on both. Each check
@@ -100,8 +109,9 @@ change()
     "$@" >/dev/null || fail "$what: '$*' failed"
     t1=$(now_ms)
     cmd_ms=$((t1 - t0))
-    # n1 itself: the command answered, so its own mount shows it at once.
-    [ "$(ls_attrs 1)" = "$want_ls" ] || fail "$what: n1's ls -l shows '$(ls_attrs 1)' after the command, expected '$want_ls'"
+    # The node itself: the command answered, so its own mount shows it.
+    [ "$(ls_attrs "$SRC")" = "$want_ls" ] ||
+        fail "$what: n$SRC's ls -l shows '$(ls_attrs "$SRC")' after the command, expected '$want_ls'"
     t1=$(now_ms)
     # check KEY GOT WANT: the check of KEY that started at $ts saw GOT.
     check()
@@ -117,7 +127,7 @@ change()
     }
     while :; do
         pending=0
-        for i in 2 3; do
+        for i in $(others); do
             if [ -z "${first[ls$i]:-}" ]; then
                 ts=$(now_ms)
                 check "ls$i" "$(ls_attrs "$i")" "$want_ls"
@@ -136,10 +146,13 @@ change()
             slow "$what" "$t0" "no check finished in ${NDFS_TEST_DEADLINE} s"
         sleep 0.02
     done
-    # n1 enforces it too.
-    [ "$(nobody_access 1)" = "$want_access" ] || fail "$what: n1: nobody $(nobody_access 1), expected $want_access"
-    echo "$what: command ${cmd_ms} ms; ls -l n2 $((first[ls2] - t0)) ms, n3 $((first[ls3] - t0)) ms; nobody $want_access n2 $((first[acc2] - t0)) ms, n3 $((first[acc3] - t0)) ms"
-    for k in ls2 acc2 ls3 acc3; do
+    # The node itself enforces it too.
+    [ "$(nobody_access "$SRC")" = "$want_access" ] ||
+        fail "$what: n$SRC: nobody $(nobody_access "$SRC"), expected $want_access"
+    local o1 o2
+    read -r o1 o2 <<<"$(others | xargs)"
+    echo "$what: command ${cmd_ms} ms; ls -l n$o1 $((first[ls$o1] - t0)) ms, n$o2 $((first[ls$o2] - t0)) ms; nobody $want_access n$o1 $((first[acc$o1] - t0)) ms, n$o2 $((first[acc$o2] - t0)) ms"
+    for k in "ls$o1" "acc$o1" "ls$o2" "acc$o2"; do
         got=$((first[$k] - t0))
         a=$((first[$k] - ${last[$k]:-$t1}))
         [ "$a" -le "$max_gap" ] || max_gap=$a
@@ -167,6 +180,13 @@ change "chgrp disk on n1's mount" "-rw-r----- root disk" denied chgrp disk "$MP1
 change "ndfsadm chown nobody" "-rw-r----- nobody disk" ok adm_on 1 vdisk chown p nobody
 change "ndfsadm chown root:nogroup" "-rw-r----- root nogroup" ok adm_on 1 vdisk chown p root:nogroup
 change "ndfsadm chown root:disk" "-rw-r----- root disk" denied adm_on 1 vdisk chown p root:disk
+# Through the mount of n3 (not the leader: the change is forwarded), seen
+# on n1 (the leader) and n2.
+SRC=3
+change "chmod 0666 on n3's mount" "-rw-rw-rw- root disk" ok chmod 0666 "$TESTDIR/mnt3/p"
+change "chown nobody:nogroup on n3's mount" "-rw-rw-rw- nobody nogroup" ok chown nobody:nogroup "$TESTDIR/mnt3/p"
+change "chmod 0600 on n3's mount" "-rw------- nobody nogroup" ok chmod 0600 "$TESTDIR/mnt3/p"
+change "chown root on n3's mount" "-rw------- root nogroup" denied chown root "$TESTDIR/mnt3/p"
 echo "longest delay: $max_ms ms (bound $NDFS_TEST_PERM_MS ms; resolution: $max_gap ms; starved measurements: $starved)"
 
 for i in 1 2 3; do
