@@ -21,6 +21,8 @@
  *     the membership meanwhile: the leader sends reconfig.finish {committed
  *     false} to every member (mounts resume on the old mapping), changes
  *     nothing, and the command fails naming the node and why.
+ * The run ends when every member that suspended answered finish (a silent
+ * member is told, not waited for), at most ack-timeout after finish went out.
  * A member that got prepare but no finish within 2 x ack-timeout resumes on
  * its own (the leader died): nothing was committed, or the change arrives
  * through the CCD and the driver replays as after a failover.
@@ -67,8 +69,9 @@ void ndfs_reconfig_set_master(struct ndfs_reconfig *r, struct ndfs_master *maste
 unsigned ndfs_reconfig_ack_timeout_ms(const struct ndfs_reconfig *r);
 
 /* Leader: runs the protocol around apply (which proposes the CCD change and
- * calls its done with the status once applied). cb runs once, never from
- * within this call unless ndfsd is stopping: status 0 and paused_ms, or
+ * calls its done with the status once applied). cb runs once, maybe before
+ * this returns (ndfsd stopping, a member that cannot be sent to): status 0
+ * and paused_ms, or
  * -errno with message (for people; NULL on success). apply is called at
  * most once, with every member suspended; it must call done exactly once,
  * even after cb ran with -ECANCELED (ndfsd stopping). Runs sharing a
