@@ -273,6 +273,32 @@ static void finish_ready(struct ndfs_ccd *ccd, int status)
     cb(ccd, status, ccd->ready_data);
 }
 
+static void nudge_followers(struct ndfs_ccd *ccd);
+
+static void nudge_cb(struct raft_barrier *req, int status)
+{
+    struct ndfs_ccd *ccd = req->data;
+    (void)status; /* nothing waits for it: a lost leadership ends it */
+    ccd->nudge_pending = false;
+    if (ccd->nudge_again && !ccd->closing) {
+        ccd->nudge_again = false;
+        nudge_followers(ccd);
+    }
+}
+
+static void nudge_followers(struct ndfs_ccd *ccd)
+{
+    if (ccd->net == NULL || ccd->closing || raft_state(&ccd->raft) != RAFT_LEADER)
+        return;
+    if (ccd->nudge_pending) {
+        ccd->nudge_again = true; /* its append may have left before this commit */
+        return;
+    }
+    ccd->nudge.data = ccd;
+    if (raft_barrier(&ccd->raft, &ccd->nudge, nudge_cb) == 0)
+        ccd->nudge_pending = true;
+}
+
 static void proposal_cb(struct raft_apply *req, int status, void *result)
 {
     struct proposal *p = req->data;
@@ -288,6 +314,8 @@ static void proposal_cb(struct raft_apply *req, int status, void *result)
      * yet the entry is applied: an answer given from here covers it */
     if (!ccd->closing && status == 0 && req->index > ccd->applied_floor)
         ccd->applied_floor = req->index;
+    if (!ccd->closing && status == 0)
+        nudge_followers(ccd);
     p->cb(ccd, rc, p->data);
     g_free(p);
 }

@@ -60,6 +60,13 @@ struct ndfs_ccd {
     char **addresses; /* ours, for the bootstrap row */
     bool join;
     bool barrier_pending;
+    /* Leader: an empty entry appended after each applied change, so the
+     * followers learn the new commit index at once (libraft sends it with
+     * the next append) instead of at the next heartbeat: a change is seen
+     * on every node within a round trip, not up to a heartbeat later. */
+    struct raft_barrier nudge;
+    bool nudge_pending;
+    bool nudge_again;
     uint64_t ready_target; /* follower: the leader's commit index to reach; 0: not known */
     uv_timer_t tick_timer; /* ready polling, then the leader's Raft reconfiguration */
     bool change_pending;   /* a raft_add/assign/remove/transfer is in flight */
