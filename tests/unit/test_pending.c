@@ -314,3 +314,67 @@ Test(pending, send_round_entry_removed_last_of_its_vdisk)
     g_free(v);
     pending_table_free(t);
 }
+
+/* A suspension as the driver runs it: the send rounds hold every entry of
+ * the suspended vdisk (the first one offered answers HOLD), the vdisk's
+ * sent entries drain as their answers come, and once resumed its held
+ * entries go in the order they were added, behind none of the others. */
+struct suspend_round {
+    struct pending_table *t;
+    uint64_t suspended; /* 0: none */
+    uint64_t seen[64];
+    size_t nseen;
+};
+
+static enum pending_step suspend_fn(struct pending_entry *e, void *data)
+{
+    struct suspend_round *r = data;
+    r->seen[r->nseen++] = e->id;
+    if (e->vdisk_id == r->suspended)
+        return PENDING_HOLD;
+    pending_table_set_sent(r->t, e, true);
+    return PENDING_SENT;
+}
+
+Test(pending, suspended_vdisk_held_drained_then_sent_in_order)
+{
+    struct pending_table *t = pending_table_new();
+    struct suspend_round r = {.t = t};
+    /* sent before the suspension: 1 (vdisk 1), 2 (vdisk 2) */
+    for (uint64_t id = 1; id <= 2; id++) {
+        struct pending_entry e = entry(id, id, NDFS_IO_WRITE, id * 4096);
+        cr_assert_eq(pending_table_add(t, &e, NULL), 0);
+    }
+    cr_assert_eq(pending_table_send_round(t, suspend_fn, &r), 2);
+    /* vdisk 1 suspended; new requests 3 (v1), 4 (v2), 5 (v1), 6 (v1) */
+    r.suspended = 1;
+    const uint64_t vdisks[] = {1, 2, 1, 1};
+    for (uint64_t id = 3; id <= 6; id++) {
+        struct pending_entry e = entry(id, vdisks[id - 3], NDFS_IO_WRITE, id * 4096);
+        cr_assert_eq(pending_table_add(t, &e, NULL), 0);
+    }
+    r.nseen = 0;
+    cr_assert_eq(pending_table_send_round(t, suspend_fn, &r), 1, "vdisk 2 goes on");
+    const uint64_t want[] = {3, 4};
+    cr_assert_eq(r.nseen, 2, "5 and 6 are not even offered");
+    cr_assert_arr_eq(r.seen, want, sizeof(want));
+    /* the drain: vdisk 1 has one sent entry until its answer comes */
+    cr_assert_eq(pending_table_count_sent_vdisk(t, 1), 1);
+    cr_assert_eq(pending_table_complete(t, 1, NULL), 0);
+    cr_assert_eq(pending_table_count_sent_vdisk(t, 1), 0, "drained: the ack may go");
+    cr_assert_eq(pending_table_count_vdisk(t, 1), 3, "the held ones stay");
+    /* a round while still suspended sends nothing of it */
+    r.nseen = 0;
+    cr_assert_eq(pending_table_send_round(t, suspend_fn, &r), 0);
+    cr_assert_eq(r.nseen, 1);
+    cr_assert_eq(r.seen[0], 3);
+    /* resumed: 3 5 6, in order */
+    r.suspended = 0;
+    r.nseen = 0;
+    cr_assert_eq(pending_table_send_round(t, suspend_fn, &r), 3);
+    const uint64_t want2[] = {3, 5, 6};
+    cr_assert_eq(r.nseen, 3);
+    cr_assert_arr_eq(r.seen, want2, sizeof(want2));
+    cr_assert_eq(pending_table_count_unsent(t), 0);
+    pending_table_free(t);
+}
