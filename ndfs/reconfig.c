@@ -331,6 +331,17 @@ static void run_start(struct run *run)
     reconfig__run_unref(run);
 }
 
+bool ndfs_reconfig_busy(struct ndfs_reconfig *r, uint64_t id)
+{
+    for (GList *l = r->runs; l != NULL; l = l->next) {
+        const struct run *run = l->data;
+        for (size_t i = 0; i < run->n_ids; i++)
+            if (run->ids[i] == id)
+                return true;
+    }
+    return false;
+}
+
 void ndfs_reconfig_run(struct ndfs_reconfig *r, const uint64_t *ids, size_t n_ids,
                        ndfs_reconfig_apply_fn apply, void *apply_data, ndfs_reconfig_cb cb,
                        void *data)

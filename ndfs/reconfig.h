@@ -83,6 +83,11 @@ void ndfs_reconfig_run(struct ndfs_reconfig *r, const uint64_t *ids, size_t n_id
                        ndfs_reconfig_apply_fn apply, void *apply_data, ndfs_reconfig_cb cb,
                        void *data);
 
+/* Is a run of vdisk id queued or under way? A command that finds nothing to
+ * change then runs anyway (queued behind it), so that commands on one vdisk
+ * take effect in the order they came. */
+bool ndfs_reconfig_busy(struct ndfs_reconfig *r, uint64_t id);
+
 /* Member side, from cluster.c's CONTROL channel dispatch and commands.c. */
 void ndfs_reconfig_handle_prepare(struct ndfs_reconfig *r, const char *peer, uint64_t id,
                                   GVariant *args);

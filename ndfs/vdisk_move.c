@@ -475,8 +475,10 @@ void cmd_vdisk_move(struct cmd_request *r)
                          !same_pair(v.secondary_node, v.secondary_path, snode, spath);
     bool primary_failed = pair_failed(&v, pnode, ppath);
     ndfs_vdisk_clear(&v);
-    if (unchanged) {
-        /* already so: nothing to suspend */
+    /* a change of it queued or under way: the mapping checks wait for it */
+    bool busy = s->reconfig != NULL && ndfs_reconfig_busy(s->reconfig, vdisk_id);
+    if (unchanged && !busy) {
+        /* already so, and no change of it waits: nothing to suspend */
         cmd_reply_remapped(s, r->c, r->id, name, 0);
         return;
     }
@@ -493,7 +495,7 @@ void cmd_vdisk_move(struct cmd_request *r)
                         pnode);
         return;
     }
-    if (primary_failed) {
+    if (primary_failed && !busy) {
         cmd_reply_error(r, -EBUSY,
                         "the path %s:%s of vdisk \"%s\" is marked failed (ndfsadm vdisk "
                         "restore-path %s %s)",

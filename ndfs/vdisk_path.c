@@ -18,6 +18,7 @@
 #include "control.h"
 #include "failover.h"
 #include "parse.h"
+#include "reconfig.h"
 
 /* An -ESTALE update means someone changed the row meanwhile: read it again. */
 #define UPDATE_ATTEMPTS 5
@@ -383,11 +384,13 @@ void cmd_vdisk_failback(struct cmd_request *r)
     rc = ndfs_vdisk_path_apply(&v, NDFS_PATH_FAILBACK, NULL, ndfs_vdisk_path_member,
                                r->s->membership, &changed, &reason);
     ndfs_vdisk_clear(&v);
-    if (rc < 0) {
+    /* a change of it queued or under way: decide after it, in turn */
+    bool busy = r->s->reconfig != NULL && ndfs_reconfig_busy(r->s->reconfig, vdisk_id);
+    if (rc < 0 && !busy) {
         ndfs_conn_reply(r->c, r->id, rc, reason, NULL);
         return;
     }
-    if (!changed) {
+    if (!changed && !busy) {
         cmd_reply_remapped(r->s, r->c, r->id, name, 0);
         return;
     }
