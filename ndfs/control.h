@@ -74,16 +74,30 @@
  * resume protocol, see reconfig.h):
  *   vdisk.move     {name s, primary s ("node:path"), secondary s?}
  *                                         -> vdisk + {paused-ms t}  live switchover:
- *                      the new primary masters the vdisk (on_secondary false, the
- *                      failed flags cleared for the new paths); secondary absent:
- *                      keeps the current one unless it is the new primary
+ *                      the new primary masters the vdisk (on_secondary false;
+ *                      failed flags stay with their path). Secondary absent: a new
+ *                      primary that is the current secondary swaps the two; one on
+ *                      the secondary's node with another path is refused until
+ *                      secondary is given; otherwise the secondary is kept.
+ *                      -EBUSY when the new primary's node is not a member or its
+ *                      path is marked failed. Nothing to change: paused-ms 0 at
+ *                      once, unless a change of the vdisk is queued or running:
+ *                      then it waits its turn (commands on one vdisk take effect
+ *                      in the order they reach the leader)
  *   vdisk.failback {name s}               -> vdisk + {paused-ms t}  (runs the protocol)
  *   node.drain     {name s}               -> {moved as (vdisk names), paused-ms t}:
- *                      every vdisk the node masters moves to its other path
- *                      (-EBUSY naming the vdisk when one has no usable other path)
- *   vdisk.suspended {txid t}              -> {}  a mount's ack of vdisk.suspend
+ *                      every vdisk the node masters moves to its other path, each
+ *                      in its own concurrent run (paused-ms: the longest); -EBUSY
+ *                      naming the vdisk, before anything moves, when one has no
+ *                      usable other path; a run that fails names its vdisk and
+ *                      "(moved meanwhile: ...)"
+ *   vdisk.suspended {txid t}              -> {}  a mount's ack of vdisk.suspend, on
+ *                      the watching connection
  * A protocol run that fails answers -ETIMEDOUT "node n2 did not answer within
- * 2000 ms: nothing changed" (or -EAGAIN "... failed meanwhile") and changes nothing.
+ * 2000 ms: nothing changed" ("nodes n2, n3" when several are late), or -EAGAIN
+ * "node n2 failed meanwhile (...): nothing changed", about one ack timeout after
+ * it started, and changes nothing. The mounts that must ack are the watchers
+ * connected when prepare arrives.
  *
  * Events (only after "watch"):
  *   vdisk.suspend {txid t, ids at} stop issuing new requests for these vdisk ids
