@@ -639,12 +639,8 @@ static void raft_closed(struct raft *r)
         finish_close(ccd);
 }
 
-void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data)
+static void close_raft(struct ndfs_ccd *ccd)
 {
-    g_return_if_fail(!ccd->closing);
-    ccd->closing = true;
-    ccd->closed_cb = cb;
-    ccd->closed_data = data;
     if (ccd->started) {
         uv_timer_stop(&ccd->retry_timer);
         uv_timer_stop(&ccd->tick_timer);
@@ -652,6 +648,64 @@ void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data)
     ccd_wait_cancel(ccd);
     /* pending proposals and the start barrier get their callbacks here */
     raft_close(&ccd->raft, raft_closed);
+}
+
+/* The hand-over ended (another voter leads) or took too long: close. */
+static void handover_over(struct ndfs_ccd *ccd, bool timed_out)
+{
+    if (!ccd->handing_over)
+        return;
+    ccd->handing_over = false;
+    if (timed_out)
+        g_message("no other voter took over the CCD's leadership within %u ms: stopping anyway",
+                  ccd->election_timeout_ms);
+    else if (raft_state(&ccd->raft) != RAFT_LEADER)
+        g_message("CCD leadership handed over before stopping");
+    close_raft(ccd);
+}
+
+static void handover_cb(struct raft_transfer *req)
+{
+    handover_over(req->data, false);
+}
+
+static void handover_timeout_cb(uv_timer_t *t)
+{
+    handover_over(t->data, true);
+}
+
+/* Another voter that could lead? */
+static bool has_other_voter(struct ndfs_ccd *ccd)
+{
+    for (unsigned i = 0; i < ccd->raft.configuration.n; i++) {
+        const struct raft_server *srv = &ccd->raft.configuration.servers[i];
+        if (srv->id != ccd->node_id && srv->role == RAFT_VOTER)
+            return true;
+    }
+    return false;
+}
+
+void ndfs_ccd_close(struct ndfs_ccd *ccd, ndfs_ccd_closed_cb cb, void *data)
+{
+    g_return_if_fail(!ccd->closing);
+    ccd->closing = true;
+    ccd->closed_cb = cb;
+    ccd->closed_data = data;
+    /* a leader that stops hands its leadership over first: the others do
+     * not wait an election timeout (and their leases) for a new one */
+    if (ccd->net != NULL && ccd->started && ccd->ready && raft_state(&ccd->raft) == RAFT_LEADER &&
+        has_other_voter(ccd)) {
+        uv_timer_stop(&ccd->tick_timer);
+        ccd->handover.data = ccd;
+        ccd->retry_timer.data = ccd;
+        if (raft_transfer(&ccd->raft, &ccd->handover, 0, handover_cb) == 0 &&
+            uv_timer_start(&ccd->retry_timer, handover_timeout_cb, ccd->election_timeout_ms, 0) ==
+                0) {
+            ccd->handing_over = true;
+            return;
+        }
+    }
+    close_raft(ccd);
 }
 
 bool ndfs_ccd_current(struct ndfs_ccd *ccd)

@@ -67,6 +67,11 @@ struct ndfs_ccd {
     struct raft_barrier nudge;
     bool nudge_pending;
     bool nudge_again;
+    /* Closing as the leader of a cluster: leadership is handed to another
+     * voter first (at most an election timeout), so the cluster has a
+     * leader at once rather than after an election. */
+    struct raft_transfer handover;
+    bool handing_over;
     uint64_t ready_target; /* follower: the leader's commit index to reach; 0: not known */
     uv_timer_t tick_timer; /* ready polling, then the leader's Raft reconfiguration */
     bool change_pending;   /* a raft_add/assign/remove/transfer is in flight */
