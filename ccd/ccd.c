@@ -249,6 +249,11 @@ int ndfs_ccd_open(uv_loop_t *loop, const struct ndfs_ccd_config *cfg, struct ndf
     ccd->raft.data = ccd;
     raft_set_election_timeout(&ccd->raft, ccd->election_timeout_ms);
     raft_set_heartbeat_timeout(&ccd->raft, ccd->heartbeat_timeout_ms);
+    /* a node that restarts, or comes back from a freeze or a partition,
+     * asks first whether it could win before it raises the term: it does
+     * not depose a leader the others still hear (which would cost every
+     * master its lease for an election) */
+    raft_set_pre_vote(&ccd->raft, true);
     if (ccd->net)
         ccd_bridge_set_commit_handlers(&ccd->transport, &ccd->raft, commit_reply_cb, ccd);
     raft_set_snapshot_threshold(&ccd->raft, ccd->snapshot_threshold);
