@@ -4,6 +4,7 @@
 #define G_LOG_DOMAIN "ndfs-fuse"
 
 #include <errno.h>
+#include <signal.h>
 #include <fuse_lowlevel.h>
 #include <glib.h>
 #include <limits.h>
@@ -377,6 +378,9 @@ out:
         fuse_session_unmount(se);
     if (signals)
         fuse_remove_signal_handlers(se);
+    /* libfuse put SIGPIPE back to its default: the driver's transport and
+     * the control link still write to sockets a peer may have closed */
+    signal(SIGPIPE, SIG_IGN);
     /* the driver answers what is left and uses the link: stop it first */
     control_link_set_callbacks(link, NULL, NULL);
     ndfs_driver_free(driver);
@@ -394,6 +398,8 @@ out:
 
 int main(int argc, char *argv[])
 {
+    /* as ndfsd: libuv writes with write(2); a closed peer is an error code */
+    signal(SIGPIPE, SIG_IGN);
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct mount_options o = {
         .allow_other = -1,
