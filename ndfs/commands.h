@@ -47,6 +47,17 @@ int cmd_check_mode(struct cmd_request *r, uint32_t mode);
 int cmd_check_account(struct cmd_request *r, const char *name, bool is_group);
 uint64_t cmd_now_ns(void);
 
+/* cmd_checks.c: placing a vdisk's disks. */
+/* Both pairs given and the same node and path. */
+bool cmd_same_node_path(const char *node_a, const char *path_a, const char *node_b,
+                        const char *path_b);
+/* 0, or -errno after answering r when node is not in the nodes table. */
+int cmd_check_node(struct cmd_request *r, const char *node);
+/* 0, or -EEXIST (-errno) after answering r when node:path backs a vdisk
+ * other than self (NULL: any), or one being created or moved there. */
+int cmd_check_path_free(struct cmd_request *r, const char *self, const char *node,
+                        const char *path);
+
 /* The changing commands (vdisk_change.c); the caller checked permission. */
 void cmd_vdisk_create(struct cmd_request *r);
 void cmd_vdisk_remove(struct cmd_request *r);

@@ -130,69 +130,6 @@ static const char *change_verb(enum change_kind kind)
     return "change";
 }
 
-/* -EINVAL after answering r when node is not in the nodes table. */
-static int check_node(struct cmd_request *r, const char *node)
-{
-    struct ndfs_node n = {0};
-    int rc = ndfs_ccd_node_get(r->s->ccd, node, &n);
-    if (rc == 0) {
-        ndfs_node_clear(&n);
-        return 0;
-    }
-    if (rc == -ENOENT) {
-        cmd_reply_error(r, -EINVAL, "node \"%s\" is not a member of the cluster", node);
-        return -EINVAL;
-    }
-    cmd_reply_error(r, rc, "cannot read node \"%s\": %s", node, ndfs_ccd_errmsg(r->s->ccd));
-    return rc;
-}
-
-struct path_use {
-    const char *node, *path;
-    char *used_by;
-};
-
-static bool same_pair(const char *node_a, const char *path_a, const char *node_b,
-                      const char *path_b)
-{
-    return node_a && node_b && path_a && path_b && strcmp(node_a, node_b) == 0 &&
-           strcmp(path_a, path_b) == 0;
-}
-
-static int path_use_cb(const struct ndfs_vdisk *v, void *data)
-{
-    struct path_use *u = data;
-    if (same_pair(v->primary_node, v->primary_path, u->node, u->path) ||
-        same_pair(v->secondary_node, v->secondary_path, u->node, u->path)) {
-        u->used_by = g_strdup(v->name);
-        return 1;
-    }
-    return 0;
-}
-
-/* -EEXIST after answering r when node:path backs another vdisk, or one
- * being created. */
-static int check_path_free(struct cmd_request *r, const char *node, const char *path)
-{
-    g_autofree char *pair = g_strdup_printf("%s:%s", node, path);
-    if (g_hash_table_contains(r->s->pending_paths, pair)) {
-        cmd_reply_error(r, -EEXIST, "%s is used by a vdisk being created", pair);
-        return -EEXIST;
-    }
-    struct path_use u = {.node = node, .path = path};
-    int rc = ndfs_ccd_vdisk_foreach(r->s->ccd, path_use_cb, &u);
-    if (rc == 1) {
-        cmd_reply_error(r, -EEXIST, "%s is already used by vdisk \"%s\"", pair, u.used_by);
-        g_free(u.used_by);
-        return -EEXIST;
-    }
-    if (rc < 0) {
-        cmd_reply_error(r, rc, "cannot read the vdisks: %s", ndfs_ccd_errmsg(r->s->ccd));
-        return rc;
-    }
-    return 0;
-}
-
 static void discard_answered(int status, const char *message, GVariant *result, void *data)
 {
     char *what = data;
@@ -232,9 +169,9 @@ static void create_undo(struct change *ch, int status)
     if (ch->created_path == NULL || status == -ECANCELED)
         return;
     struct ndfs_vdisk now = {0};
-    bool kept =
-        ndfs_ccd_vdisk_get(ch->s->ccd, ch->name, &now) == 0 &&
-        same_pair(now.primary_node, now.primary_path, ch->v.primary_node, ch->v.primary_path);
+    bool kept = ndfs_ccd_vdisk_get(ch->s->ccd, ch->name, &now) == 0 &&
+                cmd_same_node_path(now.primary_node, now.primary_path, ch->v.primary_node,
+                                   ch->v.primary_path);
     ndfs_vdisk_clear(&now);
     if (kept)
         return;
@@ -379,7 +316,7 @@ void cmd_vdisk_create(struct cmd_request *r)
             return;
         }
     }
-    if (check_node(r, pnode) < 0 || (snode != NULL && check_node(r, snode) < 0))
+    if (cmd_check_node(r, pnode) < 0 || (snode != NULL && cmd_check_node(r, snode) < 0))
         return;
     if (owner == NULL)
         owner = g_strdup("root");
@@ -399,8 +336,8 @@ void cmd_vdisk_create(struct cmd_request *r)
         cmd_reply_error(r, rc, "cannot read vdisk \"%s\": %s", name, ndfs_ccd_errmsg(s->ccd));
         return;
     }
-    if (check_path_free(r, pnode, ppath) < 0 ||
-        (snode != NULL && check_path_free(r, snode, spath) < 0))
+    if (cmd_check_path_free(r, NULL, pnode, ppath) < 0 ||
+        (snode != NULL && cmd_check_path_free(r, NULL, snode, spath) < 0))
         return;
 
     struct change *ch = change_new(r, CHANGE_CREATE, name);

@@ -154,75 +154,9 @@ void cmd_remap(struct ndfs_server *s, const char *name, uint64_t id, cmd_remap_f
 
 /* ---- shared checks ---- */
 
-static bool same_pair(const char *node_a, const char *path_a, const char *node_b,
-                      const char *path_b)
-{
-    return node_a && node_b && path_a && path_b && strcmp(node_a, node_b) == 0 &&
-           strcmp(path_a, path_b) == 0;
-}
-
 static bool node_member(struct ndfs_server *s, const char *node)
 {
     return ndfs_vdisk_path_member(node, s->membership);
-}
-
-/* -errno after answering r when node is not in the nodes table. */
-static int check_node(struct cmd_request *r, const char *node)
-{
-    struct ndfs_node n = {0};
-    int rc = ndfs_ccd_node_get(r->s->ccd, node, &n);
-    if (rc == 0) {
-        ndfs_node_clear(&n);
-        return 0;
-    }
-    if (rc == -ENOENT) {
-        cmd_reply_error(r, -EINVAL, "node \"%s\" is not a member of the cluster", node);
-        return -EINVAL;
-    }
-    cmd_reply_error(r, rc, "cannot read node \"%s\": %s", node, ndfs_ccd_errmsg(r->s->ccd));
-    return rc;
-}
-
-struct path_use {
-    const char *node, *path, *self;
-    char *used_by;
-};
-
-static int path_use_cb(const struct ndfs_vdisk *v, void *data)
-{
-    struct path_use *u = data;
-    if (strcmp(v->name, u->self) == 0)
-        return 0;
-    if (same_pair(v->primary_node, v->primary_path, u->node, u->path) ||
-        same_pair(v->secondary_node, v->secondary_path, u->node, u->path)) {
-        u->used_by = g_strdup(v->name);
-        return 1;
-    }
-    return 0;
-}
-
-/* -EEXIST after answering r when node:path backs another vdisk than self,
- * or one being created or moved there. */
-static int check_path_free(struct cmd_request *r, const char *self, const char *node,
-                           const char *path)
-{
-    g_autofree char *pair = g_strdup_printf("%s:%s", node, path);
-    if (g_hash_table_contains(r->s->pending_paths, pair)) {
-        cmd_reply_error(r, -EEXIST, "%s is used by a vdisk being created or moved", pair);
-        return -EEXIST;
-    }
-    struct path_use u = {.node = node, .path = path, .self = self};
-    int rc = ndfs_ccd_vdisk_foreach(r->s->ccd, path_use_cb, &u);
-    if (rc == 1) {
-        cmd_reply_error(r, -EEXIST, "%s is already used by vdisk \"%s\"", pair, u.used_by);
-        g_free(u.used_by);
-        return -EEXIST;
-    }
-    if (rc < 0) {
-        cmd_reply_error(r, rc, "cannot read the vdisks: %s", ndfs_ccd_errmsg(r->s->ccd));
-        return rc;
-    }
-    return 0;
 }
 
 /* The vdisk's row with paused-ms added, as vdisk.move and vdisk.failback
@@ -281,9 +215,9 @@ static void move_free(struct move *mv)
 /* Whether node:path is marked failed in v (false for a path v has not). */
 static bool pair_failed(const struct ndfs_vdisk *v, const char *node, const char *path)
 {
-    if (same_pair(v->primary_node, v->primary_path, node, path))
+    if (cmd_same_node_path(v->primary_node, v->primary_path, node, path))
         return v->primary_failed;
-    if (same_pair(v->secondary_node, v->secondary_path, node, path))
+    if (cmd_same_node_path(v->secondary_node, v->secondary_path, node, path))
         return v->secondary_failed;
     return false;
 }
@@ -301,11 +235,11 @@ static int move_fn(struct ndfs_vdisk *v, void *data, bool *changed, char **reaso
         return -EBUSY;
     }
     bool same = !v->on_secondary && !v->primary_failed &&
-                same_pair(v->primary_node, v->primary_path, mv->pnode, mv->ppath) &&
-                (mv->snode == NULL
-                     ? v->secondary_node == NULL
-                     : same_pair(v->secondary_node, v->secondary_path, mv->snode, mv->spath) &&
-                           v->secondary_failed == sf);
+                cmd_same_node_path(v->primary_node, v->primary_path, mv->pnode, mv->ppath) &&
+                (mv->snode == NULL ? v->secondary_node == NULL
+                                   : cmd_same_node_path(v->secondary_node, v->secondary_path,
+                                                        mv->snode, mv->spath) &&
+                                         v->secondary_failed == sf);
     *changed = !same;
     mv->changed = !same;
     if (same)
@@ -447,7 +381,7 @@ void cmd_vdisk_move(struct cmd_request *r)
         return;
     }
     if (snode == NULL && v.secondary_node != NULL) {
-        if (same_pair(v.secondary_node, v.secondary_path, pnode, ppath)) {
+        if (cmd_same_node_path(v.secondary_node, v.secondary_path, pnode, ppath)) {
             /* the secondary becomes the primary: the old primary its secondary */
             snode = g_strdup(v.primary_node);
             spath = g_strdup(v.primary_path);
@@ -463,16 +397,17 @@ void cmd_vdisk_move(struct cmd_request *r)
             spath = g_strdup(v.secondary_path);
         }
     }
-    bool unchanged = !v.on_secondary && !v.primary_failed &&
-                     same_pair(v.primary_node, v.primary_path, pnode, ppath) &&
-                     (snode == NULL ? v.secondary_node == NULL
-                                    : same_pair(v.secondary_node, v.secondary_path, snode, spath));
+    bool unchanged =
+        !v.on_secondary && !v.primary_failed &&
+        cmd_same_node_path(v.primary_node, v.primary_path, pnode, ppath) &&
+        (snode == NULL ? v.secondary_node == NULL
+                       : cmd_same_node_path(v.secondary_node, v.secondary_path, snode, spath));
     uint64_t vdisk_id = v.id, size = v.size;
-    bool new_primary = !same_pair(v.primary_node, v.primary_path, pnode, ppath) &&
-                       !same_pair(v.secondary_node, v.secondary_path, pnode, ppath);
+    bool new_primary = !cmd_same_node_path(v.primary_node, v.primary_path, pnode, ppath) &&
+                       !cmd_same_node_path(v.secondary_node, v.secondary_path, pnode, ppath);
     bool new_secondary = snode != NULL &&
-                         !same_pair(v.primary_node, v.primary_path, snode, spath) &&
-                         !same_pair(v.secondary_node, v.secondary_path, snode, spath);
+                         !cmd_same_node_path(v.primary_node, v.primary_path, snode, spath) &&
+                         !cmd_same_node_path(v.secondary_node, v.secondary_path, snode, spath);
     bool primary_failed = pair_failed(&v, pnode, ppath);
     ndfs_vdisk_clear(&v);
     /* a change of it queued or under way: the mapping checks wait for it */
@@ -488,7 +423,7 @@ void cmd_vdisk_move(struct cmd_request *r)
                         pnode);
         return;
     }
-    if (check_node(r, pnode) < 0 || (snode != NULL && check_node(r, snode) < 0))
+    if (cmd_check_node(r, pnode) < 0 || (snode != NULL && cmd_check_node(r, snode) < 0))
         return;
     if (!node_member(s, pnode)) {
         cmd_reply_error(r, -EBUSY, "node %s is not a member of the cluster (down or not reachable)",
@@ -502,8 +437,8 @@ void cmd_vdisk_move(struct cmd_request *r)
                         pnode, ppath, name, name, pnode);
         return;
     }
-    if ((new_primary && check_path_free(r, name, pnode, ppath) < 0) ||
-        (new_secondary && check_path_free(r, name, snode, spath) < 0))
+    if ((new_primary && cmd_check_path_free(r, name, pnode, ppath) < 0) ||
+        (new_secondary && cmd_check_path_free(r, name, snode, spath) < 0))
         return;
 
     struct move *mv = g_new0(struct move, 1);
@@ -689,7 +624,7 @@ void cmd_node_drain(struct cmd_request *r)
         cmd_reply_error(r, -EINVAL, "invalid node name \"%s\" ([a-z0-9-]{1,32})", node);
         return;
     }
-    if (check_node(r, node) < 0)
+    if (cmd_check_node(r, node) < 0)
         return;
     struct drain_scan sc = {.s = r->s, .node = node};
     sc.items = g_ptr_array_new_with_free_func(drain_item_free);
