@@ -266,22 +266,33 @@ static int cmd_node_list(struct adm *adm, int argc, char **argv)
     return print_node_list(adm, result);
 }
 
-static int cmd_node_remove(struct adm *adm, int argc, char **argv)
+/* The NAME argument of "node remove" and "node drain": a valid node name,
+ * and the request's {name s}. */
+static int node_name_arg(const char *cmd, int argc, char **argv, const char **name, GVariant **args)
 {
-    const char *cmd = "node remove";
     const char *const names[] = {"NAME", NULL};
-    const char *name = NULL;
-    int rc = adm_parse_args(cmd, argc, argv, NULL, names, &name);
+    int rc = adm_parse_args(cmd, argc, argv, NULL, names, name);
     if (rc != ADM_EXIT_OK)
         return rc;
-    if (!ndfs_node_name_valid(name))
-        return adm_usage_error("%s: invalid node name \"%s\": use 1 to 32 of a-z 0-9 -", cmd, name);
-
+    if (!ndfs_node_name_valid(*name))
+        return adm_usage_error("%s: invalid node name \"%s\": use 1 to 32 of a-z 0-9 -", cmd,
+                               *name);
     GVariantBuilder b;
     g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
-    g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(name));
+    g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(*name));
+    *args = g_variant_builder_end(&b);
+    return ADM_EXIT_OK;
+}
+
+static int cmd_node_remove(struct adm *adm, int argc, char **argv)
+{
+    const char *name = NULL;
+    GVariant *args = NULL;
+    int rc = node_name_arg("node remove", argc, argv, &name, &args);
+    if (rc != ADM_EXIT_OK)
+        return rc;
     g_autoptr(GVariant) result = NULL;
-    if ((rc = adm_call(adm, "node.remove", g_variant_builder_end(&b), &result)) != ADM_EXIT_OK)
+    if ((rc = adm_call(adm, "node.remove", args, &result)) != ADM_EXIT_OK)
         return rc;
     if (adm->json) {
         g_autoptr(JsonBuilder) jb = json_builder_new();
@@ -299,21 +310,15 @@ static int cmd_node_remove(struct adm *adm, int argc, char **argv)
 static int cmd_node_drain(struct adm *adm, int argc, char **argv)
 {
     const char *cmd = "node drain";
-    const char *const names[] = {"NAME", NULL};
     const char *name = NULL;
-    int rc = adm_parse_args(cmd, argc, argv, NULL, names, &name);
+    GVariant *args = NULL;
+    int rc = node_name_arg(cmd, argc, argv, &name, &args);
     if (rc != ADM_EXIT_OK)
         return rc;
-    if (!ndfs_node_name_valid(name))
-        return adm_usage_error("%s: invalid node name \"%s\": use 1 to 32 of a-z 0-9 -", cmd, name);
-
-    GVariantBuilder b;
-    g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
-    g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(name));
     g_autoptr(GVariant) result = NULL;
     g_autofree char *prefix = g_strdup_printf("%s %s", cmd, name);
     adm->error_prefix = prefix;
-    rc = adm_call(adm, "node.drain", g_variant_builder_end(&b), &result);
+    rc = adm_call(adm, "node.drain", args, &result);
     adm->error_prefix = NULL;
     if (rc != ADM_EXIT_OK)
         return rc;
