@@ -15,7 +15,7 @@
 #define VDISK_SECONDARY_FAILED 0x08u
 #define VDISK_FLAGS                                                                                \
     (VDISK_HAS_SECONDARY | VDISK_ON_SECONDARY | VDISK_PRIMARY_FAILED | VDISK_SECONDARY_FAILED)
-#define MAX_MEMBERS         64
+#define MAX_MEMBERS 64
 
 void ccd_put_u8(GByteArray *b, uint8_t v)
 {

@@ -67,8 +67,7 @@ const _Atomic uint64_t *ndfs_membership_lease_word(struct ndfs_membership *m);
 uint64_t ndfs_membership_epoch(struct ndfs_membership *m);
 /* cb runs on the loop thread when the published expiry moved: every
  * renewal, and when the lease is lost (expiry 0 or in the past). */
-typedef void (*ndfs_membership_lease_cb)(struct ndfs_membership *m, uint64_t expiry_ns,
-                                         void *data);
+typedef void (*ndfs_membership_lease_cb)(struct ndfs_membership *m, uint64_t expiry_ns, void *data);
 void ndfs_membership_set_lease_cb(struct ndfs_membership *m, ndfs_membership_lease_cb cb,
                                   void *data);
 /* Leader: the CLOCK_MONOTONIC ns after which node's lease has certainly

@@ -304,7 +304,7 @@ static void setup(void)
 {
     signal(SIGPIPE, SIG_IGN);
     cr_assert_eq(uv_loop_init(&C.loop), 0);
-    C.root = g_dir_make_tmp("ndfs-ccd-cluster-XXXXXX", NULL);
+    C.root = g_dir_make_tmp(NULL, NULL);
     cr_assert_not_null(C.root);
     for (size_t i = 0; i < sizeof C.key; i++)
         C.key[i] = (uint8_t)g_random_int();

@@ -184,7 +184,7 @@ static char *tmpdir;
 
 static void key_setup(void)
 {
-    tmpdir = g_dir_make_tmp("ndfs-key-XXXXXX", NULL);
+    tmpdir = g_dir_make_tmp(NULL, NULL);
     cr_assert_not_null(tmpdir);
 }
 

@@ -123,7 +123,7 @@ static void setup(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as ndfsd does */
     cr_assert_eq(uv_loop_init(&E.loop), 0);
-    E.dir = g_dir_make_tmp("ndfs-ccd-XXXXXX", NULL);
+    E.dir = g_dir_make_tmp(NULL, NULL);
     cr_assert_not_null(E.dir);
     E.events = g_array_new(FALSE, TRUE, sizeof(struct event));
     start_ccd(0, 0);
@@ -909,7 +909,7 @@ static void restart_setup(void)
      * that closed its end must be an error code, not the end of the process */
     signal(SIGPIPE, SIG_IGN);
     cr_assert_eq(uv_loop_init(&E.loop), 0);
-    E.dir = g_dir_make_tmp("ndfs-ccd-XXXXXX", NULL);
+    E.dir = g_dir_make_tmp(NULL, NULL);
     cr_assert_not_null(E.dir);
     E.events = g_array_new(FALSE, TRUE, sizeof(struct event));
     unsigned port = 20000 + (unsigned)getpid() % 20000;

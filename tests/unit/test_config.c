@@ -214,7 +214,7 @@ Test(config, syntax_error_names_the_file)
 Test(config, load_reads_a_file)
 {
     g_autoptr(GError) error = NULL;
-    g_autofree char *dir = g_dir_make_tmp("ndfs-config-XXXXXX", &error);
+    g_autofree char *dir = g_dir_make_tmp(NULL, &error);
     cr_assert_not_null(dir);
     g_autofree char *path = g_build_filename(dir, "ndfsd.conf", NULL);
     cr_assert(g_file_set_contents(path, full_example, -1, &error));
@@ -449,7 +449,7 @@ Test(config, fence_command)
                  LABEL ": [membership] fence-command: \"/\" is not an executable file");
 
     /* a regular file without execute permission */
-    g_autofree char *dir = g_dir_make_tmp("ndfs-config-XXXXXX", NULL);
+    g_autofree char *dir = g_dir_make_tmp(NULL, NULL);
     cr_assert_not_null(dir);
     g_autofree char *script = g_build_filename(dir, "fence", NULL);
     cr_assert(g_file_set_contents(script, "#!/bin/sh\nexit 0\n", -1, NULL));

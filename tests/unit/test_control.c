@@ -343,7 +343,7 @@ static void server_start(struct server *s, scenario_fn scenario)
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     g_autoptr(GError) error = NULL;
 
-    s->dir = g_dir_make_tmp("ndfs-control-XXXXXX", &error);
+    s->dir = g_dir_make_tmp(NULL, &error);
     cr_assert_not_null(s->dir);
     s->path = g_build_filename(s->dir, "ctl.sock", NULL);
     cr_assert_lt(strlen(s->path), sizeof(addr.sun_path));

@@ -587,7 +587,7 @@ static struct node_env NE;
 static void node_setup(void)
 {
     cr_assert_eq(uv_loop_init(&NE.loop), 0);
-    NE.dir = g_dir_make_tmp("ndfs-membership-XXXXXX", NULL);
+    NE.dir = g_dir_make_tmp(NULL, NULL);
     cr_assert_not_null(NE.dir);
     struct ndfs_ccd_config cfg = {.data_dir = NE.dir, .node_name = "n1"};
     g_autofree char *errmsg = NULL;
@@ -849,7 +849,7 @@ static void cluster_setup(void)
         struct cnode *n = &C.n[i];
         g_snprintf(n->name, sizeof n->name, "n%d", i + 1);
         g_snprintf(n->address, sizeof n->address, "127.0.%d.1:%u", 40 + i, port);
-        n->dir = g_dir_make_tmp("ndfs-membership-XXXXXX", NULL);
+        n->dir = g_dir_make_tmp(NULL, NULL);
         cr_assert_not_null(n->dir);
     }
     start_cnode(0, false, 0);
