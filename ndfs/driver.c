@@ -57,7 +57,7 @@ static void part_done(struct ndfs_driver *d, const struct pending_entry *e, int 
             r->status = status;
     } else if (r->op != NDFS_IO_FSYNC) {
         size_t at = (size_t)(e->offset - r->offset);
-        if (r->op == NDFS_IO_READ && status > 0 && r->data)
+        if (r->op == NDFS_IO_READ && status > 0 && r->data && data)
             memcpy((char *)r->data + at, data, (size_t)status);
         if ((uint32_t)status < e->length)
             r->done_upto = MIN(r->done_upto, at + (size_t)status);

@@ -586,7 +586,7 @@ static void ndfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     (void)ino;
     struct ndfs_fs *fs = fs_of(req);
     struct ndfs_handle *h = handle_of(fi);
-    uint64_t id, vsize;
+    uint64_t id = 0, vsize = 0;
     int rc = ndfs__fuse_route(fs, h, &id, &vsize);
     if (rc == 0) {
         ndfs__fuse_remote_read(req, fs, h, id, vsize, size, off);
@@ -672,7 +672,7 @@ static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *i
     (void)ino;
     struct ndfs_fs *fs = fs_of(req);
     struct ndfs_handle *h = handle_of(fi);
-    uint64_t id, vsize;
+    uint64_t id = 0, vsize = 0;
     size_t len = 0;
     int route = ndfs__fuse_route(fs, h, &id, &vsize);
     int rc = route < 0 ? route : write_length(h, vsize, fuse_buf_size(in), off, &len);
@@ -723,7 +723,7 @@ static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *i
 static void sync_common(fuse_req_t req, struct ndfs_handle *h, bool datasync, bool only_if_dirty)
 {
     struct ndfs_fs *fs = fs_of(req);
-    uint64_t id, vsize;
+    uint64_t id = 0, vsize = 0;
     int rc = ndfs__fuse_route(fs, h, &id, &vsize);
     if (rc == 0) {
         ndfs__fuse_remote_sync(req, fs, h, id, datasync, only_if_dirty);
@@ -794,7 +794,7 @@ static int fallocate_routed(struct ndfs_handle *h, int route, uint64_t vsize, in
 static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off_t off,
                         off_t length)
 {
-    uint64_t id, vsize;
+    uint64_t id = 0, vsize = 0;
     int route = ndfs__fuse_route(fs, h, &id, &vsize);
     if (route < 0)
         return route;
