@@ -1,5 +1,6 @@
-/* Connections: TCP listen/dial/accept, the authentication handshake, frame
- * reading and writing; UDP heartbeats. Peers and windows are transport.c's. */
+/* Connections: TCP dial/accept, the authentication handshake, frame
+ * reading and writing. Listeners and UDP heartbeats are listen.c's, peers
+ * and windows transport.c's. */
 #define G_LOG_DOMAIN "ndfs-transport"
 
 #include <arpa/inet.h>
@@ -29,7 +30,7 @@ int tp_parse_addr(const char *s, struct sockaddr_in *sa)
     return 0;
 }
 
-static void sa_to_str(const struct sockaddr_storage *ss, char *out, size_t len)
+void tp_sa_to_str(const struct sockaddr_storage *ss, char *out, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -506,14 +507,8 @@ void tp_conn_start_reading(struct tp_conn *c)
         tp_conn_close(c, rc, uv_strerror(rc));
 }
 
-static void on_accept(uv_stream_t *server, int status)
+void tp_conn_accept(struct ndfs_transport *t, uv_stream_t *server, int index)
 {
-    struct ndfs_transport *t = server->data;
-    int index = (int)((uv_tcp_t *)server - t->listen_tcp);
-    if (status < 0 || t->closing) {
-        g_warning("accept on %s: %s", t->listen_str[index], uv_strerror(status));
-        return;
-    }
     struct tp_conn *c = conn_new(t, false);
     c->listen_index = index;
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
@@ -525,7 +520,7 @@ static void on_accept(uv_stream_t *server, int status)
     struct sockaddr_storage ss;
     int len = sizeof ss;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-        sa_to_str(&ss, c->addr, sizeof c->addr);
+        tp_sa_to_str(&ss, c->addr, sizeof c->addr);
     else
         g_strlcpy(c->addr, "?", sizeof c->addr);
     conn_setup_socket(c);
@@ -562,7 +557,7 @@ int tp_conn_dial(struct ndfs_transport *t, struct tp_link *link, struct tp_probe
     c->probe = probe;
     int rc = 0;
     /* leave through our own address of this link, so traffic takes its path */
-    if (c->link < t->nlisten) {
+    if (c->link < t->nlisten && t->listen_str[c->link][0]) {
         struct sockaddr_in src = t->listen_sa[c->link];
         src.sin_port = 0;
         rc = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
@@ -577,97 +572,6 @@ int tp_conn_dial(struct ndfs_transport *t, struct tp_link *link, struct tp_probe
         c->peer = NULL;
         tp_conn_close(c, rc, NULL);
         return rc;
-    }
-    return 0;
-}
-
-static void udp_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    struct ndfs_transport *t = handle->data;
-    *buf = uv_buf_init((char *)t->udp_buf, sizeof t->udp_buf);
-}
-
-static void udp_recv(uv_udp_t *handle, ssize_t nread, const uv_buf_t *buf,
-                     const struct sockaddr *from, unsigned flags)
-{
-    struct ndfs_transport *t = handle->data;
-    if (nread <= 0 || !from || t->closing || t->frozen || (flags & UV_UDP_PARTIAL))
-        return;
-    struct ndfs_heartbeat hb;
-    int rc =
-        ndfs_heartbeat_decode(t->key, t->key_len, (const uint8_t *)buf->base, (size_t)nread, &hb);
-    if (rc < 0) {
-        char addr[TP_ADDR_MAX];
-        sa_to_str((const struct sockaddr_storage *)from, addr, sizeof addr);
-        tp_warn(t, addr, "heartbeat dropped: %s", rc == -EACCES ? "bad tag" : "malformed");
-        return;
-    }
-    struct tp_peer *p = tp_peer_find(t, hb.name);
-    if (!p || hb.link >= p->nlinks)
-        return;
-    struct tp_link *l = &p->links[hb.link];
-    if (l->cut)
-        return;
-    if (hb.incarnation == l->udp_incarnation && hb.counter <= l->udp_counter)
-        return; /* replayed */
-    l->udp_incarnation = hb.incarnation;
-    l->udp_counter = hb.counter;
-    l->last_udp = uv_now(t->loop);
-}
-
-void tp_heartbeat_send(struct ndfs_transport *t)
-{
-    GHashTableIter it;
-    gpointer v;
-    struct ndfs_heartbeat hb = {.incarnation = t->incarnation};
-    g_strlcpy(hb.name, t->name, sizeof hb.name);
-    g_hash_table_iter_init(&it, t->peers);
-    while (g_hash_table_iter_next(&it, NULL, &v)) {
-        struct tp_peer *p = v;
-        for (int i = 0; i < p->nlinks && i < t->nlisten; i++) {
-            struct tp_link *l = &p->links[i];
-            if (!l->has_remote || !t->udp_open[i] || l->blocked || l->cut)
-                continue;
-            uint8_t buf[NDFS_HEARTBEAT_MAX_LEN];
-            hb.link = (uint8_t)i;
-            hb.counter = ++t->hb_counter;
-            size_t n = ndfs_heartbeat_encode(t->key, t->key_len, &hb, buf);
-            uv_buf_t b = uv_buf_init((char *)buf, (unsigned)n);
-            /* lossy by nature: a full socket buffer just skips one beat */
-            (void)uv_udp_try_send(&t->listen_udp[i], &b, 1, (const struct sockaddr *)&l->remote_sa);
-        }
-    }
-}
-
-int tp_listen_start(struct ndfs_transport *t, char **errmsg)
-{
-    for (int i = 0; i < t->nlisten; i++) {
-        const struct sockaddr *sa = (const struct sockaddr *)&t->listen_sa[i];
-        uv_tcp_init(t->loop, &t->listen_tcp[i]);
-        t->listen_tcp[i].data = t;
-        t->tcp_open[i] = true;
-        t->handles++;
-        int rc = uv_tcp_bind(&t->listen_tcp[i], sa, 0);
-        if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&t->listen_tcp[i], 128, on_accept);
-        if (rc < 0) {
-            *errmsg =
-                g_strdup_printf("cannot listen on %s (TCP): %s", t->listen_str[i], uv_strerror(rc));
-            return rc;
-        }
-        uv_udp_init(t->loop, &t->listen_udp[i]);
-        t->listen_udp[i].data = t;
-        t->udp_open[i] = true;
-        t->handles++;
-        rc = uv_udp_bind(&t->listen_udp[i], sa, 0);
-        if (rc == 0)
-            rc = uv_udp_recv_start(&t->listen_udp[i], udp_alloc, udp_recv);
-        if (rc < 0) {
-            *errmsg =
-                g_strdup_printf("cannot listen on %s (UDP): %s", t->listen_str[i], uv_strerror(rc));
-            return rc;
-        }
     }
     return 0;
 }

@@ -138,7 +138,7 @@ void tp_link_dial(struct tp_link *l)
     struct tp_peer *p = l->peer;
     struct ndfs_transport *t = p->t;
     if (t->closing || p->removed || !p->configured || !l->has_remote || l->conn || l->dialing ||
-        l->blocked || l->cut || l->index >= p->nlinks)
+        l->blocked || l->cut || l->index >= p->nlinks || !tp_link_local_ok(l))
         return;
     int rc = tp_conn_dial(t, l, NULL, &l->remote_sa, l->remote);
     if (rc < 0) {
@@ -581,12 +581,7 @@ void ndfs_transport_close(struct ndfs_transport *t, void (*cb)(void *data), void
         g_hash_table_iter_steal(&hi);
         peer_destroy(v);
     }
-    for (int i = 0; i < t->nlisten; i++) {
-        if (t->tcp_open[i])
-            uv_close((uv_handle_t *)&t->listen_tcp[i], tp_handle_closed);
-        if (t->udp_open[i])
-            uv_close((uv_handle_t *)&t->listen_udp[i], tp_handle_closed);
-    }
+    tp_listen_close_all(t);
     uv_close((uv_handle_t *)&t->tick, tp_handle_closed);
 }
 
@@ -601,12 +596,17 @@ int ndfs_transport_peer_set(struct ndfs_transport *t, const char *name,
     if (!ndfs_auth_name_valid(name) || strcmp(name, t->name) == 0 || !addresses)
         return -EINVAL;
     struct sockaddr_in sa[NDFS_TRANSPORT_MAX_LINKS];
-    int n = 0;
-    for (; addresses[n]; n++)
-        if (n >= NDFS_TRANSPORT_MAX_LINKS || strlen(addresses[n]) >= TP_ADDR_MAX ||
-            tp_parse_addr(addresses[n], &sa[n]) < 0)
+    int n = 0, any = 0;
+    for (; addresses[n]; n++) {
+        if (n >= NDFS_TRANSPORT_MAX_LINKS)
             return -EINVAL;
-    if (n == 0)
+        if (!addresses[n][0])
+            continue; /* no link with this index */
+        if (strlen(addresses[n]) >= TP_ADDR_MAX || tp_parse_addr(addresses[n], &sa[n]) < 0)
+            return -EINVAL;
+        any++;
+    }
+    if (any == 0)
         return -EINVAL;
     struct tp_peer *p = tp_peer_find(t, name);
     if (!p)
@@ -614,18 +614,20 @@ int ndfs_transport_peer_set(struct ndfs_transport *t, const char *name,
     p->configured = true;
     for (int i = 0; i < NDFS_TRANSPORT_MAX_LINKS; i++) {
         struct tp_link *l = &p->links[i];
-        if (i < n && l->has_remote && strcmp(l->remote, addresses[i]) == 0)
+        bool has = i < n && addresses[i][0];
+        if (has && l->has_remote && strcmp(l->remote, addresses[i]) == 0)
             continue;
-        /* a new or changed address: a connection we opened went elsewhere */
+        /* a new, changed or removed address: a connection we opened went
+         * elsewhere, and a removed link keeps none */
         if (l->dialing)
             tp_conn_close(l->dialing, -ECONNABORTED, NULL);
-        if (l->conn && (l->conn->outgoing || i >= n))
+        if (l->conn && (l->conn->outgoing || !has))
             tp_conn_close(l->conn, -ECONNABORTED, NULL);
         if (p->removed || t->closing)
             return 0;
         uv_timer_stop(&l->retry);
         l->backoff_ms = TP_BACKOFF_MIN_MS;
-        if (i < n)
+        if (has)
             set_link_remote(l, addresses[i], &sa[i]);
         else
             set_link_remote(l, "", NULL);

@@ -116,6 +116,17 @@ struct tp_probe {
     char address[TP_ADDR_MAX];
 };
 
+/* The TCP and UDP sockets bound to our address of one link. Freed when
+ * both handles are closed (a link's address can change at runtime while
+ * the old sockets are still closing). */
+struct tp_listener {
+    struct ndfs_transport *t;
+    int index;
+    uv_tcp_t tcp;
+    uv_udp_t udp;
+    int handles; /* initialised, not yet closed */
+};
+
 struct tp_channel {
     ndfs_transport_recv_cb cb;
     void *data;
@@ -131,12 +142,13 @@ struct ndfs_transport {
     unsigned hb_ms, fail_ms;
     size_t max_message, stripe_size, max_queued;
     uint64_t incarnation;
+    /* Our end of each link: listen_str[i] ("" for none: a link that was
+     * removed, or never had an address here); nlisten is 1 + the highest
+     * index with an address (0: an endpoint that only connects out). */
     int nlisten;
     char listen_str[NDFS_TRANSPORT_MAX_LINKS][TP_ADDR_MAX];
     struct sockaddr_in listen_sa[NDFS_TRANSPORT_MAX_LINKS];
-    uv_tcp_t listen_tcp[NDFS_TRANSPORT_MAX_LINKS];
-    uv_udp_t listen_udp[NDFS_TRANSPORT_MAX_LINKS];
-    bool tcp_open[NDFS_TRANSPORT_MAX_LINKS], udp_open[NDFS_TRANSPORT_MAX_LINKS];
+    struct tp_listener *listeners[NDFS_TRANSPORT_MAX_LINKS]; /* bound (after start) */
     bool started;
     bool frozen;       /* test hook: reads nothing, sends no heartbeat */
     GHashTable *peers; /* name -> struct tp_peer * */
@@ -158,7 +170,9 @@ struct ndfs_transport {
 /* link.c */
 /* "a.b.c.d:port" -> sa; 0 or -EINVAL. */
 int tp_parse_addr(const char *s, struct sockaddr_in *sa);
-int tp_listen_start(struct ndfs_transport *t, char **errmsg);
+void tp_sa_to_str(const struct sockaddr_storage *ss, char *out, size_t len);
+/* A connection came to listener index. */
+void tp_conn_accept(struct ndfs_transport *t, uv_stream_t *server, int index);
 /* Dials link (to its peer's address) or, with probe, address; 0 or -errno. */
 int tp_conn_dial(struct ndfs_transport *t, struct tp_link *link, struct tp_probe *probe,
                  const struct sockaddr_in *sa, const char *addr);
@@ -169,7 +183,6 @@ void tp_conn_close(struct tp_conn *c, int status, const char *reason);
  * (NULL or a message holding them) guarantees. 0 or -errno (then c closes). */
 int tp_conn_write(struct tp_conn *c, struct ndfs_frame_header *h, uint32_t payload_crc,
                   const uint8_t *control, const uint8_t *data, struct ndfs_tx_msg *ref);
-void tp_heartbeat_send(struct ndfs_transport *t);
 void tp_conn_start_reading(struct tp_conn *c);
 void tp_warn(struct ndfs_transport *t, const char *addr, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 /* The same, one line per peer name per interval. */
@@ -196,6 +209,16 @@ void tp_emit(struct ndfs_transport *t, const char *peer, enum ndfs_transport_eve
 void tp_probe_done(struct tp_probe *probe, int status, const char *peer);
 /* Dials link if it is configured, has an address and no connection. */
 void tp_link_dial(struct tp_link *l);
+
+/* listen.c */
+/* Binds every address of listen_str (at start). */
+int tp_listen_start(struct ndfs_transport *t, char **errmsg);
+/* Closes every listener (transport closing). */
+void tp_listen_close_all(struct ndfs_transport *t);
+void tp_heartbeat_send(struct ndfs_transport *t);
+/* May we dial link l: an endpoint with listen addresses dials only the
+ * links it has an address for (it leaves through that address). */
+bool tp_link_local_ok(const struct tp_link *l);
 
 /* rto.c */
 /* The link's retransmission timeout: max(4 x srtt, 2 x heartbeat,

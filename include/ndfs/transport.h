@@ -66,15 +66,28 @@ int ndfs_transport_new(uv_loop_t *loop, const struct ndfs_transport_config *cfg,
 /* Binds TCP and UDP on every listen address. -EADDRINUSE etc. with errmsg
  * naming the address. */
 int ndfs_transport_start(struct ndfs_transport *t, char **errmsg);
+/* Changes our addresses while running (ndfsadm link add / remove):
+ * listen[i] is our end of link i, "" for none (the link is gone here; the
+ * others keep their index), NULL-terminated. The new addresses are bound
+ * first: if one cannot be, nothing changes and errmsg names it. Then the
+ * sockets and connections of the addresses removed or changed close, and
+ * links over new addresses are dialled. An endpoint with addresses keeps
+ * at least one. Before ndfs_transport_start it only records them. */
+int ndfs_transport_listen_set(struct ndfs_transport *t, const char *const *listen, char **errmsg);
+/* Could this process listen on address (TCP and UDP)? 0, or -errno with
+ * errmsg naming the address and the reason. Nothing stays bound. */
+int ndfs_transport_listen_check(const char *address, char **errmsg);
 /* Closes every connection and socket; frees t; cb (may be NULL) runs when
  * every handle is closed. Queued messages are dropped. */
 void ndfs_transport_close(struct ndfs_transport *t, void (*cb)(void *data), void *data);
 const char *ndfs_transport_name(const struct ndfs_transport *t);
 
 /* Adds or updates a configured peer: addresses[i] ("IPv4:port") is the
- * peer's end of link i (NULL-terminated, at most NDFS_TRANSPORT_MAX_LINKS).
- * Links are (our listen[i], addresses[i]); an endpoint without listen
- * addresses connects to each of them. The transport keeps every link of a
+ * peer's end of link i (NULL-terminated, at most NDFS_TRANSPORT_MAX_LINKS;
+ * "" for a link index the peer has no address for, at least one not "").
+ * Links are (our listen[i], addresses[i]): an endpoint with listen
+ * addresses dials only links it has an address for; one without connects
+ * to each of them. The transport keeps every link of a
  * configured peer connected (reconnecting with backoff). */
 int ndfs_transport_peer_set(struct ndfs_transport *t, const char *name,
                             const char *const *addresses);
