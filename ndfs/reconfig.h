@@ -83,6 +83,15 @@ void ndfs_reconfig_run(struct ndfs_reconfig *r, const uint64_t *ids, size_t n_id
                        ndfs_reconfig_apply_fn apply, void *apply_data, ndfs_reconfig_cb cb,
                        void *data);
 
+/* Runs a change of CCD table `table` as its format row says
+ * (ndfs_ccd_table_format): with NDFS_CCD_SYNC_SUSPEND, as
+ * ndfs_reconfig_run for ids (on the leader; r NULL: apply at once); with
+ * NDFS_CCD_SYNC_NONE, apply at once. Either way cb runs once with the
+ * status, the message and paused_ms (0 when nothing was suspended). */
+void ndfs_reconfig_change(struct ndfs_reconfig *r, enum ndfs_ccd_table table, const uint64_t *ids,
+                          size_t n_ids, ndfs_reconfig_apply_fn apply, void *apply_data,
+                          ndfs_reconfig_cb cb, void *data);
+
 /* Is a run of vdisk id queued or under way? A command that finds nothing to
  * change then runs anyway (queued behind it), so that commands on one vdisk
  * take effect in the order they came. */

@@ -90,6 +90,30 @@ enum ndfs_ccd_table {
     NDFS_CCD_META,
 };
 
+/* Each table's format row (the patent's): what it holds and the
+ * synchronisation action a change to it needs before it is committed.
+ * SUSPEND: the change runs under the reconfiguration protocol (every
+ * member suspends and drains I/O of the vdisks concerned, then the change
+ * is committed, then they resume: ndfsd's reconfig.h); NONE: it is
+ * committed at once. vdisks: every row change (create, remove, resize,
+ * move, chmod, chown) suspends the vdisk concerned; links: a change of a
+ * node's link addresses (kept in its nodes row, ndfs_node.addresses)
+ * suspends the vdisks that node masters; nodes, membership and meta
+ * changes need none. The one exception is the takeover of a vdisk whose
+ * master failed (issue 5): its requests cannot drain, they are replayed. */
+enum ndfs_ccd_sync {
+    NDFS_CCD_SYNC_NONE = 0,
+    NDFS_CCD_SYNC_SUSPEND = 1,
+};
+struct ndfs_ccd_format {
+    enum ndfs_ccd_table table;
+    const char *name;        /* the LMDB sub-database ("vdisks") */
+    uint8_t row_version;     /* the version its rows are written with */
+    enum ndfs_ccd_sync sync; /* what a change to it needs */
+};
+/* The format row of table; NULL for a value that names no table. */
+const struct ndfs_ccd_format *ndfs_ccd_table_format(enum ndfs_ccd_table table);
+
 struct ndfs_ccd;
 struct ndfs_transport;
 
