@@ -164,6 +164,7 @@ enum ccd_op {
     CCD_OP_NODE_ADD = 6,
     CCD_OP_NODE_REMOVE = 7,
     CCD_OP_MEMBERSHIP_SET = 8,
+    CCD_OP_NODE_LINK = 9, /* u8 add, node name, address */
 };
 
 /* A log entry holding len bytes of data, zero-padded to a multiple of 8
@@ -179,6 +180,9 @@ int ccd_cmd_node_put(const struct ndfs_node *n, struct raft_buffer *out);
 int ccd_cmd_node_add(const struct ndfs_node *n, struct raft_buffer *out);
 int ccd_cmd_node_remove(const char *name, struct raft_buffer *out);
 int ccd_cmd_membership_set(const char *const *members, struct raft_buffer *out);
+/* Adds or removes one link address of a node; the FSM's result is the
+ * link's index (>= 0) or -errno (see ndfs_ccd_node_link). */
+int ccd_cmd_node_link(const char *name, const char *address, bool add, struct raft_buffer *out);
 
 /* Proposes an arbitrary log entry (copied); for tests of the FSM's decoder. */
 int ccd_propose_raw(struct ndfs_ccd *ccd, const void *entry, size_t len, ndfs_ccd_done_cb cb,
@@ -213,6 +217,8 @@ int ccd_bridge_query_commit(struct raft_uv_transport *rt, const char *peer);
  * transport's use by the CCD. */
 int ccd_bridge_peer_set(struct ndfs_transport *t, const char *name, const char *const *addresses);
 int ccd_bridge_peer_remove(struct ndfs_transport *t, const char *name);
+/* ndfs_transport_listen_set: this node's own link addresses. */
+int ccd_bridge_listen_set(struct ndfs_transport *t, const char *const *addresses, char **errmsg);
 /* Closes every stream to peer (it restarted or is down). */
 void ccd_bridge_peer_lost(struct raft_uv_transport *rt, const char *peer);
 void ccd_bridge_set_commit_handlers(struct raft_uv_transport *rt, struct raft *raft,

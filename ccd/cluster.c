@@ -123,10 +123,32 @@ static int set_peer_row(const struct ndfs_node *n, void *data)
     return 0;
 }
 
+/* This node listens on the addresses its row holds: the row is the
+ * cluster's record (ndfsadm link add / remove change it), config listen
+ * only its start. */
+static void own_listen_sync(struct ndfs_ccd *ccd)
+{
+    struct ndfs_node n;
+    if (ndfs_ccd_node_get(ccd, ccd->node_name, &n) != 0)
+        return;
+    if (n.addresses && n.addresses[0]) {
+        g_autofree char *errmsg = NULL;
+        int rc = ccd_bridge_listen_set(ccd->net, (const char *const *)n.addresses, &errmsg);
+        if (rc < 0) {
+            g_autofree char *joined = g_strjoinv(";", n.addresses);
+            g_warning("cannot listen on this node's link addresses %s: %s", joined,
+                      errmsg ? errmsg : g_strerror(-rc));
+        }
+    }
+    ndfs_node_clear(&n);
+}
+
 void ccd_nodes_changed(struct ndfs_ccd *ccd, const char *name, bool removed)
 {
     if (ccd->net == NULL)
         return;
+    if (ccd->ready && !removed && (name == NULL || strcmp(name, ccd->node_name) == 0))
+        own_listen_sync(ccd);
     if (name == NULL) {
         ndfs_ccd_node_foreach(ccd, set_peer_row, ccd);
     } else if (removed) {
@@ -346,6 +368,19 @@ int ndfs_ccd_node_remove(struct ndfs_ccd *ccd, const char *name, ndfs_ccd_done_c
     int rc = ccd_cmd_node_remove(name, &buf);
     if (rc != 0) {
         ccd_set_errmsg(ccd, "invalid node name \"%s\"", name ? name : "");
+        return rc;
+    }
+    return ccd_propose(ccd, buf, cb, data);
+}
+
+int ndfs_ccd_node_link(struct ndfs_ccd *ccd, const char *name, const char *address, bool add,
+                       ndfs_ccd_done_cb cb, void *data)
+{
+    struct raft_buffer buf;
+    int rc = ccd_cmd_node_link(name, address, add, &buf);
+    if (rc != 0) {
+        ccd_set_errmsg(ccd, "invalid node name \"%s\" or address \"%s\"", name ? name : "",
+                       address ? address : "");
         return rc;
     }
     return ccd_propose(ccd, buf, cb, data);

@@ -126,6 +126,17 @@ int ccd_cmd_node_remove(const char *name, struct raft_buffer *out)
     return finish_cmd(b, out);
 }
 
+int ccd_cmd_node_link(const char *name, const char *address, bool add, struct raft_buffer *out)
+{
+    if (!ccd_valid_node_name(name) || !address || !*address || !ccd_valid_address(address))
+        return -EINVAL;
+    GByteArray *b = start_cmd(CCD_OP_NODE_LINK);
+    ccd_put_u8(b, add ? 1 : 0);
+    ccd_put_str(b, name);
+    ccd_put_str(b, address);
+    return finish_cmd(b, out);
+}
+
 int ccd_cmd_membership_set(const char *const *members, struct raft_buffer *out)
 {
     g_autofree uint8_t *row = NULL;
@@ -557,6 +568,92 @@ static int apply_membership_set(struct apply_ctx *a, struct ccd_reader *r)
     return rc;
 }
 
+struct address_user {
+    const char *address;
+    const char *node; /* the node that has it, NULL: none */
+    char *owner;      /* g_malloc'd copy of its name */
+};
+
+static int find_address_user(struct apply_ctx *a, struct ndfs_node *n, void *ctx)
+{
+    (void)a;
+    struct address_user *u = ctx;
+    for (char **ad = n->addresses; ad && *ad; ad++)
+        if (strcmp(*ad, u->address) == 0) {
+            u->owner = g_strdup(n->name);
+            return 1;
+        }
+    return 0;
+}
+
+/* A link address added to a node takes the first index without one, or a
+ * new index; a removed one leaves its index empty (""), so the node's
+ * other links keep theirs; trailing empty indexes are dropped. */
+static int apply_node_link(struct apply_ctx *a, struct ccd_reader *r)
+{
+    uint8_t add = 0;
+    g_autofree char *name = NULL, *address = NULL;
+    if (!ccd_get_u8(r, &add) || add > 1 || !ccd_get_str(r, &name) || !ccd_get_str(r, &address) ||
+        !cmd_done(r) || !ccd_valid_node_name(name) || !*address || !ccd_valid_address(address))
+        return -EBADMSG;
+    MDB_val val;
+    int rc = ccd_txn_get(a->txn, a->s->dbi[NDFS_CCD_NODES], name, &val);
+    if (rc != 0)
+        return rc;
+    struct ndfs_node n;
+    if (ndfs_node_decode(val.mv_data, val.mv_size, &n) != 0)
+        return -EBADMSG;
+    guint count = n.addresses ? g_strv_length(n.addresses) : 0;
+    int index = -1, used = 0;
+    for (guint i = 0; i < count; i++) {
+        if (*n.addresses[i])
+            used++;
+        if (strcmp(n.addresses[i], address) == 0)
+            index = (int)i;
+    }
+    if (add) {
+        struct address_user u = {.address = address};
+        if (index >= 0) {
+            rc = -EEXIST;
+        } else if ((rc = foreach_node(a, find_address_user, &u)) > 0) {
+            rc = -EADDRINUSE;
+        } else if (rc == 0) {
+            for (guint i = 0; i < count && index < 0; i++)
+                if (!*n.addresses[i])
+                    index = (int)i;
+            if (index < 0 && count >= NDFS_NODE_ADDRESSES_MAX) {
+                rc = -ENOSPC;
+            } else if (index < 0) {
+                n.addresses = g_renew(char *, n.addresses, count + 2);
+                n.addresses[count] = NULL;
+                n.addresses[count + 1] = NULL;
+                index = (int)count;
+            }
+        }
+        g_free(u.owner);
+        if (rc == 0) {
+            g_free(n.addresses[index]);
+            n.addresses[index] = g_strdup(address);
+        }
+    } else if (index < 0) {
+        rc = -ENOENT;
+    } else if (used <= 1) {
+        rc = -EINVAL; /* a node without addresses would be cut off */
+    } else {
+        n.addresses[index][0] = '\0';
+        for (guint i = count; i > 0 && !*n.addresses[i - 1]; i--) {
+            g_free(n.addresses[i - 1]);
+            n.addresses[i - 1] = NULL;
+        }
+    }
+    if (rc == 0)
+        rc = put_node(a, &n);
+    if (rc == 0)
+        a->value = index;
+    ndfs_node_clear(&n);
+    return rc;
+}
+
 static int apply_command(struct apply_ctx *a, const struct raft_buffer *buf)
 {
     struct ccd_reader r;
@@ -583,6 +680,8 @@ static int apply_command(struct apply_ctx *a, const struct raft_buffer *buf)
         return apply_node_remove(a, &r);
     case CCD_OP_MEMBERSHIP_SET:
         return apply_membership_set(a, &r);
+    case CCD_OP_NODE_LINK:
+        return apply_node_link(a, &r);
     default:
         return -EBADMSG;
     }

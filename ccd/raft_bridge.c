@@ -516,3 +516,8 @@ int ccd_bridge_peer_remove(struct ndfs_transport *t, const char *name)
 {
     return ndfs_transport_peer_remove(t, name);
 }
+
+int ccd_bridge_listen_set(struct ndfs_transport *t, const char *const *addresses, char **errmsg)
+{
+    return ndfs_transport_listen_set(t, addresses, errmsg);
+}

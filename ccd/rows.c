@@ -252,10 +252,17 @@ bool ccd_node_valid(const struct ndfs_node *n)
     guint count = n->addresses ? g_strv_length(n->addresses) : 0;
     if (count > NDFS_NODE_ADDRESSES_MAX)
         return false;
-    for (guint i = 0; i < count; i++)
-        if (*n->addresses[i] == '\0' || !ccd_valid_address(n->addresses[i]))
+    /* "": an index without a link (removed); never the last, and a node
+     * with addresses keeps at least one */
+    guint used = 0;
+    for (guint i = 0; i < count; i++) {
+        if (*n->addresses[i] == '\0')
+            continue;
+        if (!ccd_valid_address(n->addresses[i]))
             return false;
-    return true;
+        used++;
+    }
+    return count == 0 || (used > 0 && *n->addresses[count - 1] != '\0');
 }
 
 static void finish(GByteArray *b, uint8_t **buf, size_t *len)

@@ -251,6 +251,17 @@ int ndfs_ccd_node_add(struct ndfs_ccd *ccd, const struct ndfs_node *n, ndfs_ccd_
  * in its place if it was a voter. The leader removes the server from Raft in
  * the background (handing leadership over first if it is itself). */
 int ndfs_ccd_node_remove(struct ndfs_ccd *ccd, const char *name, ndfs_ccd_done_cb cb, void *data);
+/* Adds address ("IPv4:port") as a link address of node name, at the first
+ * index without one (or a new index), or removes it, leaving its index
+ * empty ("") so that the node's other links keep theirs (ndfsadm link add /
+ * remove). cb's status: the link's index (>= 0), or -ENOENT (no such node;
+ * removing: not one of its addresses), -EEXIST (it has it), -EADDRINUSE
+ * (another node has it), -ENOSPC (NDFS_NODE_ADDRESSES_MAX in use), -EINVAL
+ * (its last address). The peers of every node follow the row (see
+ * ndfs_ccd_config.transport), and the node itself listens on what its row
+ * says once it applied it. */
+int ndfs_ccd_node_link(struct ndfs_ccd *ccd, const char *name, const char *address, bool add,
+                       ndfs_ccd_done_cb cb, void *data);
 /* Commits {epoch + 1, members} (NULL-terminated node names); a no-op that
  * keeps the epoch when members are the same, in the same order. */
 int ndfs_ccd_membership_set(struct ndfs_ccd *ccd, const char *const *members, ndfs_ccd_done_cb cb,

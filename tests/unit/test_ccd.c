@@ -700,6 +700,69 @@ Test(ccd, node_remove_refuses_a_vdisk_node_and_the_last_voter)
     cr_assert_eq(ndfs_ccd_node_remove(E.ccd, "Bad Name", done_cb, NULL), -EINVAL);
 }
 
+static int node_link(const char *name, const char *address, bool add)
+{
+    struct wait w = {0};
+    int rc = ndfs_ccd_node_link(E.ccd, name, address, add, done_cb, &w);
+    if (rc != 0)
+        return rc;
+    run_until(&w.done);
+    return w.status;
+}
+
+/* n2's addresses joined with ';' ("" entries show as empty fields). */
+static char *addresses_of(const char *name)
+{
+    struct ndfs_node n;
+    cr_assert_eq(ndfs_ccd_node_get(E.ccd, name, &n), 0);
+    char *joined = g_strjoinv(";", n.addresses);
+    ndfs_node_clear(&n);
+    return joined;
+}
+
+Test(ccd, node_link_adds_into_free_indexes_and_removes_keeping_the_others)
+{
+    uint64_t id;
+    cr_assert_eq(add_node("n2", NDFS_NODE_VOTER, &id), 0);
+    cr_assert_eq(add_node("n3", NDFS_NODE_VOTER, &id), 0); /* has 127.0.1.9:7400 too: fine */
+    g_free(addresses_of("n2"));
+
+    cr_assert_eq(node_link("n2", "10.0.2.2:7400", true), 1, "a new index");
+    cr_assert_eq(node_link("n2", "10.0.3.2:7400", true), 2);
+    cr_assert(has_event(NDFS_CCD_NODES, "n2", false));
+    g_autofree char *a = addresses_of("n2");
+    cr_assert_str_eq(a, "127.0.1.9:7400;10.0.2.2:7400;10.0.3.2:7400");
+
+    cr_assert_eq(node_link("n2", "10.0.2.2:7400", true), -EEXIST);
+    cr_assert_eq(node_link("n4", "10.0.4.2:7400", true), -ENOENT);
+    cr_assert_eq(node_link("n3", "10.0.2.2:7400", true), -EADDRINUSE);
+
+    /* removing the first leaves its index empty; the others keep theirs */
+    cr_assert_eq(node_link("n2", "127.0.1.9:7400", false), 0);
+    g_autofree char *b = addresses_of("n2");
+    cr_assert_str_eq(b, ";10.0.2.2:7400;10.0.3.2:7400");
+    cr_assert_eq(node_link("n2", "127.0.1.9:7400", false), -ENOENT);
+    /* the next address takes the empty index */
+    cr_assert_eq(node_link("n2", "10.0.1.2:7400", true), 0);
+    /* removing the last drops it (and empty indexes before it) */
+    cr_assert_eq(node_link("n2", "10.0.3.2:7400", false), 2);
+    g_autofree char *c = addresses_of("n2");
+    cr_assert_str_eq(c, "10.0.1.2:7400;10.0.2.2:7400");
+    cr_assert_eq(node_link("n2", "10.0.1.2:7400", false), 0);
+    cr_assert_eq(node_link("n2", "10.0.2.2:7400", false), -EINVAL, "its last address stays");
+    g_autofree char *d = addresses_of("n2");
+    cr_assert_str_eq(d, ";10.0.2.2:7400");
+
+    for (int i = 3; i <= 9; i++) {
+        g_autofree char *addr = g_strdup_printf("10.0.%d.2:7400", i);
+        cr_assert_eq(node_link("n2", addr, true), i == 3 ? 0 : i - 2, "%s", addr);
+    }
+    cr_assert_eq(node_link("n2", "10.0.10.2:7400", true), -ENOSPC);
+    cr_assert_eq(ndfs_ccd_node_link(E.ccd, "n2", "", true, done_cb, NULL), -EINVAL);
+    cr_assert_eq(ndfs_ccd_node_link(E.ccd, "Bad Name", "10.0.9.2:7400", true, done_cb, NULL),
+                 -EINVAL);
+}
+
 Test(ccd, membership_set_bumps_the_epoch_only_on_a_change)
 {
     uint64_t e0 = epoch();

@@ -345,12 +345,13 @@ Test(node_row, version_1_rows_still_decode)
 Test(node_row, bad_address_lists_rejected)
 {
     char *empty[] = {"", NULL};
+    char *trailing[] = {"127.0.0.1:1", "", NULL}; /* a removed last link is dropped */
     char *spaced[] = {"127.0.0.1:1 x", NULL};
     char *many[NDFS_NODE_ADDRESSES_MAX + 2];
     for (int i = 0; i <= NDFS_NODE_ADDRESSES_MAX; i++)
         many[i] = "127.0.0.1:1";
     many[NDFS_NODE_ADDRESSES_MAX + 1] = NULL;
-    char **lists[] = {empty, spaced, many};
+    char **lists[] = {empty, trailing, spaced, many};
     for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
         struct ndfs_node n = sample_node();
         n.addresses = lists[i];
@@ -358,6 +359,22 @@ Test(node_row, bad_address_lists_rejected)
         size_t len;
         cr_assert_eq(ndfs_node_encode(&n, &buf, &len), -EINVAL, "case %zu", i);
     }
+}
+
+Test(node_row, an_empty_link_index_round_trips)
+{
+    char *holes[] = {"", "127.0.2.3:7400", "", "127.0.4.3:7400", NULL};
+    struct ndfs_node n = sample_node();
+    n.addresses = holes;
+    g_autofree uint8_t *buf = NULL;
+    size_t len;
+    cr_assert_eq(ndfs_node_encode(&n, &buf, &len), 0);
+    struct ndfs_node out;
+    cr_assert_eq(ndfs_node_decode(buf, len, &out), 0);
+    cr_assert_eq(g_strv_length(out.addresses), 4);
+    cr_assert_str_eq(out.addresses[0], "");
+    cr_assert_str_eq(out.addresses[3], "127.0.4.3:7400");
+    ndfs_node_clear(&out);
 }
 
 Test(node_row, truncations_and_bit_flips)
