@@ -12,11 +12,6 @@
 #define DUMP_VERSION 1
 #define LMDB_KEY_MAX 511
 
-static const char *const table_names[CCD_NTABLES] = {
-    [NDFS_CCD_NODES] = "nodes",           [NDFS_CCD_LINKS] = "links", [NDFS_CCD_VDISKS] = "vdisks",
-    [NDFS_CCD_MEMBERSHIP] = "membership", [NDFS_CCD_META] = "meta",
-};
-
 int ccd_mdb_errno(int rc)
 {
     switch (rc) {
@@ -63,7 +58,7 @@ int ccd_store_open(struct ccd_store *s, const char *dir, char **errmsg)
     if (rc == 0)
         rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     for (int t = NDFS_CCD_NODES; rc == 0 && t < CCD_NTABLES; t++)
-        rc = mdb_dbi_open(txn, table_names[t], MDB_CREATE, &s->dbi[t]);
+        rc = mdb_dbi_open(txn, ndfs_ccd_table_format(t)->name, MDB_CREATE, &s->dbi[t]);
     if (rc == 0) {
         rc = mdb_txn_commit(txn);
         txn = NULL;
