@@ -368,6 +368,42 @@ void ndfs_reconfig_run(struct ndfs_reconfig *r, const uint64_t *ids, size_t n_id
     start_queued(r);
 }
 
+/* A change applied at once (no suspension): its caller's callback. */
+struct direct_change {
+    ndfs_reconfig_cb cb;
+    void *data;
+};
+
+static void direct_done(int status, const char *message, void *ctx)
+{
+    struct direct_change *dc = ctx;
+    if (status < 0 && message == NULL)
+        message = g_strerror(-status);
+    dc->cb(status, status < 0 ? message : NULL, 0, dc->data);
+    g_free(dc);
+}
+
+void ndfs_reconfig_change(struct ndfs_reconfig *r, enum ndfs_ccd_table table, const uint64_t *ids,
+                          size_t n_ids, ndfs_reconfig_apply_fn apply, void *apply_data,
+                          ndfs_reconfig_cb cb, void *data)
+{
+    const struct ndfs_ccd_format *f = ndfs_ccd_table_format(table);
+    if (f == NULL) {
+        cb(-EINVAL, "no such CCD table", 0, data);
+        return;
+    }
+    if (f->sync == NDFS_CCD_SYNC_SUSPEND && r != NULL) {
+        g_debug("a change of table %s: suspending I/O of %zu vdisks", f->name, n_ids);
+        ndfs_reconfig_run(r, ids, n_ids, apply, apply_data, cb, data);
+        return;
+    }
+    /* NONE, or nothing to run the protocol with: the change goes at once */
+    struct direct_change *dc = g_new0(struct direct_change, 1);
+    dc->cb = cb;
+    dc->data = data;
+    apply(apply_data, direct_done, dc);
+}
+
 /* ---- timer: prepare deadlines, members resuming alone, local answers ---- */
 
 static int compare_names(gconstpointer a, gconstpointer b)

@@ -27,13 +27,20 @@
  * its own (the leader died): nothing was committed, or the change arrives
  * through the CCD and the driver replays as after a failover.
  *
- * The synchronisation action of each CCD table (the patent's "format
- * row"): vdisks mapping changes (primary/secondary/master) run this
- * protocol when made by move, failback and drain; the takeover of a dead
- * master does not (its mounts cannot drain requests to a dead node: they
- * replay, issue 5); other tables and other vdisk fields (chmod, chown,
- * resize) need no suspension. Changes of different vdisks run
- * concurrently; changes of the same vdisk are serialised (queued).
+ * The synchronisation action of each CCD table is its format row
+ * (ndfs_ccd_table_format, the patent's "format row"): a change runs as its
+ * table's row says (ndfs_reconfig_change). vdisks and links: SUSPEND, every
+ * change runs this protocol for the vdisks concerned: vdisk create (its id
+ * exists only once committed: the run names no vdisk, nothing is held),
+ * remove, resize, chmod, chown (from ndfsadm or through a mount), move,
+ * failback and drain. nodes, membership and meta: NONE, committed at once.
+ * Outside the protocol by exception: the takeover of a dead master
+ * (failover.c; its mounts cannot drain requests to a dead node: they
+ * replay, issue 5) and the marking of a path failed or restored
+ * (vdisk.fail-path: the path is failing, its requests cannot drain;
+ * vdisk.restore-path: the master does not move). Changes
+ * of different vdisks run concurrently; changes of the same vdisk are
+ * serialised (queued).
  * Each run reports how long I/O was paused: from the first prepare sent to
  * the last finish answered (paused-ms). */
 #ifndef NDFS_RECONFIG_H

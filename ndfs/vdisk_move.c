@@ -149,7 +149,7 @@ void cmd_remap(struct ndfs_server *s, const char *name, uint64_t id, cmd_remap_f
     rm->fn_data = fn_data;
     rm->cb = cb;
     rm->data = data;
-    ndfs_reconfig_run(s->reconfig, &id, 1, remap_apply, rm, remap_over, rm);
+    ndfs_reconfig_change(s->reconfig, NDFS_CCD_VDISKS, &id, 1, remap_apply, rm, remap_over, rm);
 }
 
 /* ---- shared checks ---- */
