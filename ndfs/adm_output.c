@@ -105,7 +105,8 @@ static void failed_nodes(const struct ndfs_vdisk *v, const char *out[2])
         out[n++] = v->secondary_node;
 }
 
-/* paused_ms: a move's or failback's pause, NULL: none. */
+/* paused_ms: the pause of a change under the reconfiguration protocol (a
+ * move, failback, create, resize, chmod, chown), NULL: none. */
 static void json_add_vdisk(JsonBuilder *b, const struct ndfs_vdisk *v, bool is_show,
                            uint32_t open_count, const struct io_state *io,
                            const uint64_t *paused_ms)

@@ -3,6 +3,8 @@
 #define G_LOG_DOMAIN "ndfs-adm"
 
 #include <errno.h>
+#include <json-glib/json-glib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "adm.h"
@@ -58,6 +60,22 @@ static int check_account(const char *command, const char *what, const char *name
                                "not starting with -",
                                command, what, name);
     return ADM_EXIT_OK;
+}
+
+/* Calls a command that changes a vdisk (under the reconfiguration
+ * protocol) and prints the vdisk it answers with, then "I/O paused N ms"
+ * (--json: paused_ms) when the answer says (an older ndfsd does not). */
+static int call_and_print_changed(struct adm *adm, const char *command, GVariant *args)
+{
+    g_autoptr(GVariant) result = NULL;
+    int rc = adm_call(adm, command, args, &result);
+    if (rc != ADM_EXIT_OK)
+        return rc;
+    guint64 paused_ms = 0;
+    if (result != NULL && g_variant_is_of_type(result, G_VARIANT_TYPE_VARDICT) &&
+        g_variant_lookup(result, "paused-ms", "t", &paused_ms))
+        return adm_print_remapped(adm, result);
+    return adm_print_vdisk(adm, result, false);
 }
 
 /* Calls command and prints the vdisk it answers with. */
@@ -120,7 +138,7 @@ static int cmd_create(struct adm *adm, int argc, char **argv)
         g_variant_builder_add(&b, "{sv}", "group", g_variant_new_string(group));
     if (mode_text)
         g_variant_builder_add(&b, "{sv}", "mode", g_variant_new_uint32(mode));
-    return call_and_print_vdisk(adm, "vdisk.create", g_variant_builder_end(&b), false);
+    return call_and_print_changed(adm, "vdisk.create", g_variant_builder_end(&b));
 }
 
 static int cmd_list(struct adm *adm, int argc, char **argv)
@@ -174,7 +192,25 @@ static int cmd_remove(struct adm *adm, int argc, char **argv)
     rc = adm_call(adm, "vdisk.remove", g_variant_builder_end(&b), &result);
     if (rc != ADM_EXIT_OK)
         return rc;
-    return adm_print_removed(adm, name);
+    /* the pause, when the answer says (an older ndfsd does not) */
+    guint64 paused_ms = 0;
+    if (result == NULL || !g_variant_is_of_type(result, G_VARIANT_TYPE_VARDICT) ||
+        !g_variant_lookup(result, "paused-ms", "t", &paused_ms))
+        return adm_print_removed(adm, name);
+    if (adm->json) {
+        g_autoptr(JsonBuilder) jb = json_builder_new();
+        json_builder_begin_object(jb);
+        json_builder_set_member_name(jb, "removed");
+        json_builder_add_string_value(jb, name);
+        json_builder_set_member_name(jb, "paused_ms");
+        json_builder_add_int_value(jb, (gint64)MIN(paused_ms, (guint64)G_MAXINT64));
+        json_builder_end_object(jb);
+        adm_print_json(jb);
+        return ADM_EXIT_OK;
+    }
+    rc = adm_print_removed(adm, name);
+    printf("I/O paused %" G_GUINT64_FORMAT " ms\n", paused_ms);
+    return rc;
 }
 
 static int cmd_chmod(struct adm *adm, int argc, char **argv)
@@ -192,7 +228,7 @@ static int cmd_chmod(struct adm *adm, int argc, char **argv)
     g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
     g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(positional[0]));
     g_variant_builder_add(&b, "{sv}", "mode", g_variant_new_uint32(mode));
-    return call_and_print_vdisk(adm, "vdisk.chmod", g_variant_builder_end(&b), false);
+    return call_and_print_changed(adm, "vdisk.chmod", g_variant_builder_end(&b));
 }
 
 /* "USER", "USER:GROUP" or ":GROUP"; *owner and *group are g_malloc'd or NULL. */
@@ -235,7 +271,7 @@ static int cmd_chown(struct adm *adm, int argc, char **argv)
         g_variant_builder_add(&b, "{sv}", "owner", g_variant_new_string(owner));
     if (group)
         g_variant_builder_add(&b, "{sv}", "group", g_variant_new_string(group));
-    return call_and_print_vdisk(adm, "vdisk.chown", g_variant_builder_end(&b), false);
+    return call_and_print_changed(adm, "vdisk.chown", g_variant_builder_end(&b));
 }
 
 static int cmd_resize(struct adm *adm, int argc, char **argv)
@@ -253,7 +289,7 @@ static int cmd_resize(struct adm *adm, int argc, char **argv)
     g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
     g_variant_builder_add(&b, "{sv}", "name", g_variant_new_string(positional[0]));
     g_variant_builder_add(&b, "{sv}", "size", g_variant_new_uint64(size));
-    return call_and_print_vdisk(adm, "vdisk.resize", g_variant_builder_end(&b), false);
+    return call_and_print_changed(adm, "vdisk.resize", g_variant_builder_end(&b));
 }
 
 /* "vdisk fail-path|restore-path NAME NODE". */

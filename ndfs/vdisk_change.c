@@ -1,6 +1,9 @@
 /* The control commands that change vdisks: create, remove, chmod, chown,
- * resize. Each checks its arguments and the disk on this node, proposes the
- * change to the CCD and answers when the CCD has applied it. */
+ * resize. Each checks its arguments and the disks, then proposes the change
+ * to the CCD as the vdisks table's format row says (ndfs_reconfig_change:
+ * under the reconfiguration protocol, reconfig.h: every member's mounts hold
+ * the vdisk's I/O while the row changes) and answers once the CCD applied
+ * it, with how long I/O was paused (paused-ms). */
 #define G_LOG_DOMAIN "ndfs-commands"
 
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include "commands.h"
 #include "control.h"
 #include "parse.h"
+#include "reconfig.h"
 
 /* An -ESTALE update means someone changed the row meanwhile: read it again. */
 #define UPDATE_ATTEMPTS 5
@@ -38,8 +42,9 @@ static char *ccd_failure(const char *name, const char *verb, int status)
     }
 }
 
-/* Answers with the vdisk as the CCD now holds it. */
-static void reply_vdisk(struct ndfs_server *s, struct ndfs_conn *c, uint64_t id, const char *name)
+/* Answers with the vdisk as the CCD now holds it, and paused-ms. */
+static void reply_vdisk(struct ndfs_server *s, struct ndfs_conn *c, uint64_t id, const char *name,
+                        uint64_t paused_ms)
 {
     struct ndfs_vdisk v = {0};
     int rc = ndfs_ccd_vdisk_get(s->ccd, name, &v);
@@ -48,14 +53,22 @@ static void reply_vdisk(struct ndfs_server *s, struct ndfs_conn *c, uint64_t id,
         ndfs_conn_reply(c, id, rc, msg, NULL);
         return;
     }
-    ndfs_conn_reply(c, id, 0, NULL, ndfs_vdisk_to_dict(&v));
+    g_autoptr(GVariant) dict = g_variant_ref_sink(ndfs_vdisk_to_dict(&v));
     ndfs_vdisk_clear(&v);
+    GVariantDict d;
+    g_variant_dict_init(&d, dict);
+    g_variant_dict_insert(&d, "paused-ms", "t", (guint64)paused_ms);
+    ndfs_conn_reply(c, id, 0, NULL, g_variant_dict_end(&d));
 }
 
 enum change_kind { CHANGE_CREATE, CHANGE_REMOVE, CHANGE_CHMOD, CHANGE_CHOWN, CHANGE_RESIZE };
 
-/* A change in flight: who asked, and what, until the CCD answers. */
+/* A change in flight: who asked, and what, until the CCD answers. Held by
+ * the command (until it is answered) and by the apply of its run in flight
+ * (ndfs_reconfig_change): the run may answer (ndfsd stopping) before the
+ * CCD answers the apply. */
 struct change {
+    unsigned refs;
     struct ndfs_server *s;
     struct ndfs_conn *c; /* holds a ref */
     uint64_t id;
@@ -67,14 +80,21 @@ struct change {
     uint64_t size;       /* resize: asked */
     uint64_t old_size;   /* resize: before */
     unsigned attempts;
-    char *created_path;    /* create: the sparse file made for it (on the primary node) */
-    char *pending_keys[2]; /* create: its "node:path" in s->pending_paths */
-    unsigned step;         /* create: disks prepared so far (primary, secondary) */
+    char *created_path;            /* create: the sparse file made for it (on the primary node) */
+    char *pending_keys[2];         /* create: its "node:path" in s->pending_paths */
+    unsigned step;                 /* create: disks prepared so far (primary, secondary) */
+    uint64_t vdisk_id;             /* the vdisk its run suspends; create: none (0) */
+    ndfs_reconfig_apply_done done; /* the apply in flight: its answer; NULL: none */
+    void *done_ctx;
+    bool over;    /* the run's callback ran: the command is answered */
+    bool applied; /* the apply answered: a failure's message is its own */
+    bool changed; /* updates: the row was changed (not already so) */
 };
 
 static struct change *change_new(struct cmd_request *r, enum change_kind kind, const char *name)
 {
     struct change *ch = g_new0(struct change, 1);
+    ch->refs = 1;
     ch->s = r->s;
     ch->c = r->c;
     ndfs_conn_ref(r->c);
@@ -84,8 +104,11 @@ static struct change *change_new(struct cmd_request *r, enum change_kind kind, c
     return ch;
 }
 
+/* Drops a reference: the command's or the apply's. */
 static void change_free(struct change *ch)
 {
+    if (--ch->refs > 0)
+        return;
     for (size_t i = 0; i < G_N_ELEMENTS(ch->pending_keys); i++) {
         if (ch->pending_keys[i] != NULL && !ch->s->stopping)
             g_hash_table_remove(ch->s->pending_paths, ch->pending_keys[i]);
@@ -100,18 +123,36 @@ static void change_free(struct change *ch)
     g_free(ch);
 }
 
-static void change_fail(struct change *ch, int status, const char *verb)
+/* The apply of ch's run is over: status and message go to the run (and
+ * from it to change_over). */
+static void change_applied(struct change *ch, int status, const char *message)
 {
-    g_autofree char *msg = ccd_failure(ch->name, verb, status);
+    ndfs_reconfig_apply_done done = ch->done;
+    ch->done = NULL;
+    ch->applied = true;
+    done(status, message, ch->done_ctx);
+    change_free(ch);
+}
+
+/* A failure: within the apply of the run, its answer; before the run, the
+ * command's. */
+static void change_fail_msg(struct change *ch, int status, const char *msg)
+{
+    if (ch->done != NULL) {
+        change_applied(ch, status, msg);
+        return;
+    }
     ndfs_conn_reply(ch->c, ch->id, status, msg, NULL);
     change_free(ch);
 }
 
-static void change_fail_msg(struct change *ch, int status, const char *msg)
+static void change_fail(struct change *ch, int status, const char *verb)
 {
-    ndfs_conn_reply(ch->c, ch->id, status, msg, NULL);
-    change_free(ch);
+    g_autofree char *msg = ccd_failure(ch->name, verb, status);
+    change_fail_msg(ch, status, msg);
 }
+
+static void change_run(struct change *ch);
 
 static const char *change_verb(enum change_kind kind)
 {
@@ -184,19 +225,31 @@ static void create_done(struct ndfs_ccd *ccd, int status, void *data)
     (void)ccd;
 
     if (status < 0) {
-        create_undo(ch, status);
-        change_fail(ch, status, "create");
+        change_fail(ch, status, "create"); /* change_over undoes the disk */
         return;
     }
+    change_applied(ch, 0, NULL);
+}
+
+/* The apply of a create's run: proposes the row (the FSM gives it its id). */
+static void create_propose(struct change *ch)
+{
+    int rc = ndfs_ccd_vdisk_create(ch->s->ccd, &ch->v, create_done, ch);
+    if (rc < 0)
+        change_fail(ch, rc, "create");
+}
+
+static void create_succeeded(struct change *ch, uint64_t paused_ms)
+{
     g_autofree char *size = ndfs_format_size(ch->v.size);
-    g_message("vdisk \"%s\" created by uid %u: %s, primary %s:%s%s%s%s%s%s, %s:%s 0%o", ch->name,
-              (unsigned)ch->c->peer.uid, size, ch->v.primary_node, ch->v.primary_path,
+    g_message("vdisk \"%s\" created by uid %u: %s, primary %s:%s%s%s%s%s%s, %s:%s 0%o (I/O paused "
+              "%" G_GUINT64_FORMAT " ms)",
+              ch->name, (unsigned)ch->c->peer.uid, size, ch->v.primary_node, ch->v.primary_path,
               ch->created_path ? " (made sparse)" : "", ch->v.secondary_node ? ", secondary " : "",
               ch->v.secondary_node ? ch->v.secondary_node : "", ch->v.secondary_node ? ":" : "",
               ch->v.secondary_path ? ch->v.secondary_path : "", ch->v.owner, ch->v.group,
-              ch->v.mode);
-    reply_vdisk(ch->s, ch->c, ch->id, ch->name);
-    change_free(ch);
+              ch->v.mode, (guint64)paused_ms);
+    reply_vdisk(ch->s, ch->c, ch->id, ch->name, paused_ms);
 }
 
 static void create_next(struct change *ch);
@@ -270,11 +323,8 @@ static void create_next(struct change *ch)
         }
         return;
     }
-    int rc = ndfs_ccd_vdisk_create(s->ccd, &ch->v, create_done, ch);
-    if (rc < 0) {
-        create_undo(ch, rc);
-        change_fail(ch, rc, "create");
-    }
+    /* the disks are ready: the row under the protocol */
+    change_run(ch);
 }
 
 void cmd_vdisk_create(struct cmd_request *r)
@@ -370,11 +420,35 @@ static void remove_done(struct ndfs_ccd *ccd, int status, void *data)
         change_fail(ch, status, "remove");
         return;
     }
-    g_message("vdisk \"%s\" (id %" G_GUINT64_FORMAT ") removed by uid %u; its disk %s:%s is kept",
-              ch->name, ch->v.id, (unsigned)ch->c->peer.uid, ch->v.primary_node,
-              ch->v.primary_path);
-    ndfs_conn_reply(ch->c, ch->id, 0, NULL, NULL);
-    change_free(ch);
+    change_applied(ch, 0, NULL);
+}
+
+/* The apply of a remove's run: the vdisk (still the one asked for) goes.
+ * The mounts held its new requests meanwhile: on the resume they find it
+ * gone and fail them (EIO), as any I/O of a removed vdisk. */
+static void remove_apply(struct change *ch)
+{
+    struct ndfs_vdisk now = {0};
+    int rc = ndfs_ccd_vdisk_get(ch->s->ccd, ch->name, &now);
+    if (rc == 0 && now.id != ch->vdisk_id)
+        rc = -ENOENT; /* removed meanwhile, and another made under its name */
+    ndfs_vdisk_clear(&now);
+    if (rc == 0)
+        rc = ndfs_ccd_vdisk_remove(ch->s->ccd, ch->name, remove_done, ch);
+    if (rc < 0)
+        change_fail(ch, rc, "remove");
+}
+
+static void remove_succeeded(struct change *ch, uint64_t paused_ms)
+{
+    g_message("vdisk \"%s\" (id %" G_GUINT64_FORMAT ") removed by uid %u; its disk %s:%s is kept "
+              "(I/O paused %" G_GUINT64_FORMAT " ms)",
+              ch->name, ch->v.id, (unsigned)ch->c->peer.uid, ch->v.primary_node, ch->v.primary_path,
+              (guint64)paused_ms);
+    GVariantDict d;
+    g_variant_dict_init(&d, NULL);
+    g_variant_dict_insert(&d, "paused-ms", "t", (guint64)paused_ms);
+    ndfs_conn_reply(ch->c, ch->id, 0, NULL, g_variant_dict_end(&d));
 }
 
 /* Every other node answers how many of its mounts hold the vdisk within
@@ -383,9 +457,7 @@ static void remove_done(struct ndfs_ccd *ccd, int status, void *data)
 
 static void remove_propose(struct change *ch)
 {
-    int rc = ndfs_ccd_vdisk_remove(ch->s->ccd, ch->name, remove_done, ch);
-    if (rc < 0)
-        change_fail(ch, rc, "remove");
+    change_run(ch);
 }
 
 /* The mounts of every node (this one's are in mounts too) that hold the
@@ -443,6 +515,7 @@ void cmd_vdisk_remove(struct cmd_request *r)
     }
     struct change *ch = change_new(r, CHANGE_REMOVE, name);
     ch->v = v; /* for the log line */
+    ch->vdisk_id = v.id;
     if (force) {
         remove_propose(ch);
         return;
@@ -472,19 +545,29 @@ static void update_done(struct ndfs_ccd *ccd, int status, void *data)
         change_fail(ch, status, change_verb(ch->kind));
         return;
     }
+    ch->changed = true;
+    change_applied(ch, 0, NULL);
+}
+
+static void update_succeeded(struct change *ch, uint64_t paused_ms)
+{
     unsigned uid = (unsigned)ch->c->peer.uid;
-    if (ch->kind == CHANGE_CHMOD) {
-        g_message("vdisk \"%s\" mode set to 0%o by uid %u", ch->name, ch->v.mode, uid);
+    if (!ch->changed) {
+        /* already so (a resize to its size): nothing was proposed */
+    } else if (ch->kind == CHANGE_CHMOD) {
+        g_message("vdisk \"%s\" mode set to 0%o by uid %u (I/O paused %" G_GUINT64_FORMAT " ms)",
+                  ch->name, ch->v.mode, uid, (guint64)paused_ms);
     } else if (ch->kind == CHANGE_CHOWN) {
-        g_message("vdisk \"%s\" owner set to %s:%s by uid %u", ch->name, ch->v.owner, ch->v.group,
-                  uid);
+        g_message("vdisk \"%s\" owner set to %s:%s by uid %u (I/O paused %" G_GUINT64_FORMAT " ms)",
+                  ch->name, ch->v.owner, ch->v.group, uid, (guint64)paused_ms);
     } else {
         g_autofree char *from = ndfs_format_size(ch->old_size);
         g_autofree char *to = ndfs_format_size(ch->v.size);
-        g_message("vdisk \"%s\" resized from %s to %s by uid %u", ch->name, from, to, uid);
+        g_message("vdisk \"%s\" resized from %s to %s by uid %u (I/O paused %" G_GUINT64_FORMAT
+                  " ms)",
+                  ch->name, from, to, uid, (guint64)paused_ms);
     }
-    reply_vdisk(ch->s, ch->c, ch->id, ch->name);
-    change_free(ch);
+    reply_vdisk(ch->s, ch->c, ch->id, ch->name, paused_ms);
 }
 
 static void update_propose(struct change *ch)
@@ -558,15 +641,26 @@ static void resize_next(struct change *ch)
     }
 }
 
-/* Reads the row, applies the change to it and proposes it. */
+/* "vdisk "d" can only grow (size 8 MiB, asked 4 MiB)". */
+static char *shrink_refusal(const char *name, uint64_t has, uint64_t asked)
+{
+    g_autofree char *has_text = ndfs_format_size(has);
+    g_autofree char *asked_text = ndfs_format_size(asked);
+    return g_strdup_printf("vdisk \"%s\" can only grow (size %s, asked %s)", name, has_text,
+                           asked_text);
+}
+
+/* The apply of an update's run: reads the row (still the vdisk asked
+ * for), applies the change to it and proposes it; -ESTALE reads again. */
 static void update_attempt(struct change *ch)
 {
     struct ndfs_server *s = ch->s;
-    struct cmd_request r = {.s = s, .c = ch->c, .id = ch->id, .command = change_verb(ch->kind)};
 
     ch->attempts++;
     ndfs_vdisk_clear(&ch->v);
     int rc = ndfs_ccd_vdisk_get(s->ccd, ch->name, &ch->v);
+    if (rc == 0 && ch->v.id != ch->vdisk_id)
+        rc = -ENOENT; /* removed meanwhile, and another made under its name */
     if (rc < 0) {
         change_fail(ch, rc, change_verb(ch->kind));
         return;
@@ -587,16 +681,12 @@ static void update_attempt(struct change *ch)
         break;
     case CHANGE_RESIZE: {
         if (ch->size < ch->v.size) {
-            g_autofree char *has = ndfs_format_size(ch->v.size);
-            g_autofree char *asked = ndfs_format_size(ch->size);
-            cmd_reply_error(&r, -EINVAL, "vdisk \"%s\" can only grow (size %s, asked %s)", ch->name,
-                            has, asked);
-            change_free(ch);
+            g_autofree char *msg = shrink_refusal(ch->name, ch->v.size, ch->size);
+            change_fail_msg(ch, -EINVAL, msg);
             return;
         }
         if (ch->size == ch->v.size) {
-            reply_vdisk(s, ch->c, ch->id, ch->name);
-            change_free(ch);
+            change_applied(ch, 0, NULL); /* grown meanwhile: nothing to change */
             return;
         }
         ch->old_size = ch->v.size;
@@ -612,6 +702,105 @@ static void update_attempt(struct change *ch)
     update_propose(ch);
 }
 
+/* ---- the run of a change (ndfs_reconfig_change) ---- */
+
+static void change_apply(void *data, ndfs_reconfig_apply_done done, void *ctx)
+{
+    struct change *ch = data;
+    ch->refs++;
+    ch->done = done;
+    ch->done_ctx = ctx;
+    ch->attempts = 0;
+    if (ch->over || ch->s->stopping) {
+        change_applied(ch, -ECANCELED, "ndfsd is stopping");
+        return;
+    }
+    switch (ch->kind) {
+    case CHANGE_CREATE:
+        create_propose(ch);
+        break;
+    case CHANGE_REMOVE:
+        remove_apply(ch);
+        break;
+    case CHANGE_CHMOD:
+    case CHANGE_CHOWN:
+    case CHANGE_RESIZE:
+        update_attempt(ch);
+        break;
+    }
+}
+
+static void change_over(int status, const char *message, uint64_t paused_ms, void *data)
+{
+    struct change *ch = data;
+    ch->over = true;
+    if (status < 0) {
+        if (ch->kind == CHANGE_CREATE)
+            create_undo(ch, status);
+        if (ch->applied) {
+            /* the change's own failure, worded as before the protocol */
+            ndfs_conn_reply(ch->c, ch->id, status, message, NULL);
+        } else {
+            /* the protocol's: a member could not suspend, ndfsd stopping */
+            ndfs_conn_reply_error(ch->c, ch->id, status, "cannot %s vdisk \"%s\": %s",
+                                  change_verb(ch->kind), ch->name,
+                                  message ? message : g_strerror(-status));
+        }
+    } else if (ch->kind == CHANGE_CREATE) {
+        create_succeeded(ch, paused_ms);
+    } else if (ch->kind == CHANGE_REMOVE) {
+        remove_succeeded(ch, paused_ms);
+    } else {
+        update_succeeded(ch, paused_ms);
+    }
+    change_free(ch);
+}
+
+/* Runs ch as the vdisks table's format row says: every member suspends
+ * the vdisk's I/O, the apply proposes the row, they resume. A create has
+ * no vdisk id before its commit (the FSM assigns it): its run names no
+ * vdisk, so nothing is held (no mount has I/O of it yet) and only the
+ * round is paid. */
+static void change_run(struct change *ch)
+{
+    uint64_t ids[1] = {ch->vdisk_id};
+    size_t n_ids = ch->kind == CHANGE_CREATE ? 0 : 1;
+    ndfs_reconfig_change(ch->s->reconfig, NDFS_CCD_VDISKS, ids, n_ids, change_apply, ch,
+                         change_over, ch);
+}
+
+/* chmod, chown, resize: the vdisk must exist (its id is what the run
+ * suspends); a resize is checked here too, so that a refused or empty one
+ * pauses nothing. */
+static void update_start(struct change *ch)
+{
+    struct ndfs_server *s = ch->s;
+    struct ndfs_vdisk v = {0};
+    int rc = ndfs_ccd_vdisk_get(s->ccd, ch->name, &v);
+    if (rc < 0) {
+        change_fail(ch, rc, change_verb(ch->kind));
+        return;
+    }
+    ch->vdisk_id = v.id;
+    uint64_t has = v.size;
+    ndfs_vdisk_clear(&v);
+    if (ch->kind == CHANGE_RESIZE) {
+        if (ch->size < has) {
+            g_autofree char *msg = shrink_refusal(ch->name, has, ch->size);
+            change_fail_msg(ch, -EINVAL, msg);
+            return;
+        }
+        /* a change of it queued or under way may change the size first */
+        bool busy = s->reconfig != NULL && ndfs_reconfig_busy(s->reconfig, ch->vdisk_id);
+        if (ch->size == has && !busy) {
+            reply_vdisk(s, ch->c, ch->id, ch->name, 0);
+            change_free(ch);
+            return;
+        }
+    }
+    change_run(ch);
+}
+
 void cmd_vdisk_chmod(struct cmd_request *r)
 {
     g_autofree char *name = NULL;
@@ -621,7 +810,7 @@ void cmd_vdisk_chmod(struct cmd_request *r)
         return;
     struct change *ch = change_new(r, CHANGE_CHMOD, name);
     ch->mode = mode;
-    update_attempt(ch);
+    update_start(ch);
 }
 
 void cmd_vdisk_chown(struct cmd_request *r)
@@ -640,7 +829,7 @@ void cmd_vdisk_chown(struct cmd_request *r)
     struct change *ch = change_new(r, CHANGE_CHOWN, name);
     ch->owner = g_steal_pointer(&owner);
     ch->group = g_steal_pointer(&group);
-    update_attempt(ch);
+    update_start(ch);
 }
 
 void cmd_vdisk_resize(struct cmd_request *r)
@@ -655,7 +844,7 @@ void cmd_vdisk_resize(struct cmd_request *r)
     }
     struct change *ch = change_new(r, CHANGE_RESIZE, name);
     ch->size = size;
-    update_attempt(ch);
+    update_start(ch);
 }
 
 struct node_use {
