@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "adm.h"
+#include "config.h"
 #include "parse.h"
 
 /* A node.list entry, checked: name and role are borrowed from its dict,
@@ -336,6 +337,70 @@ static int cmd_link_list(struct adm *adm, int argc, char **argv)
     return print_link_list(adm, result);
 }
 
+/* link add / link remove NODE ADDR */
+static int link_change(struct adm *adm, bool add, int argc, char **argv)
+{
+    const char *cmd = add ? "link add" : "link remove";
+    const char *const names[] = {"NODE", "ADDR", NULL};
+    const char *values[2] = {NULL, NULL};
+    int rc = adm_parse_args(cmd, argc, argv, NULL, names, values);
+    if (rc != ADM_EXIT_OK)
+        return rc;
+    if (!ndfs_node_name_valid(values[0]))
+        return adm_usage_error("%s: invalid node name \"%s\": use 1 to 32 of a-z 0-9 -", cmd,
+                               values[0]);
+    if (!ndfs_config_address_valid(values[1]))
+        return adm_usage_error("%s: \"%s\" is not an IPv4 address and port (A.B.C.D:PORT)", cmd,
+                               values[1]);
+    GVariantBuilder b;
+    g_variant_builder_init(&b, G_VARIANT_TYPE_VARDICT);
+    g_variant_builder_add(&b, "{sv}", "node", g_variant_new_string(values[0]));
+    g_variant_builder_add(&b, "{sv}", "address", g_variant_new_string(values[1]));
+    g_autoptr(GVariant) result = NULL;
+    g_autofree char *prefix = g_strdup_printf("%s %s %s", cmd, values[0], values[1]);
+    adm->error_prefix = prefix;
+    rc = adm_call(adm, add ? "link.add" : "link.remove", g_variant_builder_end(&b), &result);
+    adm->error_prefix = NULL;
+    if (rc != ADM_EXIT_OK)
+        return rc;
+    guint32 index = 0;
+    guint64 paused_ms = 0;
+    if (!g_variant_lookup(result, "index", "u", &index) ||
+        !g_variant_lookup(result, "paused-ms", "t", &paused_ms))
+        return adm_malformed_answer("no index or paused-ms");
+    if (adm->json) {
+        g_autoptr(JsonBuilder) jb = json_builder_new();
+        json_builder_begin_object(jb);
+        json_builder_set_member_name(jb, "node");
+        json_builder_add_string_value(jb, values[0]);
+        json_builder_set_member_name(jb, "address");
+        json_builder_add_string_value(jb, values[1]);
+        json_builder_set_member_name(jb, "index");
+        json_builder_add_int_value(jb, index);
+        json_builder_set_member_name(jb, add ? "added" : "removed");
+        json_builder_add_boolean_value(jb, TRUE);
+        json_builder_set_member_name(jb, "paused_ms");
+        json_builder_add_int_value(jb, (gint64)MIN(paused_ms, (guint64)G_MAXINT64));
+        json_builder_end_object(jb);
+        adm_print_json(jb);
+    } else {
+        printf("link %u of node %s: %s %s\n", index, values[0], values[1],
+               add ? "added" : "removed");
+        printf("I/O paused %" G_GUINT64_FORMAT " ms\n", paused_ms);
+    }
+    return ADM_EXIT_OK;
+}
+
+static int cmd_link_add(struct adm *adm, int argc, char **argv)
+{
+    return link_change(adm, true, argc, argv);
+}
+
+static int cmd_link_remove(struct adm *adm, int argc, char **argv)
+{
+    return link_change(adm, false, argc, argv);
+}
+
 struct subcommand {
     const char *name;
     int (*run)(struct adm *adm, int argc, char **argv);
@@ -365,6 +430,7 @@ int adm_cmd_node(struct adm *adm, int argc, char **argv)
 
 int adm_cmd_link(struct adm *adm, int argc, char **argv)
 {
-    static const struct subcommand subs[] = {{"list", cmd_link_list}};
-    return dispatch(adm, "link", subs, G_N_ELEMENTS(subs), "list", argc, argv);
+    static const struct subcommand subs[] = {
+        {"list", cmd_link_list}, {"add", cmd_link_add}, {"remove", cmd_link_remove}};
+    return dispatch(adm, "link", subs, G_N_ELEMENTS(subs), "list, add or remove", argc, argv);
 }

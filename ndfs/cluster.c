@@ -345,6 +345,21 @@ static void handle_disk_discard(struct ndfs_cluster *c, const char *peer, uint64
     ndfs__cluster_reply(c, peer, id, 0, NULL, NULL);
 }
 
+static void handle_link_check(struct ndfs_cluster *c, const char *peer, uint64_t id, GVariant *args)
+{
+    const char *address = NULL;
+    if (!g_variant_lookup(args, "address", "&s", &address)) {
+        ndfs__cluster_reply_error(c, peer, id, -EINVAL, "malformed link.check request");
+        return;
+    }
+    g_autofree char *why = NULL;
+    int rc = ndfs_transport_listen_check(address, &why);
+    if (rc < 0)
+        ndfs__cluster_reply_error(c, peer, id, rc, "node %s: %s", c->node_name, why);
+    else
+        ndfs__cluster_reply(c, peer, id, 0, NULL, NULL);
+}
+
 static void handle_change(struct ndfs_cluster *c, const char *peer, uint64_t id, GVariant *args)
 {
     const char *command = NULL;
@@ -437,6 +452,8 @@ static void handle_request(struct ndfs_cluster *c, const char *peer, GVariant *b
         handle_disk_discard(c, peer, id, args);
     else if (strcmp(command, "change") == 0)
         handle_change(c, peer, id, args);
+    else if (strcmp(command, NDFS_CLUSTER_LINK_CHECK) == 0)
+        handle_link_check(c, peer, id, args);
     else if (strcmp(command, NDFS_CLUSTER_RECONFIG_PREPARE) == 0 ||
              strcmp(command, NDFS_CLUSTER_RECONFIG_FINISH) == 0)
         handle_reconfig(c, peer, id, command, args);

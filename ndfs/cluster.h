@@ -38,7 +38,10 @@ struct ndfs_reconfig;
 struct ndfs_server;
 
 #define NDFS_CLUSTER_RECONFIG_PREPARE "reconfig.prepare"
-#define NDFS_CLUSTER_RECONFIG_FINISH  "reconfig.finish"
+/* link.check {address s}: can this node listen on address (TCP and UDP)?
+ * Answered 0, or -errno with "node N: cannot listen on A (TCP): ...". */
+#define NDFS_CLUSTER_LINK_CHECK      "link.check"
+#define NDFS_CLUSTER_RECONFIG_FINISH "reconfig.finish"
 
 /* Loads the key file and creates the transport (nothing bound yet). On
  * error *errmsg (g_malloc'd) names the file or the address. */

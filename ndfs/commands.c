@@ -492,6 +492,10 @@ static void cmd_node_list(struct cmd_request *r)
 
 static int link_list_add(const struct ndfs_link_info *li, void *data)
 {
+    /* an index where this node or the peer has no address (a link removed
+     * on one end) is no link */
+    if ((!li->local || !li->local[0]) || ((!li->remote || !li->remote[0]) && !li->connected))
+        return 0;
     GVariantDict d;
     g_variant_dict_init(&d, NULL);
     g_variant_dict_insert(&d, "peer", "s", li->peer);
@@ -524,7 +528,8 @@ static void cmd_link_list(struct cmd_request *r)
 static bool runs_protocol(const char *command)
 {
     return strcmp(command, "vdisk.move") == 0 || strcmp(command, "vdisk.failback") == 0 ||
-           strcmp(command, "node.drain") == 0;
+           strcmp(command, "node.drain") == 0 || strcmp(command, "link.add") == 0 ||
+           strcmp(command, "link.remove") == 0;
 }
 
 /* A change forwarded to the leader gives up after this (cluster.c's
@@ -691,6 +696,8 @@ static const struct command {
     {"node.remove", true, cmd_node_remove},
     {"node.drain", true, cmd_node_drain},
     {"link.list", false, cmd_link_list},
+    {"link.add", true, cmd_link_add},
+    {"link.remove", true, cmd_link_remove},
 };
 
 void ndfs_commands_dispatch(struct ndfs_conn *c, uint64_t id, const char *command, GVariant *args)
@@ -733,6 +740,15 @@ static void on_ccd_change(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const
 
     if (s->watch_chain != NULL)
         s->watch_chain(ccd, table, key, removed, s->watch_chain_data);
+    if (table == NDFS_CCD_NODES && !s->stopping) {
+        /* mounts reach masters by the nodes' link addresses */
+        GVariantDict d;
+        g_variant_dict_init(&d, NULL);
+        g_variant_dict_insert(&d, "name", "s", key ? key : "");
+        g_variant_dict_insert(&d, "removed", "b", removed);
+        ndfs_server_broadcast(s, "node.changed", g_variant_dict_end(&d));
+        return;
+    }
     if (table != NDFS_CCD_VDISKS || s->stopping)
         return;
     if (key == NULL) {

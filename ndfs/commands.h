@@ -72,6 +72,9 @@ void cmd_vdisk_failback(struct cmd_request *r);
 /* vdisk_move.c: under the reconfiguration protocol (reconfig.h). */
 void cmd_vdisk_move(struct cmd_request *r);
 void cmd_node_drain(struct cmd_request *r);
+/* link_change.c: a node's link addresses (ndfsadm link add / remove). */
+void cmd_link_add(struct cmd_request *r);
+void cmd_link_remove(struct cmd_request *r);
 
 /* A change of one vdisk's mapping run through the reconfiguration
  * protocol: once every member suspended the vdisk's I/O, fn gets the row as

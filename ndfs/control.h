@@ -37,6 +37,18 @@
  *   link.list    {}                        -> {links aa{sv}}: peer s, index u,
  *                                              local s, remote s, up b, rtt-us u,
  *                                              bytes-sent t, bytes-received t
+ *   link.add     {node s, address s}       -> {node s, address s, index u,
+ *                                              paused-ms t}: the node gets the link
+ *                                              address at the first free index (the
+ *                                              node is asked first whether it can
+ *                                              listen on it: "node n2: cannot listen
+ *                                              on A (TCP): ..."); -EADDRINUSE another
+ *                                              node has it, -EEXIST it has it, -ENOSPC
+ *                                              8 in use, -EBUSY the node is not a member
+ *   link.remove  {node s, address s}       -> the same: the index is left empty
+ *                                              (the other links keep theirs); -ENOENT
+ *                                              not its address, -EINVAL its last one
+ *                (both run the protocol for the vdisks the node masters)
  *   (cluster nodes) hello also returns {key-file s} ("" without network):
  *   a mount on this node reads the cluster key from it to reach masters.
  * Changes sent to a node that is not the CCD leader are forwarded to the
@@ -112,6 +124,8 @@
  *                              it held (a new hello starts clean).
  *   vdisk.changed {vdisk...}   a vdisk was created or its row changed
  *   vdisk.removed {name s, id t}
+ *   node.changed {name s, removed b}  a node's row changed (joined, its link
+ *                              addresses changed, removed): read node.list again
  *   epoch {epoch t}            this node's CCD replica applied a new epoch
  *   lease {expiry-ns t}        this node's lease moved (renewed, lost: 0); sent
  *                              on every renewal, so a mount on a master node does
