@@ -86,9 +86,10 @@ struct change {
     uint64_t vdisk_id;             /* the vdisk its run suspends; create: none (0) */
     ndfs_reconfig_apply_done done; /* the apply in flight: its answer; NULL: none */
     void *done_ctx;
-    bool over;    /* the run's callback ran: the command is answered */
-    bool applied; /* the apply answered: a failure's message is its own */
-    bool changed; /* updates: the row was changed (not already so) */
+    bool over;      /* the run's callback ran: the command is answered */
+    bool applied;   /* the apply answered: a failure's message is its own */
+    bool changed;   /* updates: the row was changed (not already so) */
+    char *prepared; /* resize: the disks grown before the run ("p-node:path s-node:path") */
 };
 
 static struct change *change_new(struct cmd_request *r, enum change_kind kind, const char *name)
@@ -120,6 +121,7 @@ static void change_free(struct change *ch)
     g_free(ch->owner);
     g_free(ch->group);
     g_free(ch->created_path);
+    g_free(ch->prepared);
     g_free(ch);
 }
 
@@ -602,13 +604,28 @@ static void resize_prepared_remote(int status, const char *message, GVariant *re
     resize_prepared(ch, status, msg);
 }
 
+/* The disks of v, as a resize prepares them. */
+static char *disks_key(const struct ndfs_vdisk *v)
+{
+    return g_strdup_printf("%s:%s %s:%s", v->primary_node, v->primary_path,
+                           v->secondary_node ? v->secondary_node : "",
+                           v->secondary_path ? v->secondary_path : "");
+}
+
 /* Each disk must hold the new size on its node: the primary's file grows,
- * a secondary (shared) disk must already be large enough. Then proposes. */
+ * a secondary (shared) disk must already be large enough. Then, before the
+ * run (so that I/O is not held while a file grows), the run; within its
+ * apply (the disks changed meanwhile), the proposal. */
 static void resize_next(struct change *ch)
 {
     struct ndfs_server *s = ch->s;
     if (ch->step >= 2) {
-        update_propose(ch);
+        g_free(ch->prepared);
+        ch->prepared = disks_key(&ch->v);
+        if (ch->done == NULL)
+            change_run(ch);
+        else
+            update_propose(ch);
         return;
     }
     bool primary = ch->step == 0;
@@ -691,9 +708,14 @@ static void update_attempt(struct change *ch)
         }
         ch->old_size = ch->v.size;
         ch->v.size = ch->size;
-        ch->step = 0;
-        resize_next(ch);
-        return;
+        g_autofree char *disks = disks_key(&ch->v);
+        if (ch->prepared == NULL || strcmp(ch->prepared, disks) != 0) {
+            /* moved since its disks grew: the new ones first */
+            ch->step = 0;
+            resize_next(ch);
+            return;
+        }
+        break;
     }
     case CHANGE_CREATE:
     case CHANGE_REMOVE:
@@ -795,6 +817,18 @@ static void update_start(struct change *ch)
         if (ch->size == has && !busy) {
             reply_vdisk(s, ch->c, ch->id, ch->name, 0);
             change_free(ch);
+            return;
+        }
+        if (ch->size > has) {
+            /* its disks grow first, outside the run */
+            rc = ndfs_ccd_vdisk_get(s->ccd, ch->name, &ch->v);
+            if (rc < 0) {
+                change_fail(ch, rc, change_verb(ch->kind));
+                return;
+            }
+            ch->v.size = ch->size;
+            ch->step = 0;
+            resize_next(ch);
             return;
         }
     }
