@@ -9,7 +9,8 @@
 # --verify=crc32c --verify_fatal=1 writes to it through n3; n1's ndfsd is
 # killed mid-run, n2 takes over, fio exits 0 with its verify passing.
 # n1 comes back, failback moves the vdisk home, I/O works there, and the
-# vdisk's bytes are the block device's.
+# vdisk's bytes are the block device's. The device grows (as an LV after
+# lvextend): a resize to its new size works, and so does I/O there.
 NDFS_TEST_HEARTBEAT_MS=${NDFS_TEST_HEARTBEAT_MS:-50}
 NDFS_TEST_FAILURE_MS=${NDFS_TEST_FAILURE_MS:-600}
 NDFS_TEST_ELECTION_MS=${NDFS_TEST_ELECTION_MS:-1000}
@@ -106,6 +107,25 @@ cmp "$MP3/v" "$DEV" || fail "$MP3/v and $DEV differ"
 [ "$(adm_on 2 --json vdisk list | jq '[.vdisks? // . | .[] | .name] | sort | join(" ")' -r)" = v ] ||
     fail "vdisk list is not just v: $(adm_on 2 --json vdisk list | jq -c .)"
 [ "$(vdisk_field 2 v .size)" -eq "$DEV_SIZE" ] || fail "vdisk v changed size"
+
+# The device grows (as after lvextend): the vdisk grows to it, and the new
+# part works.
+truncate -s 80M "$TESTDIR/disk.img"
+losetup -c "$DEV" || fail "losetup -c $DEV failed"
+[ "$(blockdev --getsize64 "$DEV")" -eq $((80 << 20)) ] || fail "$DEV did not grow to 80 MiB"
+expect_error 1 "$DEV holds 80M, vdisk \"v\" needs 81M" adm_on 2 vdisk resize v 81M
+adm_on 2 vdisk resize v 80M >/dev/null || fail "vdisk resize v 80M failed once $DEV holds 80 MiB"
+for i in 1 2 3; do
+    wait_until 10 eval "[ \"\$(vdisk_field $i v .size)\" = $((80 << 20)) ]" ||
+        fail "n$i: vdisk v is $(vdisk_field "$i" v .size) bytes after the resize, expected 80 MiB"
+done
+wait_until 10 eval "[ \"\$(stat -c %s '$MP3/v')\" -eq $((80 << 20)) ]" ||
+    fail "$MP3/v is $(stat -c %s "$MP3/v") bytes after the resize, expected 80 MiB"
+fio_start grown3 "$MP3/v" --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k --offset=64M \
+    --size=16M
+fio_finish grown3 "$FIO_PID" 60
+wait_io_idle 3 v
+cmp "$MP3/v" "$DEV" || fail "$MP3/v and $DEV differ after the resize"
 for i in 1 2 3; do
     kill -0 "$(node_pid "$i")" || fail "n$i died"
 done
