@@ -18,6 +18,12 @@
 /* Opens path O_CLOEXEC, O_RDONLY when !writable else O_RDWR, plus O_DIRECT
  * when direct and extra_flags (O_SYNC, O_DSYNC). The fd in *fd. */
 int localio_open(const char *path, bool writable, bool direct, int extra_flags, int *fd);
+/* Keeps the data path's buffers (1 MiB requests, messages) in malloc's
+ * heaps instead of a fresh mmap and page faults for every request: large
+ * blocks are not mmap'd, freed memory is kept up to LOCALIO_TRIM bytes
+ * per arena. Once per process, before its threads start (ndfsd's master,
+ * the mount). */
+void localio_tune_malloc(void);
 /* An aligned buffer of len bytes (at least 1), free() it. NULL on ENOMEM. */
 void *localio_alloc(size_t len);
 /* True when an O_DIRECT transfer of len bytes at off may proceed. */

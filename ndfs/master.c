@@ -672,6 +672,7 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
                     struct ndfs_membership *membership, const char *node_name,
                     struct ndfs_master **out, char **errmsg)
 {
+    localio_tune_malloc(); /* before the pool's threads start */
     struct ndfs_master *m = g_new0(struct ndfs_master, 1);
     m->loop = loop;
     m->t = t;

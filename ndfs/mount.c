@@ -19,6 +19,7 @@
 #include "control_link.h"
 #include "driver.h"
 #include "fuse_ops.h"
+#include "localio.h"
 #include "vdisk_table.h"
 
 #define EXIT_USAGE 2
@@ -400,6 +401,7 @@ int main(int argc, char *argv[])
 {
     /* as ndfsd: libuv writes with write(2); a closed peer is an error code */
     signal(SIGPIPE, SIG_IGN);
+    localio_tune_malloc(); /* before any thread starts */
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct mount_options o = {
         .allow_other = -1,
