@@ -35,7 +35,16 @@ static struct drv_slot *slot_of(struct ndfs_driver *d, uint64_t vdisk_id)
 
 bool drv_suspended(struct ndfs_driver *d, uint64_t vdisk_id)
 {
-    return suspend_set_size(d->susp) > 0 && suspend_set_count(d->susp, vdisk_id) > 0;
+    if (suspend_set_size(d->susp) == 0 || suspend_set_count(d->susp, vdisk_id) == 0)
+        return false;
+    /* Removed by the change that suspended it (vdisk.removed comes before
+     * the resume): nothing is held for it any more, its requests fail now
+     * (EIO, as any of a removed vdisk). Held until the resume they could
+     * deadlock: a held direct write keeps its inode locked in the kernel,
+     * and the link thread, which would pass the resume on, waits for that
+     * lock to tell the kernel the file is gone. */
+    struct vdisk_master m;
+    return d->route(d->route_data, vdisk_id, &m) == 0;
 }
 
 static void suspend(struct ndfs_driver *d, struct drv_susp_cmd *c)
