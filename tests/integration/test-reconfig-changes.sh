@@ -4,7 +4,9 @@
 # paused. Three nodes, each mounting every vdisk; io1 (disk on n1) is under
 # fio --verify=crc32c from n3's mount and io2 (disk on n2) from n1's, run
 # after run, for the whole test. Meanwhile, from each node in turn:
-# vdisks are created, grown, chmod'ed, chown'ed and removed; io1 itself
+# vdisks are created, grown, chmod'ed, chown'ed and removed (one with
+# --force while n1's mount writes it: the writes fail cleanly, nothing
+# hangs); io1 itself
 # (under fio) is chmod'ed and chown'ed with ndfsadm, chmod'ed and chown'ed
 # through n3's mount (the one whose fio writes it: the mount's FUSE thread
 # waits for ndfsd while the same mount must suspend io1 and ack, which it
@@ -153,6 +155,30 @@ human 1 "remove c1" '^vdisk "c1" removed$' vdisk remove c1
 json 2 "remove c2" '.removed == "c2"' vdisk remove c2
 wait_until 10 on_mounts ! c1 || fail "c1 is still on a mount"
 wait_until 10 on_mounts ! c2 || fail "c2 is still on a mount"
+
+# --- removed with --force while a mount writes it: what that mount held
+# during the run fails cleanly once the vdisk is gone (EIO, or ENOENT for
+# an open after it), nothing hangs ---
+adm_on 3 vdisk create c3 --size 4M --primary "n3:$TESTDIR/c3.img" >/dev/null ||
+    fail "vdisk create c3 failed"
+wait_until 10 on_mounts -e c3 || fail "c3 is not on every mount"
+(
+    while dd if=/dev/zero of="$TESTDIR/mnt1/c3" bs=4k count=1024 oflag=direct conv=notrunc         status=none 2>"$TESTDIR/c3-writer.err"; do
+        :
+    done
+) &
+writer=$!
+on_cleanup "kill $writer 2>/dev/null; true"
+m3=$(mtime_ns "$TESTDIR/c3.img")
+wait_written "$TESTDIR/c3.img" "$m3" 10
+human 2 "remove --force c3 (written from n1)" '^vdisk "c3" removed$' vdisk remove c3 --force
+wait_until 10 eval "! kill -0 $writer 2>/dev/null" ||
+    fail "the writer of c3 still runs 10 s after its removal: $(cat "$TESTDIR/c3-writer.err")"
+wait "$writer" 2>/dev/null || true
+grep -qE 'Input/output error|No such file or directory' "$TESTDIR/c3-writer.err" ||
+    fail "the writer of c3 ended with: $(cat "$TESTDIR/c3-writer.err")"
+echo "the writer of c3 after its removal: $(head -n 1 "$TESTDIR/c3-writer.err")"
+wait_until 10 on_mounts ! c3 || fail "c3 is still on a mount"
 
 # --- io1, under fio from n3's mount: ndfsadm chmod, chown, grow ---
 human 1 "chmod io1 (under fio)" '^mode: +0600$' vdisk chmod io1 0600
