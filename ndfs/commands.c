@@ -529,7 +529,9 @@ static bool runs_protocol(const char *command)
 {
     return strcmp(command, "vdisk.move") == 0 || strcmp(command, "vdisk.failback") == 0 ||
            strcmp(command, "node.drain") == 0 || strcmp(command, "link.add") == 0 ||
-           strcmp(command, "link.remove") == 0;
+           strcmp(command, "link.remove") == 0 || strcmp(command, "vdisk.create") == 0 ||
+           strcmp(command, "vdisk.remove") == 0 || strcmp(command, "vdisk.chmod") == 0 ||
+           strcmp(command, "vdisk.chown") == 0 || strcmp(command, "vdisk.resize") == 0;
 }
 
 /* A change forwarded to the leader gives up after this (cluster.c's
