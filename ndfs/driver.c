@@ -35,6 +35,20 @@ struct drv_vdisk *drv_vdisk_state(struct ndfs_driver *d, uint64_t id)
     return vs;
 }
 
+static void request_unref(struct drv_request *r)
+{
+    if (--r->refs > 0)
+        return;
+    free(r->data);
+    g_free(r);
+}
+
+/* The transport is done with the write data of one send. */
+static void send_released(void *arg)
+{
+    request_unref(arg);
+}
+
 /* read: what was read (r->data, or the only part's reply data). */
 static void finish_request(struct ndfs_driver *d, struct drv_request *r, const void *read)
 {
@@ -43,8 +57,7 @@ static void finish_request(struct ndfs_driver *d, struct drv_request *r, const v
     if (status == 0 && r->op != NDFS_IO_FSYNC)
         status = (int)r->done_upto;
     r->done(r->opaque, status, r->op == NDFS_IO_READ && status > 0 ? read : NULL);
-    free(r->data);
-    g_free(r);
+    request_unref(r);
 }
 
 /* A part was answered with status (bytes or -errno) and, for a read, data. */
@@ -168,9 +181,20 @@ static enum pending_step send_entry(struct pending_entry *e, void *data)
     };
     uint8_t ctl[NDFS_IO_REQUEST_SIZE];
     ndfs_io_request_encode(&req, ctl);
-    bool write = e->op == NDFS_IO_WRITE;
-    int rc = ndfs_transport_send(d->t, m.node, NDFS_CHANNEL_IO, e->id, d->epoch, ctl, sizeof(ctl),
-                                 write ? e->data : NULL, write ? e->length : 0);
+    int rc;
+    if (e->op == NDFS_IO_WRITE) {
+        /* the request's bytes go out as they are: it lives until the
+         * transport gives them back */
+        struct drv_request *r = e->owner;
+        r->refs++;
+        rc = ndfs_transport_send_borrowed(d->t, m.node, NDFS_CHANNEL_IO, e->id, d->epoch, ctl,
+                                          sizeof(ctl), e->data, e->length, send_released, r);
+        if (rc < 0)
+            r->refs--;
+    } else {
+        rc = ndfs_transport_send(d->t, m.node, NDFS_CHANNEL_IO, e->id, d->epoch, ctl, sizeof(ctl),
+                                 NULL, 0);
+    }
     if (rc == 0) {
         e->epoch = d->epoch;
         e->map_gen = m.map_gen;
@@ -836,6 +860,7 @@ int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uin
         return -EINVAL;
     }
     struct drv_request *r = g_new0(struct drv_request, 1);
+    r->refs = 1;
     r->op = op;
     r->flags = flags;
     r->vdisk_id = vdisk_id;

@@ -67,6 +67,9 @@ struct drv_request {
      * read in one part: NULL (the reply's data is handed on as it is) */
     void *data;
     unsigned parts_left;
+    /* 1 until it is answered, + 1 per send of a part's write data that the
+     * transport still holds (sent without a copy); freed at 0 */
+    unsigned refs;
     int status;       /* the first error, or 0 */
     size_t done_upto; /* bytes transferred from offset on: a short part ends it */
     ndfs_driver_done_cb done;

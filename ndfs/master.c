@@ -367,14 +367,31 @@ static void worker(gpointer data, gpointer user_data)
     uv_async_send(&m->async);
 }
 
-static void reply(struct ndfs_master *m, struct ndfs_message *msg, int32_t status, const void *data,
+static void buf_release(void *buf)
+{
+    free(buf);
+}
+
+/* Answers msg (and releases it); buf (malloc'd, may be NULL) is the
+ * reply's: data_len bytes of it are sent without a copy, then freed. */
+static void reply(struct ndfs_master *m, struct ndfs_message *msg, int32_t status, void *buf,
                   size_t data_len)
 {
     struct ndfs_io_reply r = {.status = status};
     uint8_t ctl[NDFS_IO_REPLY_SIZE];
     ndfs_io_reply_encode(&r, ctl);
-    int rc = ndfs_transport_send(m->t, msg->peer, NDFS_CHANNEL_IO, msg->request_id, msg->epoch, ctl,
-                                 sizeof(ctl), data, data_len);
+    int rc;
+    if (data_len > 0) {
+        rc = ndfs_transport_send_borrowed(m->t, msg->peer, NDFS_CHANNEL_IO, msg->request_id,
+                                          msg->epoch, ctl, sizeof(ctl), buf, data_len, buf_release,
+                                          buf);
+        if (rc < 0)
+            free(buf);
+    } else {
+        free(buf);
+        rc = ndfs_transport_send(m->t, msg->peer, NDFS_CHANNEL_IO, msg->request_id, msg->epoch, ctl,
+                                 sizeof(ctl), NULL, 0);
+    }
     if (rc < 0) {
         g_autofree char *key = g_strdup_printf("send:%s", msg->peer);
         g_autofree char *text = g_strdup_printf("cannot answer %s: %s", msg->peer, g_strerror(-rc));
@@ -530,6 +547,7 @@ static void job_done(struct ndfs_master *m, struct master_job *j)
         say_once(m, key, G_LOG_LEVEL_WARNING, text);
     }
     reply(m, j->msg, j->status, j->buf, data_len);
+    j->buf = NULL; /* the reply's now */
     /* a disk error fails the path, once per row version; not when the
      * mapping moved on meanwhile (it no longer names this disk) */
     if (j->path_err && !d->reported && !atomic_load(&d->revoked) && !m->closing) {
@@ -540,7 +558,6 @@ static void job_done(struct ndfs_master *m, struct master_job *j)
         if (m->path_failed_cb)
             m->path_failed_cb(m, d->name, j->path_err, m->path_failed_data);
     }
-    free(j->buf);
     busy_sub(m, d->id);
     disk_unref(d);
     g_free(j);

@@ -265,6 +265,8 @@ static int write_auth(struct tp_conn *c, uint8_t type, const uint8_t *payload, s
     struct ndfs_tx_msg *m = g_malloc(sizeof *m + len);
     m->refs = 1;
     m->len = len;
+    m->release = NULL;
+    m->release_arg = NULL;
     memcpy(m->bytes, payload, len);
     struct ndfs_frame_header h = {.type = type, .control_len = (uint32_t)len};
     int rc = tp_conn_write(c, &h, ndfs_crc32c(0, m->bytes, len), m->bytes, NULL, m);

@@ -281,8 +281,9 @@ void tp_conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const u
         deliver(p, &q);
         if (rc < 0 && c->state == TP_CONN_OPEN)
             tp_conn_close(c, -EPROTO,
-                          rc == -ENOBUFS ? "too much data ahead of a missing frame"
-                                         : "fragments out of order");
+                          rc == -ENOBUFS  ? "too much data ahead of a missing frame"
+                          : rc == -ENOMEM ? "out of memory for a message"
+                                          : "fragments out of order");
         break;
     }
     case NDFS_FRAME_PING: {
@@ -712,6 +713,24 @@ int ndfs_transport_send(struct ndfs_transport *t, const char *peer, uint16_t cha
         return -EINVAL;
     int rc = ndfs_window_queue(&p->win, channel, request_id, epoch, control, control_len, data,
                                data_len);
+    if (rc < 0)
+        return rc;
+    tp_peer_pump(p);
+    return 0;
+}
+
+int ndfs_transport_send_borrowed(struct ndfs_transport *t, const char *peer, uint16_t channel,
+                                 uint64_t request_id, uint64_t epoch, const void *control,
+                                 size_t control_len, const void *data, size_t data_len,
+                                 void (*release)(void *arg), void *release_arg)
+{
+    struct tp_peer *p = tp_peer_find(t, peer);
+    if (!p)
+        return -ENOENT;
+    if (channel == 0 || channel >= NDFS_CHANNEL_MAX || !release)
+        return -EINVAL;
+    int rc = ndfs_window_queue_borrowed(&p->win, channel, request_id, epoch, control, control_len,
+                                        data, data_len, release, release_arg);
     if (rc < 0)
         return rc;
     tp_peer_pump(p);

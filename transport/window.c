@@ -2,6 +2,7 @@
 #define G_LOG_DOMAIN "ndfs-transport"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "window.h"
@@ -23,8 +24,11 @@ struct ndfs_tx_msg *ndfs_tx_msg_ref(struct ndfs_tx_msg *m)
 
 void ndfs_tx_msg_unref(struct ndfs_tx_msg *m)
 {
-    if (m && --m->refs == 0)
-        g_free(m);
+    if (!m || --m->refs > 0)
+        return;
+    if (m->release)
+        m->release(m->release_arg);
+    g_free(m);
 }
 
 static int seq_cmp(gconstpointer a, gconstpointer b, gpointer unused)
@@ -90,21 +94,32 @@ void ndfs_window_reset(struct ndfs_window *w)
     w->rx_next = 1;
 }
 
-int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_id, uint64_t epoch,
-                      const void *control, size_t control_len, const void *data, size_t data_len)
+static int window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_id,
+                        uint64_t epoch, const void *control, size_t control_len, const void *data,
+                        size_t data_len, bool borrowed, void (*release)(void *arg),
+                        void *release_arg)
 {
     size_t len = control_len + data_len;
     if (control_len > w->max_message || data_len > w->max_message || len > w->max_message)
         return -EMSGSIZE;
     if (w->tx_queued + len > w->max_queued && w->tx_queued > 0)
         return -ENOBUFS;
-    struct ndfs_tx_msg *m = g_malloc(sizeof *m + len);
+    size_t copied = borrowed ? control_len : len;
+    struct ndfs_tx_msg *m = g_malloc(sizeof *m + copied);
     m->refs = 0;
-    m->len = len;
+    m->len = copied;
+    m->release = NULL;
+    m->release_arg = NULL;
     if (control_len)
         memcpy(m->bytes, control, control_len);
-    if (data_len)
+    const uint8_t *dbytes = m->bytes + control_len;
+    if (borrowed) {
+        dbytes = data;
+        m->release = release;
+        m->release_arg = release_arg;
+    } else if (data_len) {
         memcpy(m->bytes + control_len, data, data_len);
+    }
     size_t off = 0;
     do {
         size_t piece = MIN(data_len - off, w->stripe_size);
@@ -122,7 +137,7 @@ int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_
             f->h.control_len = (uint32_t)control_len;
             f->control = m->bytes;
         }
-        f->data = m->bytes + control_len + off;
+        f->data = dbytes + off;
         off += piece;
         if (off == data_len)
             f->h.flags |= NDFS_FRAME_LAST;
@@ -135,6 +150,22 @@ int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_
     } while (off < data_len);
     w->tx_queued += len;
     return 0;
+}
+
+int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_id, uint64_t epoch,
+                      const void *control, size_t control_len, const void *data, size_t data_len)
+{
+    return window_queue(w, channel, request_id, epoch, control, control_len, data, data_len, false,
+                        NULL, NULL);
+}
+
+int ndfs_window_queue_borrowed(struct ndfs_window *w, uint16_t channel, uint64_t request_id,
+                               uint64_t epoch, const void *control, size_t control_len,
+                               const void *data, size_t data_len, void (*release)(void *arg),
+                               void *release_arg)
+{
+    return window_queue(w, channel, request_id, epoch, control, control_len, data, data_len, true,
+                        release, release_arg);
 }
 
 bool ndfs_window_has_pending(struct ndfs_window *w)
@@ -225,6 +256,31 @@ unsigned ndfs_window_requeue_link(struct ndfs_window *w, int link)
     return n;
 }
 
+struct ndfs_message *ndfs_message_alloc(size_t control_len, size_t data_len)
+{
+    size_t head = sizeof(struct ndfs_message) + control_len;
+    struct ndfs_message *m;
+    if (data_len < NDFS_MESSAGE_DATA_ALIGN) {
+        m = malloc(head + data_len);
+        if (!m)
+            return NULL;
+    } else {
+        /* data on a page boundary: a master writes it O_DIRECT as it is */
+        head = (head + NDFS_MESSAGE_DATA_ALIGN - 1) / NDFS_MESSAGE_DATA_ALIGN *
+               NDFS_MESSAGE_DATA_ALIGN;
+        void *p = NULL;
+        if (posix_memalign(&p, NDFS_MESSAGE_DATA_ALIGN, head + data_len) != 0)
+            return NULL;
+        m = p;
+    }
+    memset(m, 0, sizeof *m);
+    m->control = (uint8_t *)(m + 1);
+    m->control_len = control_len;
+    m->data = (uint8_t *)m + head;
+    m->data_len = data_len;
+    return m;
+}
+
 /* Takes one in-order frame into the message being reassembled. */
 static int rx_take(struct ndfs_window *w, const struct ndfs_frame_header *h, const uint8_t *control,
                    const uint8_t *data, GQueue *delivered)
@@ -234,15 +290,12 @@ static int rx_take(struct ndfs_window *w, const struct ndfs_frame_header *h, con
             return -EBADMSG;
         if ((size_t)h->control_len + h->msg_data_len > w->max_message)
             return -EBADMSG;
-        struct ndfs_message *m = g_malloc(sizeof *m + (size_t)h->control_len + h->msg_data_len);
-        memset(m, 0, sizeof *m);
+        struct ndfs_message *m = ndfs_message_alloc(h->control_len, h->msg_data_len);
+        if (!m)
+            return -ENOMEM;
         m->channel = h->channel;
         m->request_id = h->request_id;
         m->epoch = h->epoch;
-        m->control = (uint8_t *)(m + 1);
-        m->control_len = h->control_len;
-        m->data = m->control + h->control_len;
-        m->data_len = h->msg_data_len;
         if (h->control_len)
             memcpy(m->control, control, h->control_len);
         w->rx_msg = m;

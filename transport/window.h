@@ -22,6 +22,10 @@
 struct ndfs_tx_msg {
     int refs;
     size_t len;
+    /* data not copied (ndfs_window_queue_borrowed): given back with
+     * release(release_arg) when the last reference goes; NULL: none */
+    void (*release)(void *arg);
+    void *release_arg;
     uint8_t bytes[];
 };
 struct ndfs_tx_msg *ndfs_tx_msg_ref(struct ndfs_tx_msg *m);
@@ -64,6 +68,13 @@ void ndfs_window_reset(struct ndfs_window *w);
 /* Copies a message in: 0, -EMSGSIZE or -ENOBUFS. */
 int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_id, uint64_t epoch,
                       const void *control, size_t control_len, const void *data, size_t data_len);
+/* The same, but data is not copied: the window uses it in place until
+ * release(release_arg), once, when its last fragment is acknowledged (or
+ * dropped) and no write holds it. On an error release is not called. */
+int ndfs_window_queue_borrowed(struct ndfs_window *w, uint16_t channel, uint64_t request_id,
+                               uint64_t epoch, const void *control, size_t control_len,
+                               const void *data, size_t data_len, void (*release)(void *arg),
+                               void *release_arg);
 /* The next fragment to send, or NULL; the caller sets frag->link. */
 struct ndfs_tx_frag *ndfs_window_next(struct ndfs_window *w);
 bool ndfs_window_has_pending(struct ndfs_window *w);
@@ -78,9 +89,15 @@ unsigned ndfs_window_requeue_link(struct ndfs_window *w, int link);
  * UINT64_MAX when none is. Returns how many links have one. */
 int ndfs_window_oldest_in_flight(const struct ndfs_window *w, int nlinks, uint64_t *oldest);
 
-/* A DATA frame: 0 (whole messages, g_malloc'd blocks the receiver frees with
- * g_free, appended to delivered in order), -EBADMSG for a frame that breaks
- * the fragment rules, -ENOBUFS when too much arrived early. */
+/* A received message in one malloc'd block (free() or g_free() it): the
+ * struct, control_len bytes of control, then data_len bytes of data, which
+ * start on an NDFS_MESSAGE_DATA_ALIGN boundary when there are that many or
+ * more. NULL when out of memory. */
+struct ndfs_message *ndfs_message_alloc(size_t control_len, size_t data_len);
+
+/* A DATA frame: 0 (whole messages, blocks of ndfs_message_alloc, appended
+ * to delivered in order), -EBADMSG for a frame that breaks the fragment
+ * rules, -ENOBUFS when too much arrived early, -ENOMEM. */
 int ndfs_window_receive(struct ndfs_window *w, const struct ndfs_frame_header *h,
                         const uint8_t *control, const uint8_t *data, GQueue *delivered);
 /* The cumulative ack to send (last in-order sequence number received). */

@@ -108,7 +108,10 @@ int ndfs_transport_probe(struct ndfs_transport *t, const char *address, ndfs_tra
 
 /* A received message. The transport owns it (and its buffers) until the
  * client calls ndfs_transport_release(); the client may keep it past the
- * callback. */
+ * callback. Data of NDFS_MESSAGE_DATA_ALIGN bytes or more starts on an
+ * NDFS_MESSAGE_DATA_ALIGN boundary (a disk opened O_DIRECT takes it as it
+ * is). */
+#define NDFS_MESSAGE_DATA_ALIGN 4096
 struct ndfs_message {
     char peer[NDFS_TRANSPORT_NAME_MAX + 1];
     uint16_t channel;
@@ -141,6 +144,18 @@ int ndfs_transport_unregister(struct ndfs_transport *t, uint16_t channel);
 int ndfs_transport_send(struct ndfs_transport *t, const char *peer, uint16_t channel,
                         uint64_t request_id, uint64_t epoch, const void *control,
                         size_t control_len, const void *data, size_t data_len);
+
+/* The same, but data is not copied (control is): the transport uses it in
+ * place until the peer acknowledged it and no write holds it any more,
+ * then calls release(release_arg) on the loop thread, once (also when the
+ * message is dropped: peer reset or removed, transport closed, maybe from
+ * within those calls). The caller must not change or free data before
+ * that. When it returns an error, release is not called: data is still
+ * the caller's. */
+int ndfs_transport_send_borrowed(struct ndfs_transport *t, const char *peer, uint16_t channel,
+                                 uint64_t request_id, uint64_t epoch, const void *control,
+                                 size_t control_len, const void *data, size_t data_len,
+                                 void (*release)(void *arg), void *release_arg);
 
 enum ndfs_transport_event {
     NDFS_PEER_UP = 1, /* the first link to the peer came up */
