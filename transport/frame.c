@@ -216,17 +216,24 @@ long ndfs_frame_decode_header(const uint8_t *buf, size_t len, size_t max_payload
     return NDFS_FRAME_HEADER_SIZE + (long)h->control_len + (long)h->data_len;
 }
 
-int ndfs_frame_verify(const uint8_t *frame, const struct ndfs_frame_header *h, const char **reason)
+int ndfs_frame_verify_parts(const uint8_t *header, const struct ndfs_frame_header *h,
+                            const uint8_t *control, const uint8_t *data, const char **reason)
 {
     uint8_t hdr[NDFS_FRAME_HEADER_SIZE];
-    memcpy(hdr, frame, sizeof hdr);
+    memcpy(hdr, header, sizeof hdr);
     memset(hdr + 56, 0, 4);
-    uint32_t crc =
-        ndfs_crc32c(0, frame + NDFS_FRAME_HEADER_SIZE, (size_t)h->control_len + h->data_len);
+    uint32_t crc = ndfs_crc32c(0, control, h->control_len);
+    crc = ndfs_crc32c(crc, data, h->data_len);
     crc = ndfs_crc32c(crc, hdr, sizeof hdr);
     if (crc != h->checksum)
         return (int)bad(reason, "bad checksum");
     return 0;
+}
+
+int ndfs_frame_verify(const uint8_t *frame, const struct ndfs_frame_header *h, const char **reason)
+{
+    const uint8_t *control = frame + NDFS_FRAME_HEADER_SIZE;
+    return ndfs_frame_verify_parts(frame, h, control, control + h->control_len, reason);
 }
 
 long ndfs_frame_decode(const uint8_t *buf, size_t len, size_t max_payload,

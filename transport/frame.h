@@ -73,6 +73,14 @@ long ndfs_frame_decode_header(const uint8_t *buf, size_t len, size_t max_payload
 /* Checks the checksum of a whole frame whose header decoded to h. 0 or
  * -EBADMSG. */
 int ndfs_frame_verify(const uint8_t *frame, const struct ndfs_frame_header *h, const char **reason);
+/* The same for a frame whose header (NDFS_FRAME_HEADER_SIZE bytes), control
+ * and data lie apart. */
+int ndfs_frame_verify_parts(const uint8_t *header, const struct ndfs_frame_header *h,
+                            const uint8_t *control, const uint8_t *data, const char **reason);
+/* The same for a frame whose header (NDFS_FRAME_HEADER_SIZE bytes), control
+ * and data lie apart. */
+int ndfs_frame_verify_parts(const uint8_t *header, const struct ndfs_frame_header *h,
+                            const uint8_t *control, const uint8_t *data, const char **reason);
 /* Both: the frame size (> 0), -EAGAIN while incomplete, -EBADMSG. */
 long ndfs_frame_decode(const uint8_t *buf, size_t len, size_t max_payload,
                        struct ndfs_frame_header *h, const char **reason);

@@ -120,6 +120,7 @@ static void conn_handle_closed(uv_handle_t *h)
     struct ndfs_transport *t = c->t;
     t->handles--;
     if (--c->handles == 0) {
+        free(c->dmsg);
         g_free(c->rbuf);
         g_free(c);
     }
@@ -418,12 +419,56 @@ static void conn_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct tp_conn *c = handle->data;
+    if (c->dmsg) {
+        /* exactly the rest of its data: the next frame goes to rbuf */
+        *buf = uv_buf_init((char *)c->dmsg->data + c->dfill, (unsigned)(c->dh.data_len - c->dfill));
+        return;
+    }
     size_t want = MAX(c->rlen + 65536, c->rneed);
     if (c->rcap < want) {
         c->rbuf = g_realloc(c->rbuf, want);
         c->rcap = want;
     }
     *buf = uv_buf_init((char *)c->rbuf + c->rlen, c->rcap - c->rlen);
+}
+
+/* The frame of header h, whose first avail bytes are at bytes, is large and
+ * a whole message: its message is allocated and the rest of its data will
+ * be read straight into it. false: read it into rbuf as usual. */
+static bool direct_start(struct tp_conn *c, const struct ndfs_frame_header *h, const uint8_t *bytes,
+                         size_t avail)
+{
+    size_t head = NDFS_FRAME_HEADER_SIZE + (size_t)h->control_len;
+    if (c->state != TP_CONN_OPEN || h->type != NDFS_FRAME_DATA ||
+        (h->flags & (NDFS_FRAME_FIRST | NDFS_FRAME_LAST)) != (NDFS_FRAME_FIRST | NDFS_FRAME_LAST) ||
+        h->data_len < TP_DIRECT_MIN || avail < head || avail - head >= h->data_len)
+        return false;
+    struct ndfs_message *m = ndfs_message_alloc(h->control_len, h->data_len);
+    if (!m)
+        return false;
+    memcpy(c->dhdr, bytes, NDFS_FRAME_HEADER_SIZE);
+    if (h->control_len)
+        memcpy(m->control, bytes + NDFS_FRAME_HEADER_SIZE, h->control_len);
+    memcpy(m->data, bytes + head, avail - head);
+    c->dh = *h;
+    c->dfill = avail - head;
+    c->dmsg = m;
+    return true;
+}
+
+/* The frame read in place is complete: check it, hand it on. */
+static void direct_done(struct tp_conn *c)
+{
+    struct ndfs_message *m = c->dmsg;
+    struct ndfs_frame_header h = c->dh;
+    const char *reason = NULL;
+    c->dmsg = NULL;
+    if (ndfs_frame_verify_parts(c->dhdr, &h, m->control, m->data, &reason) < 0) {
+        free(m);
+        tp_conn_close(c, -EPROTO, reason);
+        return;
+    }
+    tp_conn_frame_msg(c, &h, m);
 }
 
 static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -443,12 +488,18 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                       nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
         return;
     }
-    c->rlen += (size_t)nread;
     c->last_rx = uv_now(t->loop);
     if (c->state == TP_CONN_OPEN && c->peer && c->link >= 0) {
         c->peer->links[c->link].bytes_received += (size_t)nread;
         c->peer->links[c->link].last_frame = c->last_rx;
     }
+    if (c->dmsg) {
+        c->dfill += (size_t)nread;
+        if (c->dfill == c->dh.data_len)
+            direct_done(c);
+        return;
+    }
+    c->rlen += (size_t)nread;
     size_t off = 0;
     c->rneed = 0;
     while (c->state != TP_CONN_CLOSING) {
@@ -466,7 +517,10 @@ static void conn_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         if (c->rlen - off < (size_t)size) {
-            c->rneed = (size_t)size;
+            if (size >= (long)TP_DIRECT_MIN && direct_start(c, &h, c->rbuf + off, c->rlen - off))
+                off = c->rlen; /* all of it is the frame's, now in its message */
+            else
+                c->rneed = (size_t)size;
             break;
         }
         if (ndfs_frame_verify(c->rbuf + off, &h, &reason) < 0) {

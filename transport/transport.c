@@ -10,7 +10,7 @@
 #define DEFAULT_HB_MS       200
 #define DEFAULT_FAIL_MS     1500
 #define DEFAULT_MAX_MESSAGE (16u << 20)
-#define DEFAULT_STRIPE      (256u << 10)
+#define DEFAULT_STRIPE      (1u << 20)
 #define DEFAULT_MAX_QUEUED  (64u << 20)
 
 void tp_emit(struct ndfs_transport *t, const char *peer, enum ndfs_transport_event ev, int link)
@@ -258,32 +258,58 @@ static void deliver(struct tp_peer *p, GQueue *q)
     }
 }
 
-void tp_conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const uint8_t *control,
-                   const uint8_t *data)
+/* A frame's cumulative ack; false when it closed c. */
+static bool frame_ack(struct tp_conn *c, struct tp_peer *p, const struct ndfs_frame_header *h)
 {
-    struct tp_peer *p = c->peer;
     if (ndfs_window_ack(&p->win, h->ack) < 0) {
         /* within one pair of sessions: a peer's new state came with a reset */
         g_autofree char *why =
             g_strdup_printf("acknowledgement of frames never sent (%llu, sent up to %llu)",
                             (unsigned long long)h->ack, (unsigned long long)(p->win.tx_next - 1));
         tp_conn_close(c, -EPROTO, why);
+        return false;
+    }
+    return true;
+}
+
+/* After a DATA frame went into the window (rc): ack, deliver. */
+static void data_received(struct tp_conn *c, struct tp_peer *p, int rc, GQueue *q)
+{
+    if (p->win.rx_unacked >= TP_ACK_EVERY)
+        send_ack(p, c);
+    else if (!uv_is_active((uv_handle_t *)&p->ack_timer))
+        uv_timer_start(&p->ack_timer, ack_timer_cb, TP_ACK_DELAY_MS, 0);
+    deliver(p, q);
+    if (rc < 0 && c->state == TP_CONN_OPEN)
+        tp_conn_close(c, -EPROTO,
+                      rc == -ENOBUFS  ? "too much data ahead of a missing frame"
+                      : rc == -ENOMEM ? "out of memory for a message"
+                                      : "fragments out of order");
+}
+
+void tp_conn_frame_msg(struct tp_conn *c, const struct ndfs_frame_header *h, struct ndfs_message *m)
+{
+    struct tp_peer *p = c->peer;
+    if (!p || !frame_ack(c, p, h)) {
+        free(m);
         return;
     }
+    GQueue q = G_QUEUE_INIT;
+    int rc = ndfs_window_receive_msg(&p->win, h, m, &q);
+    data_received(c, p, rc, &q);
+}
+
+void tp_conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const uint8_t *control,
+                   const uint8_t *data)
+{
+    struct tp_peer *p = c->peer;
+    if (!frame_ack(c, p, h))
+        return;
     switch (h->type) {
     case NDFS_FRAME_DATA: {
         GQueue q = G_QUEUE_INIT;
         int rc = ndfs_window_receive(&p->win, h, control, data, &q);
-        if (p->win.rx_unacked >= TP_ACK_EVERY)
-            send_ack(p, c);
-        else if (!uv_is_active((uv_handle_t *)&p->ack_timer))
-            uv_timer_start(&p->ack_timer, ack_timer_cb, TP_ACK_DELAY_MS, 0);
-        deliver(p, &q);
-        if (rc < 0 && c->state == TP_CONN_OPEN)
-            tp_conn_close(c, -EPROTO,
-                          rc == -ENOBUFS  ? "too much data ahead of a missing frame"
-                          : rc == -ENOMEM ? "out of memory for a message"
-                                          : "fragments out of order");
+        data_received(c, p, rc, &q);
         break;
     }
     case NDFS_FRAME_PING: {

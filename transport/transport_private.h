@@ -19,11 +19,12 @@
 #define TP_BACKOFF_MIN_MS 100
 #define TP_BACKOFF_MAX_MS 2000
 #define TP_ACK_DELAY_MS   2
-#define TP_ACK_EVERY      32        /* frames received before an ack goes out at once */
-#define TP_LINK_INFLIGHT  (1 << 20) /* bytes written on a link and not yet completed */
-#define TP_DYNAMIC_TTL_MS 60000     /* a dynamic peer without connections is forgotten */
-#define TP_DIAL_DEFER_MS  200       /* the larger name's first dial waits this long */
-#define TP_RTO_MIN_MS     50        /* retransmission timeout floor */
+#define TP_ACK_EVERY      32          /* frames received before an ack goes out at once */
+#define TP_LINK_INFLIGHT  (1 << 20)   /* bytes written on a link and not yet completed */
+#define TP_DYNAMIC_TTL_MS 60000       /* a dynamic peer without connections is forgotten */
+#define TP_DIAL_DEFER_MS  200         /* the larger name's first dial waits this long */
+#define TP_RTO_MIN_MS     50          /* retransmission timeout floor */
+#define TP_DIRECT_MIN     (64u << 10) /* whole-message frames this large are read in place */
 
 enum tp_conn_state {
     TP_CONN_CONNECTING,
@@ -55,8 +56,14 @@ struct tp_conn {
     uint64_t sent_session;        /* connector: the session its RESPONSE gave */
     uint8_t *rbuf;
     size_t rlen, rcap, rneed;
-    size_t inflight;           /* bytes in uv_write, not completed */
-    uint64_t last_rx, last_tx; /* uv_now() */
+    /* A large DATA frame that is a whole message, read straight into its
+     * message (no copy out of rbuf): NULL when none is in progress. */
+    struct ndfs_message *dmsg;
+    struct ndfs_frame_header dh;          /* its header */
+    uint8_t dhdr[NDFS_FRAME_HEADER_SIZE]; /* its header's bytes, for the checksum */
+    size_t dfill;                         /* data bytes in dmsg so far */
+    size_t inflight;                      /* bytes in uv_write, not completed */
+    uint64_t last_rx, last_tx;            /* uv_now() */
 };
 
 struct tp_link {
@@ -204,6 +211,9 @@ void tp_dial_failed(struct tp_link *link, int status);
 /* Frames after authentication. */
 void tp_conn_frame(struct tp_conn *c, const struct ndfs_frame_header *h, const uint8_t *control,
                    const uint8_t *data);
+/* A DATA frame that is a whole message, read in place into m (taken). */
+void tp_conn_frame_msg(struct tp_conn *c, const struct ndfs_frame_header *h,
+                       struct ndfs_message *m);
 void tp_peer_pump(struct tp_peer *p);
 void tp_emit(struct ndfs_transport *t, const char *peer, enum ndfs_transport_event ev, int link);
 void tp_probe_done(struct tp_probe *probe, int status, const char *peer);

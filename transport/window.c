@@ -13,8 +13,16 @@
 struct rx_frag {
     uint64_t seq;
     struct ndfs_frame_header h;
-    uint8_t bytes[]; /* control then data */
+    struct ndfs_message *msg; /* a whole message received in place; NULL: bytes */
+    uint8_t bytes[];          /* control then data */
 };
+
+static void rx_frag_free(gpointer p)
+{
+    struct rx_frag *r = p;
+    free(r->msg);
+    g_free(r);
+}
 
 struct ndfs_tx_msg *ndfs_tx_msg_ref(struct ndfs_tx_msg *m)
 {
@@ -49,7 +57,7 @@ void ndfs_window_init(struct ndfs_window *w, size_t max_message, size_t stripe_s
     w->rx_next = 1;
     g_queue_init(&w->tx_unacked);
     g_queue_init(&w->tx_pending);
-    w->rx_early = g_tree_new_full(seq_cmp, NULL, NULL, g_free);
+    w->rx_early = g_tree_new_full(seq_cmp, NULL, NULL, rx_frag_free);
 }
 
 static void frag_free(struct ndfs_tx_frag *f)
@@ -323,6 +331,44 @@ static int rx_take(struct ndfs_window *w, const struct ndfs_frame_header *h, con
     return 0;
 }
 
+/* Takes one in-order frame that is a whole message received in place. */
+static int rx_take_msg(struct ndfs_window *w, const struct ndfs_frame_header *h,
+                       struct ndfs_message *m, GQueue *delivered)
+{
+    if (w->rx_msg ||
+        (h->flags & (NDFS_FRAME_FIRST | NDFS_FRAME_LAST)) != (NDFS_FRAME_FIRST | NDFS_FRAME_LAST)) {
+        free(m);
+        return -EBADMSG;
+    }
+    m->channel = h->channel;
+    m->request_id = h->request_id;
+    m->epoch = h->epoch;
+    g_queue_push_tail(delivered, m);
+    w->rx_next++;
+    return 0;
+}
+
+/* Takes the frames that arrived early and are next now. */
+static int rx_take_early(struct ndfs_window *w, GQueue *delivered)
+{
+    struct rx_frag *r;
+    while ((r = g_tree_lookup(w->rx_early, &w->rx_next))) {
+        w->rx_early_bytes -= (size_t)r->h.control_len + r->h.data_len;
+        int rc;
+        if (r->msg) {
+            struct ndfs_message *m = r->msg;
+            r->msg = NULL;
+            rc = rx_take_msg(w, &r->h, m, delivered);
+        } else {
+            rc = rx_take(w, &r->h, r->bytes, r->bytes + r->h.control_len, delivered);
+        }
+        g_tree_remove(w->rx_early, &r->h.seq);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 int ndfs_window_receive(struct ndfs_window *w, const struct ndfs_frame_header *h,
                         const uint8_t *control, const uint8_t *data, GQueue *delivered)
 {
@@ -338,6 +384,7 @@ int ndfs_window_receive(struct ndfs_window *w, const struct ndfs_frame_header *h
         if (w->rx_early_bytes + len > 2 * w->max_queued + w->max_message)
             return -ENOBUFS;
         struct rx_frag *r = g_malloc(sizeof *r + len);
+        r->msg = NULL;
         r->seq = h->seq;
         r->h = *h;
         if (h->control_len)
@@ -351,13 +398,41 @@ int ndfs_window_receive(struct ndfs_window *w, const struct ndfs_frame_header *h
     int rc = rx_take(w, h, control, data, delivered);
     if (rc < 0)
         return rc;
-    struct rx_frag *r;
-    while ((r = g_tree_lookup(w->rx_early, &w->rx_next))) {
-        w->rx_early_bytes -= (size_t)r->h.control_len + r->h.data_len;
-        rc = rx_take(w, &r->h, r->bytes, r->bytes + r->h.control_len, delivered);
-        g_tree_remove(w->rx_early, &r->h.seq);
-        if (rc < 0)
-            return rc;
+    return rx_take_early(w, delivered);
+}
+
+int ndfs_window_receive_msg(struct ndfs_window *w, const struct ndfs_frame_header *h,
+                            struct ndfs_message *m, GQueue *delivered)
+{
+    w->rx_unacked++;
+    if (h->seq < w->rx_next) {
+        free(m); /* a duplicate */
+        return 0;
     }
-    return 0;
+    if (h->seq > w->rx_next) {
+        if (h->seq - w->rx_next > RX_MAX_AHEAD) {
+            free(m);
+            return -EBADMSG;
+        }
+        if (g_tree_lookup(w->rx_early, &h->seq)) {
+            free(m);
+            return 0;
+        }
+        size_t len = (size_t)h->control_len + h->data_len;
+        if (w->rx_early_bytes + len > 2 * w->max_queued + w->max_message) {
+            free(m);
+            return -ENOBUFS;
+        }
+        struct rx_frag *r = g_malloc(sizeof *r);
+        r->seq = h->seq;
+        r->h = *h;
+        r->msg = m;
+        g_tree_insert(w->rx_early, &r->seq, r);
+        w->rx_early_bytes += len;
+        return 0;
+    }
+    int rc = rx_take_msg(w, h, m, delivered);
+    if (rc < 0)
+        return rc;
+    return rx_take_early(w, delivered);
 }

@@ -100,6 +100,12 @@ struct ndfs_message *ndfs_message_alloc(size_t control_len, size_t data_len);
  * rules, -ENOBUFS when too much arrived early, -ENOMEM. */
 int ndfs_window_receive(struct ndfs_window *w, const struct ndfs_frame_header *h,
                         const uint8_t *control, const uint8_t *data, GQueue *delivered);
+/* A DATA frame that is a whole message (FIRST and LAST), received in place
+ * into m (of ndfs_message_alloc(h->control_len, h->data_len), control and
+ * data filled in): the window takes m (delivers, keeps or frees it). The
+ * same results as ndfs_window_receive. */
+int ndfs_window_receive_msg(struct ndfs_window *w, const struct ndfs_frame_header *h,
+                            struct ndfs_message *m, GQueue *delivered);
 /* The cumulative ack to send (last in-order sequence number received). */
 static inline uint64_t ndfs_window_rx_ack(const struct ndfs_window *w)
 {

@@ -55,7 +55,7 @@ struct ndfs_transport_config {
     unsigned failure_timeout_ms;    /* 0: 1500; no sign of life on a link this long: down */
     size_t max_message;             /* largest control+data accepted or sent; 0: 16 MiB */
     size_t stripe_size;             /* data parts larger than this are striped across the
-                                       up links in pieces of this size; 0: 256 KiB */
+                                       up links in pieces of this size; 0: 1 MiB */
     size_t max_queued;              /* bytes queued unacknowledged per peer; 0: 64 MiB */
 };
 
