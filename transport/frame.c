@@ -52,18 +52,132 @@ uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 }
 
 #if defined(__x86_64__)
+/* Three independent crc32 instructions at a time (the instruction's latency
+ * is three times its throughput), over three consecutive blocks whose CRCs
+ * are then combined by shifting one over the length of the next (zeros
+ * tables, as in Mark Adler's crc32c.c): about three times the speed of one
+ * chain on large buffers. */
+#define CRC_LONG  8192
+#define CRC_SHORT 256
+
+static uint32_t crc_long[4][256], crc_short[4][256];
+static gsize crc_zeros_ready;
+
+static uint32_t gf2_times(const uint32_t *mat, uint32_t vec)
+{
+    uint32_t sum = 0;
+    for (; vec; vec >>= 1, mat++)
+        if (vec & 1)
+            sum ^= *mat;
+    return sum;
+}
+
+static void gf2_square(uint32_t *square, const uint32_t *mat)
+{
+    for (int n = 0; n < 32; n++)
+        square[n] = gf2_times(mat, mat[n]);
+}
+
+/* The operator that feeds len (a power of two) zero bytes to a CRC register. */
+static void zeros_op(uint32_t *even, size_t len)
+{
+    uint32_t odd[32];
+    odd[0] = CRC32C_POLY; /* one zero bit */
+    for (int n = 1; n < 32; n++)
+        odd[n] = 1u << (n - 1);
+    gf2_square(even, odd); /* two bits */
+    gf2_square(odd, even); /* four bits */
+    for (;;) {
+        gf2_square(even, odd); /* one byte, then four, sixteen... */
+        len >>= 1;
+        if (len == 0)
+            return;
+        gf2_square(odd, even);
+        len >>= 1;
+        if (len == 0)
+            break;
+    }
+    memcpy(even, odd, 32 * sizeof *even);
+}
+
+static void zeros_table(uint32_t zeros[4][256], size_t len)
+{
+    uint32_t op[32];
+    zeros_op(op, len);
+    for (uint32_t n = 0; n < 256; n++) {
+        zeros[0][n] = gf2_times(op, n);
+        zeros[1][n] = gf2_times(op, n << 8);
+        zeros[2][n] = gf2_times(op, n << 16);
+        zeros[3][n] = gf2_times(op, n << 24);
+    }
+}
+
+static void crc_zeros_init(void)
+{
+    if (!g_once_init_enter(&crc_zeros_ready))
+        return;
+    zeros_table(crc_long, CRC_LONG);
+    zeros_table(crc_short, CRC_SHORT);
+    g_once_init_leave(&crc_zeros_ready, 1);
+}
+
+static inline uint32_t crc_shift(const uint32_t zeros[4][256], uint32_t crc)
+{
+    return zeros[0][crc & 0xff] ^ zeros[1][(crc >> 8) & 0xff] ^ zeros[2][(crc >> 16) & 0xff] ^
+           zeros[3][crc >> 24];
+}
+
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p,
                                                                size_t len)
 {
-    uint64_t c = ~crc;
+    uint64_t c0 = (uint32_t)~crc;
+    while (len && ((uintptr_t)p & 7) != 0) {
+        c0 = __builtin_ia32_crc32qi((uint32_t)c0, *p++);
+        len--;
+    }
+    if (len >= 3 * CRC_SHORT)
+        crc_zeros_init();
+    while (len >= 3 * CRC_LONG) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + CRC_LONG;
+        do {
+            c0 = __builtin_ia32_crc32di(c0, load64(p));
+            c1 = __builtin_ia32_crc32di(c1, load64(p + CRC_LONG));
+            c2 = __builtin_ia32_crc32di(c2, load64(p + 2 * CRC_LONG));
+            p += 8;
+        } while (p < end);
+        c0 = crc_shift(crc_long, (uint32_t)c0) ^ c1;
+        c0 = crc_shift(crc_long, (uint32_t)c0) ^ c2;
+        p += 2 * CRC_LONG;
+        len -= 3 * CRC_LONG;
+    }
+    while (len >= 3 * CRC_SHORT) {
+        uint64_t c1 = 0, c2 = 0;
+        const uint8_t *end = p + CRC_SHORT;
+        do {
+            c0 = __builtin_ia32_crc32di(c0, load64(p));
+            c1 = __builtin_ia32_crc32di(c1, load64(p + CRC_SHORT));
+            c2 = __builtin_ia32_crc32di(c2, load64(p + 2 * CRC_SHORT));
+            p += 8;
+        } while (p < end);
+        c0 = crc_shift(crc_short, (uint32_t)c0) ^ c1;
+        c0 = crc_shift(crc_short, (uint32_t)c0) ^ c2;
+        p += 2 * CRC_SHORT;
+        len -= 3 * CRC_SHORT;
+    }
     while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        c = __builtin_ia32_crc32di(c, w);
+        c0 = __builtin_ia32_crc32di(c0, load64(p));
         p += 8;
         len -= 8;
     }
-    uint32_t c32 = (uint32_t)c;
+    uint32_t c32 = (uint32_t)c0;
     while (len--)
         c32 = __builtin_ia32_crc32qi(c32, *p++);
     return ~c32;
