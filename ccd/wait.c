@@ -43,6 +43,13 @@ uint64_t ndfs_ccd_applied_index(struct ndfs_ccd *ccd)
     return applied > ccd->applied_floor ? applied : ccd->applied_floor;
 }
 
+uint64_t ndfs_ccd_change_index(struct ndfs_ccd *ccd)
+{
+    if (!ccd->started)
+        return 0;
+    return ccd->applied_floor ? ccd->applied_floor : raft_last_applied(&ccd->raft);
+}
+
 static void wait_timer_cb(uv_timer_t *timer);
 
 /* Takes the finished waiters out, rearms the handles, then runs the

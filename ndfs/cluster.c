@@ -392,12 +392,13 @@ void ndfs_cluster_reply(struct ndfs_cluster *c, const char *peer, uint64_t id, i
         return;
     }
     /* the asking node waits until its replica applied this much (read your
-     * writes): here it covers the change, which was applied before its answer */
+     * writes): the change, proposed here and applied before its answer (not
+     * the empty entry after it, which followers learn of a heartbeat later) */
     g_autoptr(GVariant) held = result ? g_variant_ref_sink(result) : NULL;
     GVariantDict d;
     g_variant_dict_init(&d, held);
     g_variant_dict_insert(&d, NDFS_CLUSTER_APPLIED_INDEX, "t",
-                          (guint64)ndfs_ccd_applied_index(c->ccd));
+                          (guint64)ndfs_ccd_change_index(c->ccd));
     ndfs__cluster_reply(c, peer, id, status, message, g_variant_dict_end(&d));
 }
 

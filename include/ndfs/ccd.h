@@ -205,6 +205,12 @@ void ndfs_ccd_status_clear(struct ndfs_ccd_status *st);
 
 /* The last Raft index applied to LMDB (0 before start); cheap. */
 uint64_t ndfs_ccd_applied_index(struct ndfs_ccd *ccd);
+/* The index a node must reach to see every change this node proposed and
+ * saw applied: the last such change's index (the leader follows each change
+ * with an empty entry that followers learn is committed only a Raft
+ * heartbeat later, so the applied index would make them wait for it), or
+ * the applied index when this node proposed nothing yet. */
+uint64_t ndfs_ccd_change_index(struct ndfs_ccd *ccd);
 /* Read-your-writes for a change made on another node (whose answer gave its
  * applied index): cb runs once, on a later loop iteration (never from
  * within this call), with 0 when this replica has applied index, -ETIMEDOUT
