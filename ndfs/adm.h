@@ -58,8 +58,9 @@ int adm_print_status(const struct adm *adm, GVariant *result);
 int adm_print_vdisk(const struct adm *adm, GVariant *result, bool is_show);
 int adm_print_vdisk_list(const struct adm *adm, GVariant *result);
 int adm_print_removed(const struct adm *adm, const char *name);
-/* A vdisk.move or vdisk.failback answer: the vdisk, then "I/O paused N ms"
- * (--json: paused_ms in the object). */
+/* An answer of a vdisk change run under the reconfiguration protocol
+ * (create, chmod, chown, resize, move, failback): the vdisk, then "I/O
+ * paused N ms" (--json: paused_ms in the object). */
 int adm_print_remapped(const struct adm *adm, GVariant *result);
 /* A node.drain answer: the vdisks moved and the longest pause. */
 int adm_print_drained(const struct adm *adm, const char *node, GVariant *result);
