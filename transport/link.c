@@ -233,19 +233,50 @@ int tp_conn_write(struct tp_conn *c, struct ndfs_frame_header *h, uint32_t paylo
         return -ENOTCONN;
     if (c->state == TP_CONN_OPEN && c->peer && c->link >= 0 && c->peer->links[c->link].cut)
         return 0; /* test hook: lost on the way */
+    uint8_t hdr[NDFS_FRAME_HEADER_SIZE];
+    ndfs_frame_encode(h, payload_crc, hdr);
+    const uint8_t *part[3] = {hdr, control, data};
+    size_t part_len[3] = {NDFS_FRAME_HEADER_SIZE, h->control_len, h->data_len};
+    size_t len = NDFS_FRAME_HEADER_SIZE + (size_t)h->control_len + h->data_len;
+    uv_buf_t bufs[3];
+    unsigned n = 0;
+    for (int i = 0; i < 3; i++)
+        if (part_len[i])
+            bufs[n++] = uv_buf_init((char *)part[i], (unsigned)part_len[i]);
+    /* Nothing queued: straight to the socket (uv_try_write), without a
+     * request, its callback on the next turn and libuv's epoll_ctl after
+     * it; only what the socket did not take goes through uv_write. */
+    size_t done = 0;
+    if (c->inflight == 0) {
+        int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+        if (rc < 0 && rc != UV_EAGAIN) {
+            tp_conn_close(c, rc, uv_strerror(rc));
+            return rc;
+        }
+        done = rc > 0 ? (size_t)rc : 0;
+    }
+    c->last_tx = uv_now(c->t->loop);
+    if (c->state == TP_CONN_OPEN && c->peer && c->link >= 0)
+        c->peer->links[c->link].bytes_sent += len;
+    if (done == len)
+        return 0;
     struct tp_write *w = g_new(struct tp_write, 1);
     w->req.data = w;
     w->c = c;
     w->ref = ref ? ndfs_tx_msg_ref(ref) : NULL;
-    ndfs_frame_encode(h, payload_crc, w->hdr);
-    uv_buf_t bufs[3];
-    unsigned n = 0;
-    bufs[n++] = uv_buf_init((char *)w->hdr, NDFS_FRAME_HEADER_SIZE);
-    if (h->control_len)
-        bufs[n++] = uv_buf_init((char *)control, h->control_len);
-    if (h->data_len)
-        bufs[n++] = uv_buf_init((char *)data, h->data_len);
-    w->len = NDFS_FRAME_HEADER_SIZE + (size_t)h->control_len + h->data_len;
+    memcpy(w->hdr, hdr, sizeof hdr);
+    part[0] = w->hdr;
+    n = 0;
+    size_t skip = done;
+    for (int i = 0; i < 3; i++) {
+        if (skip >= part_len[i]) {
+            skip -= part_len[i];
+            continue;
+        }
+        bufs[n++] = uv_buf_init((char *)part[i] + skip, (unsigned)(part_len[i] - skip));
+        skip = 0;
+    }
+    w->len = len - done;
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, write_done);
     if (rc < 0) {
         ndfs_tx_msg_unref(w->ref);
@@ -254,9 +285,6 @@ int tp_conn_write(struct tp_conn *c, struct ndfs_frame_header *h, uint32_t paylo
         return rc;
     }
     c->inflight += w->len;
-    c->last_tx = uv_now(c->t->loop);
-    if (c->state == TP_CONN_OPEN && c->peer && c->link >= 0)
-        c->peer->links[c->link].bytes_sent += w->len;
     return 0;
 }
 
