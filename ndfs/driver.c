@@ -15,6 +15,7 @@
 #include "io_proto.h"
 #include "localio.h"
 #include "pending.h"
+#include "wakeup.h"
 
 static void node_addrs_free(gpointer p)
 {
@@ -573,6 +574,7 @@ static void on_transport_closed(void *data)
     struct ndfs_driver *d = data;
     d->t = NULL;
     uv_close((uv_handle_t *)&d->wake, on_closed);
+    ndfs_wakeup_close(&d->submit_wake, on_closed);
     uv_close((uv_handle_t *)&d->tick, on_closed);
     uv_close((uv_handle_t *)&d->retry, on_closed);
 }
@@ -600,9 +602,8 @@ static void shut_down(struct ndfs_driver *d)
     ndfs_transport_close(d->t, on_transport_closed, d);
 }
 
-static void on_wake(uv_async_t *async)
+static void wake_run(struct ndfs_driver *d)
 {
-    struct ndfs_driver *d = async->data;
     GQueue work = G_QUEUE_INIT, cmds = G_QUEUE_INIT;
     g_mutex_lock(&d->lock);
     work = d->incoming;
@@ -645,6 +646,16 @@ static void on_wake(uv_async_t *async)
         maybe_refresh(d);
 }
 
+static void on_wake(uv_async_t *async)
+{
+    wake_run(async->data);
+}
+
+static void on_submit_wake(struct ndfs_wakeup *w)
+{
+    wake_run(w->data);
+}
+
 static void signal_started(struct ndfs_driver *d, int status, char *errmsg)
 {
     g_mutex_lock(&d->lock);
@@ -679,6 +690,13 @@ static int loop_setup(struct ndfs_driver *d, char **errmsg)
     }
     if ((rc = uv_async_init(&d->loop, &d->wake, on_wake)) < 0) {
         *errmsg = g_strdup_printf("uv_async_init: %s", uv_strerror(rc));
+        ndfs_transport_close(d->t, NULL, NULL);
+        d->t = NULL;
+        return rc;
+    }
+    if ((rc = ndfs_wakeup_init(&d->loop, &d->submit_wake, on_submit_wake, d)) < 0) {
+        *errmsg = g_strdup_printf("cannot set up the requests' wakeup: %s", g_strerror(-rc));
+        uv_close((uv_handle_t *)&d->wake, on_closed);
         ndfs_transport_close(d->t, NULL, NULL);
         d->t = NULL;
         return rc;
@@ -874,7 +892,7 @@ int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uin
     bool stopping = d->stopping;
     if (!stopping) {
         g_queue_push_tail(&d->incoming, r);
-        uv_async_send(&d->wake); /* under the lock: see wake */
+        ndfs_wakeup_send(&d->submit_wake); /* under the lock: see wake */
     }
     g_mutex_unlock(&d->lock);
     if (stopping) {

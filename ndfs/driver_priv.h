@@ -18,6 +18,7 @@
 #include "driver.h"
 #include "pending.h"
 #include "suspend_set.h"
+#include "wakeup.h"
 
 /* Unsent requests (no address yet, queue full) are retried, states
  * reported and io-timeouts checked this often. */
@@ -155,6 +156,9 @@ struct ndfs_driver {
      * loop closes it after it saw stopping, and ndfs_driver_free() frees d
      * right after, so a send outside the lock could touch freed memory. */
     uv_async_t wake;
+    /* The same for ndfs_driver_submit (every request), under the same
+     * rules: an eventfd, so the loop never spins for a preempted sender. */
+    struct ndfs_wakeup submit_wake;
     uv_timer_t tick;
     uv_timer_t retry; /* the earliest short resend delay */
     struct ndfs_transport *t;

@@ -13,6 +13,7 @@
 
 #include "io_proto.h"
 #include "localio.h"
+#include "wakeup.h"
 
 /* Disk I/O threads: enough for an application's queue depth to reach the disk. */
 #define MASTER_WORKERS 16
@@ -76,9 +77,9 @@ struct ndfs_master {
     bool pool_running;
     GThread *threads[MASTER_WORKERS];
     unsigned n_threads;
-    GAsyncQueue *done; /* struct master_job * back to the loop */
-    uv_async_t async;
-    GPtrArray *refusals; /* disks with lease refusals to log (a reference each) */
+    GAsyncQueue *done;       /* struct master_job * back to the loop */
+    struct ndfs_wakeup wake; /* jobs done, refusals to log */
+    GPtrArray *refusals;     /* disks with lease refusals to log (a reference each) */
     unsigned in_flight;
     GHashTable *busy; /* uint64_t *id -> GUINT_TO_POINTER(jobs in flight); loop thread */
     GList *drains;    /* struct drain *, waiting for vdisks to have no job in flight */
@@ -374,7 +375,7 @@ static void worker(gpointer data, gpointer user_data)
     /* j may be answered and freed as soon as it is queued */
     struct ndfs_master *m = j->m;
     g_async_queue_push(m->done, j);
-    uv_async_send(&m->async);
+    ndfs_wakeup_send(&m->wake);
 }
 
 static void buf_release(void *buf)
@@ -492,7 +493,7 @@ static void count_refusal(struct ndfs_master *m, struct master_disk *d)
         d->refused_queued = true;
         d->refs++;
         g_ptr_array_add(m->refusals, d);
-        uv_async_send(&m->async); /* logs on the next turn, the burst counted */
+        ndfs_wakeup_send(&m->wake); /* logs on the next turn, the burst counted */
     }
 }
 
@@ -640,9 +641,9 @@ static void job_done(struct ndfs_master *m, struct master_job *j)
     m->in_flight--;
 }
 
-static void on_async(uv_async_t *handle)
+static void on_wake(struct ndfs_wakeup *w)
 {
-    struct ndfs_master *m = handle->data;
+    struct ndfs_master *m = w->data;
     struct master_job *j;
     while ((j = g_async_queue_try_pop(m->done)))
         job_done(m, j);
@@ -775,12 +776,12 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
     int rc = pool_start(m, errmsg);
     if (rc < 0)
         goto fail;
-    if ((rc = uv_async_init(loop, &m->async, on_async)) < 0) {
-        *errmsg = g_strdup_printf("uv_async_init: %s", uv_strerror(rc));
+    if ((rc = ndfs_wakeup_init(loop, &m->wake, on_wake, m)) < 0) {
+        *errmsg = g_strdup_printf("cannot wake the loop from the disk threads: %s",
+                                  g_strerror(-rc)); /* libuv errors are -errno here */
         pool_stop(m);
         goto fail;
     }
-    m->async.data = m;
     rc = ndfs_transport_register(t, NDFS_CHANNEL_IO, on_message, m);
     if (rc < 0) {
         *errmsg = g_strdup_printf("cannot register the I/O channel: %s", g_strerror(-rc));
@@ -803,9 +804,9 @@ fail:
     return rc;
 }
 
-static void on_async_closed(uv_handle_t *h)
+static void on_wake_closed(uv_handle_t *h)
 {
-    struct ndfs_master *m = h->data;
+    struct ndfs_master *m = ((struct ndfs_wakeup *)h)->data;
     for (guint i = 0; i < m->refusals->len; i++)
         disk_unref(g_ptr_array_index(m->refusals, i));
     g_ptr_array_free(m->refusals, TRUE);
@@ -827,7 +828,7 @@ static void finish_close(struct ndfs_master *m)
         return; /* already finishing */
     /* every job came back: the workers are idle */
     pool_stop(m);
-    uv_close((uv_handle_t *)&m->async, on_async_closed);
+    ndfs_wakeup_close(&m->wake, on_wake_closed);
 }
 
 void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,
@@ -847,5 +848,5 @@ void ndfs_master_close(struct ndfs_master *m, void (*cb)(void *data), void *data
     ndfs_transport_unregister(m->t, NDFS_CHANNEL_IO);
     if (m->in_flight == 0)
         finish_close(m);
-    /* else on_async finishes once the last job is answered */
+    /* else on_wake finishes once the last job is answered */
 }
