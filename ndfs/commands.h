@@ -98,5 +98,14 @@ void cmd_reply_remapped(struct ndfs_server *s, struct ndfs_conn *c, uint64_t id,
  * for people. Also run for other nodes (cluster.c's disk.prepare). */
 int ndfs_disk_prepare(const char *vdisk, const char *path, uint64_t size, bool may_create,
                       bool may_grow, bool *created, char **errmsg);
+/* ndfs_disk_prepare on node: here, or by a disk.prepare call to it (a node
+ * without network has no other node: nothing to check there). cb runs once,
+ * maybe before this returns, with 0 or -errno and a message for people
+ * ("node n2: ...", "node n2 did not check the disk: ...", "cannot reach
+ * node n2 to check PATH: ..."), and whether the disk was created. */
+typedef void (*ndfs_disk_prepared_cb)(int status, const char *message, bool created, void *data);
+void ndfs_disk_prepare_on(struct ndfs_server *s, const char *node, const char *vdisk,
+                          const char *path, uint64_t size, bool may_create, bool may_grow,
+                          ndfs_disk_prepared_cb cb, void *data);
 
 #endif

@@ -269,25 +269,15 @@ static void create_prepared(struct change *ch, int status, const char *msg, bool
     create_next(ch);
 }
 
-static void create_prepared_remote(int status, const char *message, GVariant *result, void *data)
+static void create_prepared_cb(int status, const char *message, bool created, void *data)
 {
-    struct change *ch = data;
-    gboolean created = FALSE;
-    if (status == 0 && result != NULL)
-        g_variant_lookup(result, "created", "b", &created);
-    const char *node = ch->step == 0 ? ch->v.primary_node : ch->v.secondary_node;
-    g_autofree char *msg =
-        status < 0 && message == NULL
-            ? g_strdup_printf("node %s did not check the disk: %s", node, g_strerror(-status))
-            : g_strdup(message);
-    create_prepared(ch, status, msg, created);
+    create_prepared(data, status, message, created);
 }
 
 /* Checks (and for the primary, makes) each disk on its node, then proposes
  * the vdisk. A secondary is a shared disk: it must exist, it is not made. */
 static void create_next(struct change *ch)
 {
-    struct ndfs_server *s = ch->s;
     if (ch->step < 2) {
         bool primary = ch->step == 0;
         const char *node = primary ? ch->v.primary_node : ch->v.secondary_node;
@@ -297,32 +287,8 @@ static void create_next(struct change *ch)
             create_next(ch);
             return;
         }
-        if (strcmp(node, s->node_name) == 0) {
-            bool created = false;
-            g_autofree char *msg = NULL;
-            int rc = ndfs_disk_prepare(ch->name, path, ch->v.size, primary, false, &created, &msg);
-            create_prepared(ch, rc, msg, created);
-            return;
-        }
-        if (s->cluster == NULL) {
-            ch->step++;
-            create_next(ch);
-            return;
-        }
-        GVariantDict d;
-        g_variant_dict_init(&d, NULL);
-        g_variant_dict_insert(&d, "vdisk", "s", ch->name);
-        g_variant_dict_insert(&d, "path", "s", path);
-        g_variant_dict_insert(&d, "size", "t", (guint64)ch->v.size);
-        g_variant_dict_insert(&d, "create", "b", (gboolean)primary);
-        g_variant_dict_insert(&d, "grow", "b", FALSE);
-        int rc = ndfs_cluster_call(s->cluster, node, "disk.prepare", g_variant_dict_end(&d),
-                                   create_prepared_remote, ch);
-        if (rc < 0) {
-            g_autofree char *msg = g_strdup_printf("cannot reach node %s to check %s: %s", node,
-                                                   path, g_strerror(-rc));
-            create_prepared(ch, rc, msg, false);
-        }
+        ndfs_disk_prepare_on(ch->s, node, ch->name, path, ch->v.size, primary, false,
+                             create_prepared_cb, ch);
         return;
     }
     /* the disks are ready: the row under the protocol */
@@ -592,16 +558,10 @@ static void resize_prepared(struct change *ch, int status, const char *msg)
     resize_next(ch);
 }
 
-static void resize_prepared_remote(int status, const char *message, GVariant *result, void *data)
+static void resize_prepared_cb(int status, const char *message, bool created, void *data)
 {
-    struct change *ch = data;
-    (void)result;
-    const char *node = ch->step == 0 ? ch->v.primary_node : ch->v.secondary_node;
-    g_autofree char *msg =
-        status < 0 && message == NULL
-            ? g_strdup_printf("node %s did not check the disk: %s", node, g_strerror(-status))
-            : g_strdup(message);
-    resize_prepared(ch, status, msg);
+    (void)created;
+    resize_prepared(data, status, message);
 }
 
 /* The disks of v, as a resize prepares them. */
@@ -618,7 +578,6 @@ static char *disks_key(const struct ndfs_vdisk *v)
  * apply (the disks changed meanwhile), the proposal. */
 static void resize_next(struct change *ch)
 {
-    struct ndfs_server *s = ch->s;
     if (ch->step >= 2) {
         g_free(ch->prepared);
         ch->prepared = disks_key(&ch->v);
@@ -631,31 +590,12 @@ static void resize_next(struct change *ch)
     bool primary = ch->step == 0;
     const char *node = primary ? ch->v.primary_node : ch->v.secondary_node;
     const char *path = primary ? ch->v.primary_path : ch->v.secondary_path;
-    if (node == NULL || (strcmp(node, s->node_name) != 0 && s->cluster == NULL)) {
+    if (node == NULL) {
         resize_prepared(ch, 0, NULL);
         return;
     }
-    if (strcmp(node, s->node_name) == 0) {
-        bool unused;
-        g_autofree char *msg = NULL;
-        int rc = ndfs_disk_prepare(ch->name, path, ch->size, false, primary, &unused, &msg);
-        resize_prepared(ch, rc, msg);
-        return;
-    }
-    GVariantDict d;
-    g_variant_dict_init(&d, NULL);
-    g_variant_dict_insert(&d, "vdisk", "s", ch->name);
-    g_variant_dict_insert(&d, "path", "s", path);
-    g_variant_dict_insert(&d, "size", "t", (guint64)ch->size);
-    g_variant_dict_insert(&d, "create", "b", FALSE);
-    g_variant_dict_insert(&d, "grow", "b", (gboolean)primary);
-    int rc = ndfs_cluster_call(s->cluster, node, "disk.prepare", g_variant_dict_end(&d),
-                               resize_prepared_remote, ch);
-    if (rc < 0) {
-        g_autofree char *msg =
-            g_strdup_printf("cannot reach node %s to check %s: %s", node, path, g_strerror(-rc));
-        resize_prepared(ch, rc, msg);
-    }
+    ndfs_disk_prepare_on(ch->s, node, ch->name, path, ch->size, false, primary, resize_prepared_cb,
+                         ch);
 }
 
 /* "vdisk "d" can only grow (size 8 MiB, asked 4 MiB)". */

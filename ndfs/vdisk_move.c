@@ -291,9 +291,9 @@ static void move_checked(struct move_check *mc, int status, const char *message)
 
 static void move_check_next(struct move_check *mc);
 
-static void move_checked_remote(int status, const char *message, GVariant *result, void *data)
+static void move_checked_cb(int status, const char *message, bool created, void *data)
 {
-    (void)result;
+    (void)created; /* nothing is made: the disk must be there */
     move_checked(data, status, message);
 }
 
@@ -326,30 +326,9 @@ static void move_checked(struct move_check *mc, int status, const char *message)
 static void move_check_next(struct move_check *mc)
 {
     struct move *mv = mc->mv;
-    struct ndfs_server *s = mv->s;
     const char *node = mc->check_secondary ? mv->snode : mv->pnode;
     const char *path = mc->check_secondary ? mv->spath : mv->ppath;
-    if (strcmp(node, s->node_name) == 0 || s->cluster == NULL) {
-        bool created = false;
-        g_autofree char *msg = NULL;
-        int rc = ndfs_disk_prepare(mv->name, path, mc->size, false, false, &created, &msg);
-        move_checked(mc, rc, msg);
-        return;
-    }
-    GVariantDict d;
-    g_variant_dict_init(&d, NULL);
-    g_variant_dict_insert(&d, "vdisk", "s", mv->name);
-    g_variant_dict_insert(&d, "path", "s", path);
-    g_variant_dict_insert(&d, "size", "t", (guint64)mc->size);
-    g_variant_dict_insert(&d, "create", "b", FALSE);
-    g_variant_dict_insert(&d, "grow", "b", FALSE);
-    int rc = ndfs_cluster_call(s->cluster, node, "disk.prepare", g_variant_dict_end(&d),
-                               move_checked_remote, mc);
-    if (rc < 0) {
-        g_autofree char *msg =
-            g_strdup_printf("cannot reach node %s to check %s: %s", node, path, g_strerror(-rc));
-        move_checked(mc, rc, msg);
-    }
+    ndfs_disk_prepare_on(mv->s, node, mv->name, path, mc->size, false, false, move_checked_cb, mc);
 }
 
 void cmd_vdisk_move(struct cmd_request *r)
