@@ -64,7 +64,6 @@ void cmd_vdisk_remove(struct cmd_request *r);
 void cmd_vdisk_chmod(struct cmd_request *r);
 void cmd_vdisk_chown(struct cmd_request *r);
 void cmd_vdisk_resize(struct cmd_request *r);
-void cmd_node_remove(struct cmd_request *r);
 /* vdisk_path.c: the mapping's state (see control.h). */
 void cmd_vdisk_fail_path(struct cmd_request *r);
 void cmd_vdisk_restore_path(struct cmd_request *r);
@@ -72,7 +71,9 @@ void cmd_vdisk_failback(struct cmd_request *r);
 /* vdisk_move.c: under the reconfiguration protocol (reconfig.h). */
 void cmd_vdisk_move(struct cmd_request *r);
 void cmd_node_drain(struct cmd_request *r);
-/* link_change.c: a node's link addresses (ndfsadm link add / remove). */
+/* node_change.c: a node's row: its removal, its link addresses (ndfsadm
+ * node remove, link add / remove). */
+void cmd_node_remove(struct cmd_request *r);
 void cmd_link_add(struct cmd_request *r);
 void cmd_link_remove(struct cmd_request *r);
 

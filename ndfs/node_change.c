@@ -1,5 +1,6 @@
-/* The control commands link.add and link.remove (ndfsadm link add / remove
- * NODE ADDR): a node's link addresses change while the cluster runs. Each
+/* The control commands that change a node's row: node.remove, and
+ * link.add and link.remove (ndfsadm link add / remove NODE ADDR), which
+ * change a node's link addresses while the cluster runs. The link changes
  * runs on the CCD leader (commands.c forwards it there) as its table's
  * format row says (the links: under the reconfiguration protocol, for the
  * vdisks the node masters, whose I/O crosses its links). The address is
@@ -275,4 +276,99 @@ void cmd_link_add(struct cmd_request *r)
 void cmd_link_remove(struct cmd_request *r)
 {
     link_change(r, false);
+}
+
+/* ---- node.remove ---- */
+
+struct node_remove {
+    struct ndfs_server *s;
+    struct ndfs_conn *c; /* holds a ref */
+    uint64_t id;
+    char *name;
+};
+
+struct node_use {
+    const char *node;
+    char *vdisk;
+};
+
+static int node_use_cb(const struct ndfs_vdisk *v, void *data)
+{
+    struct node_use *u = data;
+    if (strcmp(v->primary_node, u->node) == 0 ||
+        (v->secondary_node != NULL && strcmp(v->secondary_node, u->node) == 0)) {
+        u->vdisk = g_strdup(v->name);
+        return 1;
+    }
+    return 0;
+}
+
+static void node_remove_done(struct ndfs_ccd *ccd, int status, void *data)
+{
+    struct node_remove *nr = data;
+    (void)ccd;
+    if (status == -ENOENT)
+        ndfs_conn_reply_error(nr->c, nr->id, status, "node \"%s\" is not a member of the cluster",
+                              nr->name);
+    else if (status == -EINVAL)
+        ndfs_conn_reply_error(nr->c, nr->id, status,
+                              "cannot remove node \"%s\": it is the last voter", nr->name);
+    else if (status < 0)
+        ndfs_conn_reply_error(nr->c, nr->id, status, "cannot remove node \"%s\": %s", nr->name,
+                              ndfs_ccd_errmsg(nr->s->ccd));
+    if (status < 0)
+        goto out;
+    g_message("node %s removed from the cluster by uid %u", nr->name, (unsigned)nr->c->peer.uid);
+    ndfs_conn_reply(nr->c, nr->id, 0, NULL, NULL);
+out:
+    ndfs_conn_unref(nr->c);
+    g_free(nr->name);
+    g_free(nr);
+}
+
+void cmd_node_remove(struct cmd_request *r)
+{
+    g_autofree char *name = NULL;
+    if (cmd_arg_string(r, "name", true, &name) < 0)
+        return;
+    if (!ndfs_node_name_valid(name)) {
+        cmd_reply_error(r, -EINVAL, "invalid node name \"%s\"", name);
+        return;
+    }
+    /* the answer could not reach a node that is no longer a peer */
+    const char *asker = r->c->remote_peer ? r->c->remote_peer : r->s->node_name;
+    if (strcmp(name, asker) == 0 && r->s->cluster != NULL) {
+        cmd_reply_error(r, -EINVAL,
+                        "node \"%s\" cannot remove itself: ask another node (ndfsadm -s ... "
+                        "node remove %s)",
+                        name, name);
+        return;
+    }
+    struct ndfs_node n = {0};
+    int rc = ndfs_ccd_node_get(r->s->ccd, name, &n);
+    ndfs_node_clear(&n);
+    if (rc == -ENOENT) {
+        cmd_reply_error(r, rc, "node \"%s\" is not a member of the cluster", name);
+        return;
+    }
+    if (rc < 0) {
+        cmd_reply_error(r, rc, "cannot read node \"%s\": %s", name, ndfs_ccd_errmsg(r->s->ccd));
+        return;
+    }
+    struct node_use u = {.node = name};
+    rc = ndfs_ccd_vdisk_foreach(r->s->ccd, node_use_cb, &u);
+    if (rc == 1) {
+        cmd_reply_error(r, -EBUSY, "node \"%s\" masters vdisk \"%s\"", name, u.vdisk);
+        g_free(u.vdisk);
+        return;
+    }
+    struct node_remove *nr = g_new0(struct node_remove, 1);
+    nr->s = r->s;
+    nr->c = r->c;
+    ndfs_conn_ref(r->c);
+    nr->id = r->id;
+    nr->name = g_steal_pointer(&name);
+    rc = ndfs_ccd_node_remove(r->s->ccd, nr->name, node_remove_done, nr);
+    if (rc < 0)
+        node_remove_done(r->s->ccd, rc, nr);
 }
