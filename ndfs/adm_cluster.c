@@ -88,6 +88,18 @@ static gint compare_links(gconstpointer a, gconstpointer b)
 
 enum { NODE_COLUMNS = 6, LINK_COLUMNS = 8 };
 
+/* The ADDRESSES cell: one per link index, "-" where the node has none (a
+ * removed link) or for a node without any. */
+static char *addresses_cell(char **addresses)
+{
+    if (addresses[0] == NULL)
+        return g_strdup("-");
+    GString *out = g_string_new(NULL);
+    for (char **a = addresses; *a; a++)
+        g_string_append_printf(out, "%s%s", a == addresses ? "" : ",", **a ? *a : "-");
+    return g_string_free(out, FALSE);
+}
+
 static void print_nodes_table(GPtrArray *nodes)
 {
     static const char *const header[NODE_COLUMNS] = {"NAME", "STATE",  "LINKS",
@@ -105,7 +117,7 @@ static void print_nodes_table(GPtrArray *nodes)
                                    : g_strdup("-"));
         g_ptr_array_add(cells, g_strdup(n->role));
         g_ptr_array_add(cells, g_strdup(n->leader ? "*" : ""));
-        g_ptr_array_add(cells, n->addresses[0] ? g_strjoinv(",", n->addresses) : g_strdup("-"));
+        g_ptr_array_add(cells, addresses_cell(n->addresses));
     }
     adm_print_table(NODE_COLUMNS, cells);
 }

@@ -115,6 +115,8 @@ json=$(adm_on 2 --json node list)
 jq -e --arg b "$(node_addr 1 2)" --arg c "$(node_addr 1 3)" \
     '.nodes[] | select(.name == "n1") | .addresses == ["", $b, $c]' <<<"$json" >/dev/null ||
     fail "n1's addresses after remove: $json"
+adm_on 2 node list | grep -qE "^n1 .* -,$(node_addr 1 2),$(node_addr 1 3)\$" ||
+    fail "node list does not show n1's empty link 0: $(adm_on 2 node list)"
 # n3 down to one address: its last cannot go
 link_cmd 1 remove n3 "$(node_addr 3 1)" >/dev/null
 link_cmd 1 remove n3 "$(node_addr 3 2)" >/dev/null
