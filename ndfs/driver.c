@@ -189,7 +189,8 @@ static enum pending_step send_entry(struct pending_entry *e, void *data)
         struct drv_request *r = e->owner;
         r->refs++;
         rc = ndfs_transport_send_borrowed(d->t, m.node, NDFS_CHANNEL_IO, e->id, d->epoch, ctl,
-                                          sizeof(ctl), e->data, e->length, send_released, r);
+                                          sizeof(ctl), e->data, e->length, NDFS_SEND_WHOLE,
+                                          send_released, r);
         if (rc < 0)
             r->refs--;
     } else {

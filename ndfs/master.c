@@ -460,8 +460,8 @@ static void reply(struct ndfs_master *m, struct ndfs_message *msg, int32_t statu
     int rc;
     if (data_len > 0) {
         rc = ndfs_transport_send_borrowed(m->t, msg->peer, NDFS_CHANNEL_IO, msg->request_id,
-                                          msg->epoch, ctl, sizeof(ctl), buf, data_len, buf_release,
-                                          buf);
+                                          msg->epoch, ctl, sizeof(ctl), buf, data_len,
+                                          NDFS_SEND_WHOLE, buf_release, buf);
         if (rc < 0)
             free(buf);
     } else {

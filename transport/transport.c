@@ -10,7 +10,7 @@
 #define DEFAULT_HB_MS       200
 #define DEFAULT_FAIL_MS     1500
 #define DEFAULT_MAX_MESSAGE (16u << 20)
-#define DEFAULT_STRIPE      (1u << 20)
+#define DEFAULT_STRIPE      (256u << 10)
 #define DEFAULT_MAX_QUEUED  (64u << 20)
 
 void tp_emit(struct ndfs_transport *t, const char *peer, enum ndfs_transport_event ev, int link)
@@ -748,15 +748,16 @@ int ndfs_transport_send(struct ndfs_transport *t, const char *peer, uint16_t cha
 int ndfs_transport_send_borrowed(struct ndfs_transport *t, const char *peer, uint16_t channel,
                                  uint64_t request_id, uint64_t epoch, const void *control,
                                  size_t control_len, const void *data, size_t data_len,
-                                 void (*release)(void *arg), void *release_arg)
+                                 unsigned flags, void (*release)(void *arg), void *release_arg)
 {
     struct tp_peer *p = tp_peer_find(t, peer);
     if (!p)
         return -ENOENT;
-    if (channel == 0 || channel >= NDFS_CHANNEL_MAX || !release)
+    if (channel == 0 || channel >= NDFS_CHANNEL_MAX || !release || (flags & ~NDFS_SEND_WHOLE))
         return -EINVAL;
-    int rc = ndfs_window_queue_borrowed(&p->win, channel, request_id, epoch, control, control_len,
-                                        data, data_len, release, release_arg);
+    int rc =
+        ndfs_window_queue_borrowed(&p->win, channel, request_id, epoch, control, control_len, data,
+                                   data_len, (flags & NDFS_SEND_WHOLE) != 0, release, release_arg);
     if (rc < 0)
         return rc;
     tp_peer_pump(p);

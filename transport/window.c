@@ -104,9 +104,10 @@ void ndfs_window_reset(struct ndfs_window *w)
 
 static int window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_id,
                         uint64_t epoch, const void *control, size_t control_len, const void *data,
-                        size_t data_len, bool borrowed, void (*release)(void *arg),
+                        size_t data_len, bool borrowed, bool whole, void (*release)(void *arg),
                         void *release_arg)
 {
+    size_t stripe = whole ? SIZE_MAX : w->stripe_size;
     size_t len = control_len + data_len;
     if (control_len > w->max_message || data_len > w->max_message || len > w->max_message)
         return -EMSGSIZE;
@@ -130,7 +131,7 @@ static int window_queue(struct ndfs_window *w, uint16_t channel, uint64_t reques
     }
     size_t off = 0;
     do {
-        size_t piece = MIN(data_len - off, w->stripe_size);
+        size_t piece = MIN(data_len - off, stripe);
         struct ndfs_tx_frag *f = g_new0(struct ndfs_tx_frag, 1);
         f->msg = ndfs_tx_msg_ref(m);
         f->h.type = NDFS_FRAME_DATA;
@@ -164,16 +165,16 @@ int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_
                       const void *control, size_t control_len, const void *data, size_t data_len)
 {
     return window_queue(w, channel, request_id, epoch, control, control_len, data, data_len, false,
-                        NULL, NULL);
+                        false, NULL, NULL);
 }
 
 int ndfs_window_queue_borrowed(struct ndfs_window *w, uint16_t channel, uint64_t request_id,
                                uint64_t epoch, const void *control, size_t control_len,
-                               const void *data, size_t data_len, void (*release)(void *arg),
-                               void *release_arg)
+                               const void *data, size_t data_len, bool whole,
+                               void (*release)(void *arg), void *release_arg)
 {
     return window_queue(w, channel, request_id, epoch, control, control_len, data, data_len, true,
-                        release, release_arg);
+                        whole, release, release_arg);
 }
 
 bool ndfs_window_has_pending(struct ndfs_window *w)

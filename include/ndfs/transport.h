@@ -55,7 +55,7 @@ struct ndfs_transport_config {
     unsigned failure_timeout_ms;    /* 0: 1500; no sign of life on a link this long: down */
     size_t max_message;             /* largest control+data accepted or sent; 0: 16 MiB */
     size_t stripe_size;             /* data parts larger than this are striped across the
-                                       up links in pieces of this size; 0: 1 MiB */
+                                       up links in pieces of this size; 0: 256 KiB */
     size_t max_queued;              /* bytes queued unacknowledged per peer; 0: 64 MiB */
 };
 
@@ -151,11 +151,15 @@ int ndfs_transport_send(struct ndfs_transport *t, const char *peer, uint16_t cha
  * message is dropped: peer reset or removed, transport closed, maybe from
  * within those calls). The caller must not change or free data before
  * that. When it returns an error, release is not called: data is still
- * the caller's. */
+ * the caller's. flags: 0 or NDFS_SEND_WHOLE. */
 int ndfs_transport_send_borrowed(struct ndfs_transport *t, const char *peer, uint16_t channel,
                                  uint64_t request_id, uint64_t epoch, const void *control,
                                  size_t control_len, const void *data, size_t data_len,
-                                 void (*release)(void *arg), void *release_arg);
+                                 unsigned flags, void (*release)(void *arg), void *release_arg);
+/* One frame whatever the stripe size, on one link: the peer reads its data
+ * (64 KiB or more) from the socket straight into the message it delivers
+ * instead of copying the stripes together (I/O messages, at most 1 MiB). */
+#define NDFS_SEND_WHOLE 0x1u
 
 enum ndfs_transport_event {
     NDFS_PEER_UP = 1, /* the first link to the peer came up */
