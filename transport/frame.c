@@ -53,9 +53,12 @@ uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 
 #if defined(__x86_64__)
 /* Three independent crc32 instructions at a time (the instruction's latency
- * is three times its throughput), over three consecutive blocks whose CRCs
- * are then combined by shifting one over the length of the next (zeros
- * tables, as in Mark Adler's crc32c.c): about three times the speed of one
+ * is three times its throughput) over three consecutive blocks A, B, C of
+ * n bytes, B and C started from a zero register; then crc(AB) is crc(A)
+ * advanced over n zero bytes, xor crc(B) (the CRC is linear), and likewise
+ * for C. Advancing a register over n zero bytes multiplies it by x^(8n)
+ * modulo the polynomial, a linear map of the register's four bytes, kept
+ * as four tables of 256 per block size: about three times the speed of one
  * chain on large buffers. */
 #define CRC_LONG  8192
 #define CRC_SHORT 256
@@ -63,53 +66,29 @@ uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 static uint32_t crc_long[4][256], crc_short[4][256];
 static gsize crc_zeros_ready;
 
-static uint32_t gf2_times(const uint32_t *mat, uint32_t vec)
+/* a(x) * b(x) mod P(x), registers in the CRC's reflected order (bit 31 is
+ * the coefficient of x^0, bit 0 that of x^31). */
+static uint32_t crc_mulmod(uint32_t a, uint32_t b)
 {
-    uint32_t sum = 0;
-    for (; vec; vec >>= 1, mat++)
-        if (vec & 1)
-            sum ^= *mat;
-    return sum;
-}
-
-static void gf2_square(uint32_t *square, const uint32_t *mat)
-{
-    for (int n = 0; n < 32; n++)
-        square[n] = gf2_times(mat, mat[n]);
-}
-
-/* The operator that feeds len (a power of two) zero bytes to a CRC register. */
-static void zeros_op(uint32_t *even, size_t len)
-{
-    uint32_t odd[32];
-    odd[0] = CRC32C_POLY; /* one zero bit */
-    for (int n = 1; n < 32; n++)
-        odd[n] = 1u << (n - 1);
-    gf2_square(even, odd); /* two bits */
-    gf2_square(odd, even); /* four bits */
-    for (;;) {
-        gf2_square(even, odd); /* one byte, then four, sixteen... */
-        len >>= 1;
-        if (len == 0)
-            return;
-        gf2_square(odd, even);
-        len >>= 1;
-        if (len == 0)
-            break;
+    uint32_t product = 0;
+    for (uint32_t bit = 1u << 31; bit != 0; bit >>= 1) {
+        if (a & bit)
+            product ^= b;
+        b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1; /* b *= x */
     }
-    memcpy(even, odd, 32 * sizeof *even);
+    return product;
 }
 
+/* The tables that advance a register over len zero bytes (len a power of
+ * two): x^(8 len) is x squared log2(8 len) times. */
 static void zeros_table(uint32_t zeros[4][256], size_t len)
 {
-    uint32_t op[32];
-    zeros_op(op, len);
-    for (uint32_t n = 0; n < 256; n++) {
-        zeros[0][n] = gf2_times(op, n);
-        zeros[1][n] = gf2_times(op, n << 8);
-        zeros[2][n] = gf2_times(op, n << 16);
-        zeros[3][n] = gf2_times(op, n << 24);
-    }
+    uint32_t power = 1u << 30; /* x^1 */
+    for (size_t bits = 8 * len; bits > 1; bits >>= 1)
+        power = crc_mulmod(power, power);
+    for (uint32_t n = 0; n < 256; n++)
+        for (int byte = 0; byte < 4; byte++)
+            zeros[byte][n] = crc_mulmod(n << (8 * byte), power);
 }
 
 static void crc_zeros_init(void)

@@ -53,6 +53,42 @@ Test(crc32c, chained_equals_whole_and_hardware_equals_table)
     }
 }
 
+/* Large buffers take the three-block paths (3 x 8 KiB, 3 x 256 B): every
+ * length around their edges, from unaligned starts, against the table. */
+Test(crc32c, large_buffers_hardware_equals_table)
+{
+    size_t size = 3 * 3 * 8192 + 4096;
+    uint8_t *buf = g_malloc(size);
+    for (size_t i = 0; i < size; i++)
+        buf[i] = (uint8_t)g_random_int();
+    const size_t lens[] = {767,
+                           768,
+                           769,
+                           1535,
+                           1536,
+                           3 * 8192 - 1,
+                           3 * 8192,
+                           3 * 8192 + 1,
+                           3 * 8192 + 768 + 5,
+                           2 * 3 * 8192 + 3 * 256 * 2 + 17,
+                           3 * 3 * 8192};
+    for (size_t i = 0; i < G_N_ELEMENTS(lens); i++)
+        for (size_t off = 0; off < 9; off++) {
+            uint32_t whole = ndfs_crc32c_sw(0, buf + off, lens[i]), hw;
+            cr_assert_eq(ndfs_crc32c(0, buf + off, lens[i]), whole, "length %zu at +%zu", lens[i],
+                         off);
+            if (ndfs_crc32c_hw(0xdeadbeef, buf + off, lens[i], &hw))
+                cr_assert_eq(hw, ndfs_crc32c_sw(0xdeadbeef, buf + off, lens[i]),
+                             "seeded, length %zu at +%zu", lens[i], off);
+        }
+    for (int k = 0; k < 200; k++) {
+        size_t off = g_random_int_range(0, 4096), len = g_random_int_range(0, 3 * 3 * 8192);
+        cr_assert_eq(ndfs_crc32c(0, buf + off, len), ndfs_crc32c_sw(0, buf + off, len),
+                     "length %zu at +%zu", len, off);
+    }
+    g_free(buf);
+}
+
 static size_t make_frame(uint8_t *out, const struct ndfs_frame_header *h, const uint8_t *control,
                          const uint8_t *data)
 {
