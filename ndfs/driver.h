@@ -92,7 +92,7 @@ bool ndfs_driver_local_enter(struct ndfs_driver *d, uint64_t vdisk_id);
 void ndfs_driver_local_exit(struct ndfs_driver *d, uint64_t vdisk_id);
 
 /* done runs exactly once, on the driver's thread: status is bytes (read,
- * write), 0 (fsync) or -errno; for a read, data holds status bytes, valid
+ * write, discard), 0 (fsync) or -errno; for a read, data holds status bytes, valid
  * during the call. */
 typedef void (*ndfs_driver_done_cb)(void *opaque, int status, const void *data);
 

@@ -771,8 +771,9 @@ static void ndfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
     fuse_reply_err(req, 0);
 }
 
-static int fallocate_routed(struct ndfs_handle *h, int route, uint64_t vsize, int mode, off_t off,
-                            off_t length)
+/* 1: a discard or zeroing of [off, off + *len) to do (clipped to the
+ * vdisk), 0: nothing to do, -errno: refused. */
+static int fallocate_check(uint64_t vsize, int mode, off_t off, off_t length, uint64_t *len)
 {
     if (off < 0 || length <= 0)
         return -EINVAL;
@@ -784,31 +785,38 @@ static int fallocate_routed(struct ndfs_handle *h, int route, uint64_t vsize, in
         return -EOPNOTSUPP;
     if ((uint64_t)off >= vsize)
         return 0;
-    if (route == 0) /* the IO channel has no discard yet */
-        return -EOPNOTSUPP;
     /* discard and zeroing (a loop device's) stay within the vdisk */
-    return localio_fallocate(atomic_load(&h->fd), kind | FALLOC_FL_KEEP_SIZE, (uint64_t)off,
-                             MIN(end, vsize) - (uint64_t)off);
-}
-
-static int do_fallocate(struct ndfs_fs *fs, struct ndfs_handle *h, int mode, off_t off,
-                        off_t length)
-{
-    uint64_t id = 0, vsize = 0;
-    int route = ndfs__fuse_route(fs, h, &id, &vsize);
-    if (route < 0)
-        return route;
-    int rc = fallocate_routed(h, route, vsize, mode, off, length);
-    if (route > 0)
-        ndfs__fuse_local_done(fs, id);
-    return rc;
+    *len = MIN(end, vsize) - (uint64_t)off;
+    return 1;
 }
 
 static void ndfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t length,
                            struct fuse_file_info *fi)
 {
     (void)ino;
-    ndfs__fuse_reply_err(req, do_fallocate(fs_of(req), handle_of(fi), mode, off, length));
+    struct ndfs_fs *fs = fs_of(req);
+    struct ndfs_handle *h = handle_of(fi);
+    uint64_t id = 0, vsize = 0, len = 0;
+    int route = ndfs__fuse_route(fs, h, &id, &vsize);
+    if (route < 0) {
+        ndfs__fuse_reply_err(req, route);
+        return;
+    }
+    int rc = fallocate_check(vsize, mode, off, length, &len);
+    bool zero = (mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE;
+    if (rc == 1 && route == 0) {
+        /* through the driver to the master (another node's, or a suspended vdisk) */
+        ndfs__fuse_remote_discard(req, fs, id, zero, (uint64_t)off, len);
+        return;
+    }
+    if (rc == 1)
+        rc = localio_fallocate(atomic_load(&h->fd),
+                               (zero ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE) |
+                                   FALLOC_FL_KEEP_SIZE,
+                               (uint64_t)off, len);
+    if (route > 0)
+        ndfs__fuse_local_done(fs, id);
+    ndfs__fuse_reply_err(req, rc);
 }
 
 static void ndfs_statfs(fuse_req_t req, fuse_ino_t ino)

@@ -89,5 +89,8 @@ void ndfs__fuse_remote_write_data(fuse_req_t req, struct ndfs_fs *fs, struct ndf
                                   uint64_t id, void *data, size_t len, off_t off);
 void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
                             bool datasync, bool only_if_dirty);
+/* Deallocates (zero: zeroes) len bytes at off, within the vdisk. */
+void ndfs__fuse_remote_discard(fuse_req_t req, struct ndfs_fs *fs, uint64_t id, bool zero,
+                               uint64_t off, uint64_t len);
 
 #endif

@@ -103,3 +103,53 @@ void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_hand
         ndfs__fuse_reply_err(req, rc);
     }
 }
+
+/* A discard of more than the driver takes at once goes in pieces; the
+ * kernel is answered once every piece is, with the first error. */
+struct discard_call {
+    fuse_req_t req;
+    atomic_int left;
+    atomic_int status;
+};
+
+static void discard_piece_done(struct discard_call *call, int status, int pieces)
+{
+    if (status < 0) {
+        int none = 0;
+        atomic_compare_exchange_strong(&call->status, &none, status);
+    }
+    if (atomic_fetch_sub(&call->left, pieces) == pieces) {
+        ndfs__fuse_reply_err(call->req, atomic_load(&call->status));
+        g_free(call);
+    }
+}
+
+static void remote_discard_done(void *opaque, int status, const void *data)
+{
+    (void)data;
+    discard_piece_done(opaque, status, 1);
+}
+
+void ndfs__fuse_remote_discard(fuse_req_t req, struct ndfs_fs *fs, uint64_t id, bool zero,
+                               uint64_t off, uint64_t len)
+{
+    /* the driver splits a request into parts of NDFS_IO_MAX_LENGTH and
+     * takes at most INT32_MAX bytes: larger ranges go in pieces of 1 GiB */
+    const uint64_t piece = 1u << 30;
+    int pieces = (int)((len + piece - 1) / piece);
+    struct discard_call *call = g_new0(struct discard_call, 1);
+    call->req = req;
+    atomic_init(&call->left, pieces);
+    atomic_init(&call->status, 0);
+    for (int i = 0; i < pieces; i++) {
+        uint64_t at = (uint64_t)i * piece;
+        int rc =
+            ndfs_driver_submit(fs->driver, id, NDFS_IO_DISCARD, zero ? NDFS_IO_FLAG_ZERO : 0,
+                               off + at, MIN(piece, len - at), NULL, remote_discard_done, call);
+        if (rc < 0) {
+            /* this piece and the ones not sent fail; call may be gone after */
+            discard_piece_done(call, rc, pieces - i);
+            return;
+        }
+    }
+}

@@ -81,6 +81,12 @@ int ndfs_io_request_decode(const void *buf, size_t len, struct ndfs_io_request *
         if ((r.flags & ~NDFS_IO_FLAG_DATASYNC) || r.length != 0 || r.offset != 0)
             return -EBADMSG;
         break;
+    case NDFS_IO_DISCARD:
+        if (r.flags & ~NDFS_IO_FLAG_ZERO)
+            return -EBADMSG;
+        if (r.length == 0 || r.length > NDFS_IO_MAX_LENGTH || r.offset > UINT64_MAX - r.length)
+            return -EBADMSG;
+        break;
     default:
         return -EBADMSG;
     }
@@ -121,6 +127,8 @@ const char *ndfs_io_op_name(uint8_t op)
         return "write";
     case NDFS_IO_FSYNC:
         return "fsync";
+    case NDFS_IO_DISCARD:
+        return "discard";
     }
     return "unknown";
 }

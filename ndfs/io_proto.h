@@ -5,6 +5,7 @@
  *
  * request (24 bytes, little endian):
  *   u8 version, u8 op, u16 flags, u32 length, u64 vdisk id, u64 offset
+ *   (a discard carries no data; its reply's status is the bytes discarded)
  * reply (8 bytes):
  *   u8 version, u8[3] zero, i32 status: bytes read or written, 0 for fsync,
  *   or -errno (NACK)
@@ -29,15 +30,17 @@ enum ndfs_io_op {
     NDFS_IO_READ = 1,
     NDFS_IO_WRITE = 2,
     NDFS_IO_FSYNC = 3,
+    NDFS_IO_DISCARD = 4, /* the range's blocks are deallocated (reads then give zeros) */
 };
 
 #define NDFS_IO_FLAG_DIRECT   0x1u /* read/write: through the disk's O_DIRECT descriptor */
 #define NDFS_IO_FLAG_DATASYNC 0x2u /* fsync: fdatasync(2) */
+#define NDFS_IO_FLAG_ZERO     0x4u /* discard: zero the range, keeping it allocated */
 
 struct ndfs_io_request {
     uint8_t op; /* enum ndfs_io_op */
     uint16_t flags;
-    uint32_t length; /* read/write: 1..NDFS_IO_MAX_LENGTH; fsync: 0 */
+    uint32_t length; /* read/write/discard: 1..NDFS_IO_MAX_LENGTH; fsync: 0 */
     uint64_t vdisk_id;
     uint64_t offset; /* fsync: 0; offset + length does not overflow */
 };

@@ -336,6 +336,16 @@ static int32_t do_write(struct master_job *j, int fd, bool direct)
     return (int32_t)n;
 }
 
+static int32_t do_discard(struct master_job *j, int fd)
+{
+    int mode = FALLOC_FL_KEEP_SIZE |
+               ((j->req.flags & NDFS_IO_FLAG_ZERO) ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE);
+    int32_t rc = may_touch_disk(j);
+    if (rc == 0)
+        rc = localio_fallocate(fd, mode, j->req.offset, j->len);
+    return rc < 0 ? rc : (int32_t)j->len;
+}
+
 static void worker(gpointer data, gpointer user_data)
 {
     (void)user_data;
@@ -365,6 +375,9 @@ static void worker(gpointer data, gpointer user_data)
             j->status = may_touch_disk(j);
             if (j->status == 0)
                 j->status = localio_sync(fd, (j->req.flags & NDFS_IO_FLAG_DATASYNC) != 0);
+            break;
+        case NDFS_IO_DISCARD:
+            j->status = do_discard(j, fd);
             break;
         }
         if (j->status < 0 && !j->fenced && !j->revoked && io_error_fails_path(j->status)) {
@@ -707,6 +720,11 @@ static int check_request(struct ndfs_master *m, const struct ndfs_io_request *re
         return 0;
     if (req->offset >= d->size)
         return req->op == NDFS_IO_WRITE ? -ENOSPC : 0;
+    if (req->op == NDFS_IO_DISCARD) {
+        /* a discard stays within the vdisk and needs no alignment */
+        *len = (uint32_t)MIN((uint64_t)req->length, d->size - req->offset);
+        return 0;
+    }
     /* past the end a block device reads short and takes what fits */
     *len = (uint32_t)MIN((uint64_t)req->length, d->size - req->offset);
     if ((req->flags & NDFS_IO_FLAG_DIRECT) && !localio_direct_aligned(req->offset, *len))

@@ -17,6 +17,12 @@ static const struct ndfs_io_request some_requests[] = {
     {.op = NDFS_IO_FSYNC, .flags = NDFS_IO_FLAG_DATASYNC, .vdisk_id = 1},
     {.op = NDFS_IO_FSYNC, .flags = 0, .vdisk_id = 0},
     {.op = NDFS_IO_READ, .flags = NDFS_IO_FLAG_DIRECT, .length = 1, .vdisk_id = 3, .offset = 0},
+    {.op = NDFS_IO_DISCARD,
+     .flags = 0,
+     .length = NDFS_IO_MAX_LENGTH,
+     .vdisk_id = 4,
+     .offset = 8192},
+    {.op = NDFS_IO_DISCARD, .flags = NDFS_IO_FLAG_ZERO, .length = 1, .vdisk_id = 4, .offset = 3},
 };
 
 static bool same_request(const struct ndfs_io_request *a, const struct ndfs_io_request *b)
@@ -83,8 +89,13 @@ Test(io_proto, request_bad_version_op_flags_and_ranges)
 
     struct ndfs_io_request bad[] = {
         {.op = 0, .length = 1},
-        {.op = 4, .length = 1},
+        {.op = 5, .length = 1},
         {.op = 255, .length = 1},
+        {.op = NDFS_IO_DISCARD, .length = 0},
+        {.op = NDFS_IO_DISCARD, .length = NDFS_IO_MAX_LENGTH + 1},
+        {.op = NDFS_IO_DISCARD, .length = 1, .flags = NDFS_IO_FLAG_DIRECT},
+        {.op = NDFS_IO_DISCARD, .length = 2, .offset = UINT64_MAX - 1},
+        {.op = NDFS_IO_READ, .length = 1, .flags = NDFS_IO_FLAG_ZERO},
         {.op = NDFS_IO_READ, .length = 0},
         {.op = NDFS_IO_READ, .length = NDFS_IO_MAX_LENGTH + 1},
         {.op = NDFS_IO_WRITE, .length = 2, .offset = UINT64_MAX - 1},
