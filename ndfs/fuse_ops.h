@@ -20,8 +20,11 @@
  * every change, and the mount tells the kernel. */
 #define NDFS_FUSE_TIMEOUT 86400.0
 #define NDFS_FUSE_MAX_IO  (1u << 20)
-/* How long chmod/chown wait for a lost ndfsd to come back before EIO. */
-#define NDFS_FUSE_SETATTR_WAIT_MS 5000
+/* How long chmod/chown wait for ndfsd's answer before EIO: longer than
+ * ndfsd gives a change forwarded to the leader (20 s, plus room for a
+ * reconfiguration run cancelled after its ack timeout), so that the
+ * application never sees an error for a change that still commits. */
+#define NDFS_FUSE_SETATTR_WAIT_MS 30000
 
 /* The state of one mount, the session's userdata. */
 struct ndfs_fs {
