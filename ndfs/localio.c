@@ -31,9 +31,19 @@ int localio_open(const char *path, bool writable, bool direct, int extra_flags, 
 #define LOCALIO_MMAP_THRESHOLD (32u << 20)
 #define LOCALIO_TRIM           (64u << 20)
 
+/* One heap for every thread: with glibc's default of one arena per thread
+ * (up to 8 per CPU) the buffers that a request's threads allocate and free
+ * land in ever more arenas, each keeping its own freed memory, and the RSS
+ * crept up by 30-50 MiB an hour under a steady remote 4k QD32 load (a
+ * 4-minute soak: master 14.1 -> 16.7 MiB, mount 30.8 -> 32.3 MiB; with one
+ * arena 10.7 -> 10.7 and 13.0 -> 13.5). The threads mostly wait in
+ * syscalls, so the one arena's lock costs little. */
+#define LOCALIO_ARENAS 1
+
 void localio_tune_malloc(void)
 {
     /* best effort: the defaults only cost speed */
+    (void)mallopt(M_ARENA_MAX, LOCALIO_ARENAS);
     (void)mallopt(M_MMAP_THRESHOLD, LOCALIO_MMAP_THRESHOLD);
     (void)mallopt(M_TRIM_THRESHOLD, LOCALIO_TRIM);
 }
