@@ -54,8 +54,9 @@ fallocate --zero-range --keep-size --offset 4M --length 1M "$MP2/d" ||
     fail "zero range through n2 failed"
 is_zero "$MP2/d" 4 1 || fail "the zeroed range does not read zeros"
 is_ab "$MP2/d" 3 1 && is_ab "$MP2/d" 5 11 || fail "data outside the zeroed range changed"
-[ "$(stat -c %b "$IMG")" -eq "$blocks_punched" ] ||
-    fail "zero range changed the allocation ($blocks_punched -> $(stat -c %b "$IMG"))"
+# (the file system may add a block of extent metadata: it must not free any)
+[ "$(stat -c %b "$IMG")" -ge "$blocks_punched" ] ||
+    fail "zero range deallocated blocks ($blocks_punched -> $(stat -c %b "$IMG"))"
 
 # past the end: clipped to the vdisk, which keeps its size
 fallocate --punch-hole --keep-size --offset 15M --length 8M "$MP2/d" ||
