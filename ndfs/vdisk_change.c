@@ -42,25 +42,6 @@ static char *ccd_failure(const char *name, const char *verb, int status)
     }
 }
 
-/* Answers with the vdisk as the CCD now holds it, and paused-ms. */
-static void reply_vdisk(struct ndfs_server *s, struct ndfs_conn *c, uint64_t id, const char *name,
-                        uint64_t paused_ms)
-{
-    struct ndfs_vdisk v = {0};
-    int rc = ndfs_ccd_vdisk_get(s->ccd, name, &v);
-    if (rc < 0) {
-        g_autofree char *msg = ccd_failure(name, "read", rc);
-        ndfs_conn_reply(c, id, rc, msg, NULL);
-        return;
-    }
-    g_autoptr(GVariant) dict = g_variant_ref_sink(ndfs_vdisk_to_dict(&v));
-    ndfs_vdisk_clear(&v);
-    GVariantDict d;
-    g_variant_dict_init(&d, dict);
-    g_variant_dict_insert(&d, "paused-ms", "t", (guint64)paused_ms);
-    ndfs_conn_reply(c, id, 0, NULL, g_variant_dict_end(&d));
-}
-
 enum change_kind { CHANGE_CREATE, CHANGE_REMOVE, CHANGE_CHMOD, CHANGE_CHOWN, CHANGE_RESIZE };
 
 /* A change in flight: who asked, and what, until the CCD answers. Held by
@@ -251,7 +232,7 @@ static void create_succeeded(struct change *ch, uint64_t paused_ms)
               ch->v.secondary_node ? ch->v.secondary_node : "", ch->v.secondary_node ? ":" : "",
               ch->v.secondary_path ? ch->v.secondary_path : "", ch->v.owner, ch->v.group,
               ch->v.mode, (guint64)paused_ms);
-    reply_vdisk(ch->s, ch->c, ch->id, ch->name, paused_ms);
+    cmd_reply_remapped(ch->s, ch->c, ch->id, ch->name, paused_ms);
 }
 
 static void create_next(struct change *ch);
@@ -535,7 +516,7 @@ static void update_succeeded(struct change *ch, uint64_t paused_ms)
                   " ms)",
                   ch->name, from, to, uid, (guint64)paused_ms);
     }
-    reply_vdisk(ch->s, ch->c, ch->id, ch->name, paused_ms);
+    cmd_reply_remapped(ch->s, ch->c, ch->id, ch->name, paused_ms);
 }
 
 static void update_propose(struct change *ch)
@@ -755,7 +736,7 @@ static void update_start(struct change *ch)
         /* a change of it queued or under way may change the size first */
         bool busy = s->reconfig != NULL && ndfs_reconfig_busy(s->reconfig, ch->vdisk_id);
         if (ch->size == has && !busy) {
-            reply_vdisk(s, ch->c, ch->id, ch->name, 0);
+            cmd_reply_remapped(s, ch->c, ch->id, ch->name, 0);
             change_free(ch);
             return;
         }

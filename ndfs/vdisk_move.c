@@ -159,8 +159,8 @@ static bool node_member(struct ndfs_server *s, const char *node)
     return ndfs_vdisk_path_member(node, s->membership);
 }
 
-/* The vdisk's row with paused-ms added, as vdisk.move and vdisk.failback
- * answer. */
+/* The vdisk's row with paused-ms added, as every vdisk change run under
+ * the protocol answers (create, chmod, chown, resize, move, failback). */
 void cmd_reply_remapped(struct ndfs_server *s, struct ndfs_conn *c, uint64_t id, const char *name,
                         uint64_t paused_ms)
 {
