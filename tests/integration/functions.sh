@@ -681,6 +681,22 @@ link_list()
     adm_on "$1" --json link list | jq '.links? // .'
 }
 
+# link_state I L STATE: node I's links from its address on network L to the
+# two other nodes (a three-node cluster) are all in STATE (up or down).
+link_state()
+{
+    link_list "$1" | jq -e --arg a "10.201.$2.$1:" --arg s "$3" '
+        [.[] | select((.local | startswith($a)) and (.peer | test("^n[0-9]+$")))] as $l
+        | ($l | length == 2) and all($l[]; .state == $s)' >/dev/null
+}
+
+# link_bytes I L: bytes node I sent and received from its network-L address.
+link_bytes()
+{
+    link_list "$1" | jq --arg a "10.201.$2.$1:" \
+        '[.[] | select(.local | startswith($a)) | .bytes_sent + .bytes_received] | add // 0'
+}
+
 # --- high availability (issue 5) -------------------------------------------
 #
 # A "dual-ported" vdisk: primary n1:FILE and secondary n2:FILE name the SAME

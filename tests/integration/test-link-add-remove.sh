@@ -22,19 +22,6 @@ MOUNT_WRAPPER=(nsenter --net="/run/netns/${NODE_NS[3]}")
 mount_ndfs "${NODE_SOCK[3]}" "$MP"
 cd "$TESTDIR"
 
-# links_on I L STATE: node I's links from its address on network L to both
-# other nodes are in STATE.
-links_on()
-{
-    link_list "$1" | jq -e --arg a "10.201.$2.$1:" --arg s "$3" '
-        [.[] | select((.local | startswith($a)) and (.peer | test("^n[0-9]+$")))] as $l
-        | ($l | length == 2) and all($l[]; .state == $s)' >/dev/null
-}
-link_bytes()
-{
-    link_list "$1" | jq --arg a "10.201.$2.$1:" \
-        '[.[] | select(.local | startswith($a)) | .bytes_sent + .bytes_received] | add // 0'
-}
 # listening I L: node I has a TCP listener on its network-L address.
 listening()
 {
@@ -66,7 +53,7 @@ json=$(adm_on 1 --json node list)
 jq -e --arg a "$(node_addr 2 3)" '.nodes[] | select(.name == "n2") | .addresses[2] == $a' \
     <<<"$json" >/dev/null || fail "n2's addresses in node list: $json"
 for i in 1 2 3; do
-    wait_until "$NDFS_TEST_DEADLINE" links_on "$i" 3 up ||
+    wait_until "$NDFS_TEST_DEADLINE" link_state "$i" 3 up ||
         fail "n$i's links on network 3 not up: $(link_list "$i")"
 done
 listening 1 3 || fail "n1 does not listen on network 3"
@@ -78,8 +65,8 @@ epoch=$(cluster_view 3 | cut -d' ' -f1)
 before=$(link_bytes 1 3)
 link_down 1 1
 link_down 1 2
-wait_until "$NDFS_TEST_DEADLINE" links_on 1 1 down || fail "n1's network-1 links not down: $(link_list 1)"
-wait_until "$NDFS_TEST_DEADLINE" links_on 1 2 down || fail "n1's network-2 links not down: $(link_list 1)"
+wait_until "$NDFS_TEST_DEADLINE" link_state 1 1 down || fail "n1's network-1 links not down: $(link_list 1)"
+wait_until "$NDFS_TEST_DEADLINE" link_state 1 2 down || fail "n1's network-2 links not down: $(link_list 1)"
 is_member 3 1 || fail "n1 is no member with links 1 and 2 down: $(adm_on 3 --json status)"
 wait_until 10 adm_on 3 vdisk create d --size 1M --primary "n3:$TESTDIR/d.img" ||
     fail "no change with only link 3: $(adm_on 3 vdisk create d --size 1M --primary "n3:$TESTDIR/d.img" 2>&1)"
@@ -92,7 +79,7 @@ echo "link 3 alone: $((after - before)) bytes; epoch $epoch -> $(cluster_view 3 
 fio_loop_check io
 link_up 1 1
 link_up 1 2
-wait_until "$NDFS_TEST_DEADLINE" links_on 1 1 up || fail "n1's network-1 links not up again"
+wait_until "$NDFS_TEST_DEADLINE" link_state 1 1 up || fail "n1's network-1 links not up again"
 
 # --- refusals change nothing ---
 expect_error 1 "already" adm_on 2 link add n1 "$(node_addr 1 3)"
@@ -110,7 +97,7 @@ jq -e '.index == 0 and .removed and (.paused_ms | type == "number")' <<<"$json" 
 wait_until "$NDFS_TEST_DEADLINE" eval '! listening 1 1' || fail "n1 still listens on network 1"
 wait_until "$NDFS_TEST_DEADLINE" eval "link_list 1 | jq -e '[.[] | select(.index == 0 and (.peer | test(\"^n[0-9]+\$\")))] | length == 0' >/dev/null" ||
     fail "n1 still has a link 0: $(link_list 1)"
-links_on 1 3 up || fail "n1's network-3 links went down: $(link_list 1)"
+link_state 1 3 up || fail "n1's network-3 links went down: $(link_list 1)"
 json=$(adm_on 2 --json node list)
 jq -e --arg b "$(node_addr 1 2)" --arg c "$(node_addr 1 3)" \
     '.nodes[] | select(.name == "n1") | .addresses == ["", $b, $c]' <<<"$json" >/dev/null ||
@@ -121,7 +108,7 @@ adm_on 2 node list | grep -qE "^n1 .* -,$(node_addr 1 2),$(node_addr 1 3)\$" ||
 link_cmd 1 remove n3 "$(node_addr 3 1)" >/dev/null
 link_cmd 1 remove n3 "$(node_addr 3 2)" >/dev/null
 expect_error 1 "last link address of node n3" adm_on 1 link remove n3 "$(node_addr 3 3)"
-wait_until "$NDFS_TEST_DEADLINE" links_on 3 3 up || fail "n3's network-3 links not up: $(link_list 3)"
+wait_until "$NDFS_TEST_DEADLINE" link_state 3 3 up || fail "n3's network-3 links not up: $(link_list 3)"
 
 # --- a restarted n1 listens on the CCD's addresses, not its config's ---
 stop_ndfsd "${NODE_CONF[1]}"
@@ -129,7 +116,7 @@ restart_node 1
 wait_converged 3 1 2 3
 wait_until "$NDFS_TEST_DEADLINE" listening 1 3 || fail "restarted n1 does not listen on network 3"
 wait_until "$NDFS_TEST_DEADLINE" eval '! listening 1 1' || fail "restarted n1 listens on network 1"
-wait_until "$NDFS_TEST_DEADLINE" links_on 1 3 up || fail "restarted n1's network-3 links not up"
+wait_until "$NDFS_TEST_DEADLINE" link_state 1 3 up || fail "restarted n1's network-3 links not up"
 
 m=$(mtime_ns "$TESTDIR/c.img")
 wait_written "$TESTDIR/c.img" "$m" 20

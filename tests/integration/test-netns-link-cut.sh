@@ -36,12 +36,6 @@ links_up()
         [.[] | select((.local | startswith($a)) and (.peer | test("^n[0-9]+$")))] as $l
         | ($l | length >= 2) and all($l[]; .state == "up")' >/dev/null
 }
-# link_bytes I L: bytes sent + received by node I on link network L, all peers.
-link_bytes()
-{
-    link_list "$1" | jq --arg a "10.201.$2.$1:" \
-        '[.[] | select(.local | startswith($a)) | .bytes_sent + .bytes_received] | add // 0'
-}
 
 # About 7 s of writes at a bounded rate, so the cut falls inside them.
 fio_job cut --size=16M --rate_iops=600 &

@@ -12,20 +12,6 @@ netns_setup 3 2
 start_cluster 3 2
 epoch=$CLUSTER_EPOCH
 
-# link_state I L STATE: node I's links to the other nodes on link network L
-# are all in STATE.
-link_state()
-{
-    link_list "$1" | jq -e --arg a "10.201.$2.$1:" --arg s "$3" '
-        [.[] | select((.local | startswith($a)) and (.peer | test("^n[0-9]+$")))] as $l
-        | ($l | length == 2) and all($l[]; .state == $s)' >/dev/null
-}
-link_bytes()
-{
-    link_list "$1" | jq --arg a "10.201.$2.$1:" \
-        '[.[] | select(.local | startswith($a)) | .bytes_sent + .bytes_received] | add // 0'
-}
-
 # no_member_lost: since the mark, no node's log shows a committed
 # membership without all three nodes.
 log_mark()
