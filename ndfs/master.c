@@ -3,92 +3,15 @@
 #include "master.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glib.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "io_proto.h"
 #include "localio.h"
-#include "wakeup.h"
-
-/* Disk I/O threads: enough for an application's queue depth to reach the disk. */
-#define MASTER_WORKERS 16
-
-/* A vdisk as the master sees its row: one struct per mapping (which node
- * masters it, through which path, and whether that path is marked failed);
- * a new mapping replaces the struct and revokes the old one. Owned by the
- * loop thread; a job holds a reference while a worker uses it. */
-struct master_disk {
-    unsigned refs; /* the map's + one per job; loop thread */
-    uint64_t id;
-    char *name;
-    char *path;       /* the current master's path (ndfs_vdisk_master_path) */
-    uint64_t size;    /* loop thread */
-    uint64_t version; /* the row's; loop thread */
-    bool mine;        /* the current master (ndfs_vdisk_master_node) is this node */
-    bool failed;      /* that path is marked failed */
-    /* set by the loop when the mapping changes (or the vdisk goes): queued
-     * jobs are NACKed -ENXIO instead of reaching the disk; workers read it */
-    atomic_bool revoked;
-    bool reported;         /* path_failed was called for this row version; loop thread */
-    unsigned refused;      /* requests refused for the lease in this loss; loop thread */
-    unsigned refused_said; /* how many of them were logged; loop thread */
-    bool refused_queued;   /* in m->refusals; loop thread */
-    GMutex open_lock;      /* opens the disk once, on a worker */
-    int fd;                /* -1 until opened; protected by open_lock */
-    int fd_direct;         /* O_DIRECT descriptor, -1 until needed; protected by open_lock */
-    bool open_failed;      /* logged once; protected by open_lock */
-};
-
-struct master_job {
-    struct ndfs_master *m;
-    struct master_disk *disk;
-    struct ndfs_message *msg; /* released once answered */
-    struct ndfs_io_request req;
-    uint32_t len; /* clamped to the disk's end */
-    void *buf;    /* read data (localio_alloc'd), sent with the reply */
-    int32_t status;
-    int path_err; /* the disk's error behind a -EIO status (a path failure); 0: none */
-    bool fenced;  /* refused: the lease had run out */
-    bool revoked; /* refused: the mapping moved on (-ENXIO) */
-};
-
-struct ndfs_master {
-    uv_loop_t *loop;
-    struct ndfs_transport *t;
-    struct ndfs_ccd *ccd;
-    struct ndfs_membership *membership;
-    const _Atomic uint64_t *lease; /* membership's lease word; NULL: no lease checks */
-    char *node;
-    GHashTable *by_id; /* uint64_t *id -> struct master_disk *; loop thread */
-    GHashTable *said;  /* log-once keys; loop thread */
-    /* the disk I/O threads: jobs queued under pool_lock; a push wakes an
-     * idle thread (one futex wake) rather than GThreadPool's shared
-     * unused-thread queues (4.5 futex calls per request at QD1) */
-    GMutex pool_lock;
-    GCond pool_cond;
-    GQueue pool_jobs; /* struct master_job * */
-    unsigned pool_idle;
-    bool pool_stop;
-    bool pool_running;
-    GThread *threads[MASTER_WORKERS];
-    unsigned n_threads;
-    GAsyncQueue *done;       /* struct master_job * back to the loop */
-    struct ndfs_wakeup wake; /* jobs done, refusals to log */
-    GPtrArray *refusals;     /* disks with lease refusals to log (a reference each) */
-    unsigned in_flight;
-    GHashTable *busy; /* uint64_t *id -> GUINT_TO_POINTER(jobs in flight); loop thread */
-    GList *drains;    /* struct drain *, waiting for vdisks to have no job in flight */
-    bool closing;
-    ndfs_master_path_failed_cb path_failed_cb;
-    void *path_failed_data;
-    void (*close_cb)(void *data);
-    void *close_data;
-};
+#include "master_priv.h"
 
 /* A reconfiguration waiting for the jobs of some vdisks (ndfs_master_drain). */
 struct drain {
@@ -121,7 +44,7 @@ static void unlist_disk(gpointer p)
 }
 
 /* Logs msg once per key (a vdisk and a reason), not once per request. */
-static void say_once(struct ndfs_master *m, const char *key, GLogLevelFlags level, const char *msg)
+void master_say_once(struct ndfs_master *m, const char *key, GLogLevelFlags level, const char *msg)
 {
     if (g_hash_table_contains(m->said, key))
         return;
@@ -157,6 +80,7 @@ static void add_disk(struct ndfs_master *m, const struct ndfs_vdisk *v)
     d->failed = failed;
     atomic_init(&d->revoked, false);
     d->fd = d->fd_direct = -1;
+    atomic_init(&d->aio_fd, -1);
     g_mutex_init(&d->open_lock);
     /* the old disk (another path or master) is revoked, and closes when its
      * last job ends */
@@ -219,178 +143,6 @@ void ndfs_master_vdisk_changed(struct ndfs_master *m, const char *name, bool rem
     }
 }
 
-/* The descriptor for a job, opening the disk the first time. Worker thread. */
-static int disk_fd(struct master_disk *d, bool direct, int *fd)
-{
-    g_mutex_lock(&d->open_lock);
-    int *slot = direct ? &d->fd_direct : &d->fd;
-    int rc = 0;
-    if (*slot < 0) {
-        rc = localio_open(d->path, true, direct, 0, slot);
-        if (rc < 0) {
-            *slot = -1;
-            if (!d->open_failed)
-                g_warning("vdisk \"%s\": cannot open its disk %s%s: %s", d->name, d->path,
-                          direct ? " (O_DIRECT)" : "", g_strerror(-rc));
-            d->open_failed = true;
-        }
-    }
-    *fd = *slot;
-    g_mutex_unlock(&d->open_lock);
-    return rc;
-}
-
-/* Is this error of the disk's open a failure of the path (the device or
- * file gone or unusable here), rather than of this request or of this
- * process (O_DIRECT not supported: -EINVAL, as before; out of memory or
- * descriptors)? */
-static bool open_error_fails_path(int err)
-{
-    return err != -EINVAL && err != -ENOMEM && err != -EMFILE && err != -ENFILE && err != -EINTR &&
-           err != -EAGAIN;
-}
-
-/* Is this error of a read, write or fsync a failure of the path? -ENOSPC,
- * -EINVAL and the like stay the request's. */
-static bool io_error_fails_path(int err)
-{
-    switch (-err) {
-    case EIO:
-    case ENXIO:
-    case ENODEV:
-    case ENOMEDIUM:
-    case EROFS:
-    case ESTALE: /* a stale handle of the backing file system, not our lease */
-    case EBADF:
-    case ENOTCONN:
-    case EREMOTEIO:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* The membership's lease, as published: valid until the word's expiry. Any
- * thread. */
-static bool lease_ok(const struct ndfs_master *m)
-{
-    if (m->lease == NULL)
-        return true;
-    uint64_t expiry = atomic_load_explicit(m->lease, memory_order_acquire);
-    return expiry == UINT64_MAX || mono_ns() < expiry;
-}
-
-/* Checked by the worker right before every disk operation: the mapping
- * still names this disk here, and this node's lease runs. 0 or the NACK. */
-static int32_t may_touch_disk(struct master_job *j)
-{
-    if (atomic_load(&j->disk->revoked)) {
-        j->revoked = true;
-        return -ENXIO;
-    }
-    if (!lease_ok(j->m)) {
-        j->fenced = true;
-        return -ESTALE;
-    }
-    return 0;
-}
-
-static int32_t do_read(struct master_job *j, int fd)
-{
-    j->buf = localio_alloc(j->len);
-    if (!j->buf)
-        return -ENOMEM;
-    int32_t rc = may_touch_disk(j);
-    if (rc < 0)
-        return rc;
-    ssize_t n = localio_pread(fd, j->buf, j->len, j->req.offset);
-    return (int32_t)n;
-}
-
-static int32_t do_write(struct master_job *j, int fd, bool direct)
-{
-    const void *src = j->msg->data;
-    void *bounce = NULL;
-    /* O_DIRECT wants aligned memory; the transport's buffer need not be */
-    if (direct && ((uintptr_t)src % LOCALIO_BUFFER_ALIGN) != 0) {
-        bounce = localio_alloc(j->len);
-        if (!bounce)
-            return -ENOMEM;
-        memcpy(bounce, src, j->len);
-        src = bounce;
-    }
-    int32_t rc = may_touch_disk(j);
-    if (rc < 0) {
-        free(bounce);
-        return rc;
-    }
-    ssize_t n = localio_pwrite(fd, src, j->len, j->req.offset);
-    free(bounce);
-    return (int32_t)n;
-}
-
-static int32_t do_discard(struct master_job *j, int fd)
-{
-    int mode = FALLOC_FL_KEEP_SIZE |
-               ((j->req.flags & NDFS_IO_FLAG_ZERO) ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE);
-    int32_t rc = may_touch_disk(j);
-    if (rc == 0)
-        rc = localio_fallocate(fd, mode, j->req.offset, j->len);
-    return rc < 0 ? rc : (int32_t)j->len;
-}
-
-static void worker(gpointer data, gpointer user_data)
-{
-    (void)user_data;
-    struct master_job *j = data;
-    bool direct = (j->req.flags & NDFS_IO_FLAG_DIRECT) != 0;
-    int fd;
-    int rc = may_touch_disk(j);
-    if (rc == 0) {
-        rc = disk_fd(j->disk, direct, &fd);
-        if (rc < 0 && open_error_fails_path(rc)) {
-            j->path_err = rc;
-            rc = -EIO;
-        }
-    }
-    /* and again right before the I/O itself (opening may have taken a while) */
-    if (rc < 0) {
-        j->status = rc;
-    } else {
-        switch (j->req.op) {
-        case NDFS_IO_READ:
-            j->status = do_read(j, fd);
-            break;
-        case NDFS_IO_WRITE:
-            j->status = do_write(j, fd, direct);
-            break;
-        case NDFS_IO_FSYNC:
-            j->status = may_touch_disk(j);
-            if (j->status == 0)
-                j->status = localio_sync(fd, (j->req.flags & NDFS_IO_FLAG_DATASYNC) != 0);
-            break;
-        case NDFS_IO_DISCARD:
-            j->status = do_discard(j, fd);
-            break;
-        }
-        if (j->status < 0 && !j->fenced && !j->revoked && io_error_fails_path(j->status)) {
-            j->path_err = j->status;
-            j->status = -EIO;
-        }
-    }
-    /* j may be answered and freed as soon as it is queued */
-    struct ndfs_master *m = j->m;
-    g_async_queue_push(m->done, j);
-    ndfs_wakeup_send(&m->wake);
-}
-
 static void buf_release(void *buf)
 {
     free(buf);
@@ -398,72 +150,6 @@ static void buf_release(void *buf)
 
 /* Answers msg (and releases it); buf (malloc'd, may be NULL) is the
  * reply's: data_len bytes of it are sent without a copy, then freed. */
-static gpointer pool_thread(gpointer data)
-{
-    struct ndfs_master *m = data;
-    g_mutex_lock(&m->pool_lock);
-    for (;;) {
-        struct master_job *j = g_queue_pop_head(&m->pool_jobs);
-        if (!j) {
-            if (m->pool_stop)
-                break;
-            m->pool_idle++;
-            g_cond_wait(&m->pool_cond, &m->pool_lock);
-            m->pool_idle--;
-            continue;
-        }
-        g_mutex_unlock(&m->pool_lock);
-        worker(j, NULL);
-        g_mutex_lock(&m->pool_lock);
-    }
-    g_mutex_unlock(&m->pool_lock);
-    return NULL;
-}
-
-static void pool_push(struct ndfs_master *m, struct master_job *j)
-{
-    g_mutex_lock(&m->pool_lock);
-    g_queue_push_tail(&m->pool_jobs, j);
-    if (m->pool_idle > 0)
-        g_cond_signal(&m->pool_cond);
-    g_mutex_unlock(&m->pool_lock);
-}
-
-/* Stops and joins the threads (their queue is empty). */
-static void pool_stop(struct ndfs_master *m)
-{
-    g_mutex_lock(&m->pool_lock);
-    m->pool_stop = true;
-    g_cond_broadcast(&m->pool_cond);
-    g_mutex_unlock(&m->pool_lock);
-    for (unsigned i = 0; i < m->n_threads; i++)
-        g_thread_join(m->threads[i]);
-    m->n_threads = 0;
-    m->pool_running = false;
-    g_mutex_clear(&m->pool_lock);
-    g_cond_clear(&m->pool_cond);
-}
-
-static int pool_start(struct ndfs_master *m, char **errmsg)
-{
-    g_mutex_init(&m->pool_lock);
-    g_cond_init(&m->pool_cond);
-    g_queue_init(&m->pool_jobs);
-    m->pool_running = true;
-    for (unsigned i = 0; i < MASTER_WORKERS; i++) {
-        GError *err = NULL;
-        GThread *th = g_thread_try_new("ndfs-disk", pool_thread, m, &err);
-        if (!th) {
-            *errmsg = g_strdup_printf("cannot start the disk I/O threads: %s", err->message);
-            g_error_free(err);
-            pool_stop(m);
-            return -EAGAIN;
-        }
-        m->threads[m->n_threads++] = th;
-    }
-    return 0;
-}
-
 static void reply(struct ndfs_master *m, struct ndfs_message *msg, int32_t status, void *buf,
                   size_t data_len)
 {
@@ -485,7 +171,7 @@ static void reply(struct ndfs_master *m, struct ndfs_message *msg, int32_t statu
     if (rc < 0) {
         g_autofree char *key = g_strdup_printf("send:%s", msg->peer);
         g_autofree char *text = g_strdup_printf("cannot answer %s: %s", msg->peer, g_strerror(-rc));
-        say_once(m, key, G_LOG_LEVEL_MESSAGE, text);
+        master_say_once(m, key, G_LOG_LEVEL_MESSAGE, text);
     }
     ndfs_transport_release(m->t, msg);
 }
@@ -494,8 +180,6 @@ static void nack(struct ndfs_master *m, struct ndfs_message *msg, int err)
 {
     reply(m, msg, err, NULL, 0);
 }
-
-static void finish_close(struct ndfs_master *m);
 
 /* A request for d refused because the lease had run out: counted, and
  * logged once per loss (after this loop turn, with the count so far). */
@@ -620,7 +304,7 @@ static void drains_cancel(struct ndfs_master *m)
     g_list_free(drains);
 }
 
-static void job_done(struct ndfs_master *m, struct master_job *j)
+void master_job_done(struct ndfs_master *m, struct master_job *j)
 {
     struct master_disk *d = j->disk;
     size_t data_len = j->req.op == NDFS_IO_READ && j->status > 0 ? (size_t)j->status : 0;
@@ -634,7 +318,7 @@ static void job_done(struct ndfs_master *m, struct master_job *j)
         g_autofree char *text =
             g_strdup_printf("vdisk \"%s\": %s on %s failed: %s", d->name,
                             ndfs_io_op_name(j->req.op), d->path, g_strerror(-err));
-        say_once(m, key, G_LOG_LEVEL_WARNING, text);
+        master_say_once(m, key, G_LOG_LEVEL_WARNING, text);
     }
     reply(m, j->msg, j->status, j->buf, data_len);
     j->buf = NULL; /* the reply's now */
@@ -659,10 +343,10 @@ static void on_wake(struct ndfs_wakeup *w)
     struct ndfs_master *m = w->data;
     struct master_job *j;
     while ((j = g_async_queue_try_pop(m->done)))
-        job_done(m, j);
+        master_job_done(m, j);
     log_refusals(m);
     if (m->closing && m->in_flight == 0)
-        finish_close(m);
+        master_finish_close(m);
 }
 
 static struct master_disk *find_disk(struct ndfs_master *m, uint64_t id)
@@ -696,7 +380,7 @@ static int check_request(struct ndfs_master *m, const struct ndfs_io_request *re
         g_autofree char *text =
             g_strdup_printf("vdisk \"%s\": %s sent I/O, but this node is not its master (ENXIO)",
                             d->name, msg->peer);
-        say_once(m, key, G_LOG_LEVEL_MESSAGE, text);
+        master_say_once(m, key, G_LOG_LEVEL_MESSAGE, text);
         return -ENXIO;
     }
     if (d->failed) {
@@ -704,10 +388,10 @@ static int check_request(struct ndfs_master *m, const struct ndfs_io_request *re
         g_autofree char *text = g_strdup_printf(
             "vdisk \"%s\": %s sent I/O, but its path %s on this node is marked failed (ENXIO)",
             d->name, msg->peer, d->path);
-        say_once(m, key, G_LOG_LEVEL_MESSAGE, text);
+        master_say_once(m, key, G_LOG_LEVEL_MESSAGE, text);
         return -ENXIO;
     }
-    if (!lease_ok(m)) {
+    if (!master_lease_ok(m)) {
         count_refusal(m, d);
         return -ESTALE;
     }
@@ -747,7 +431,7 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
         g_autofree char *key = g_strdup_printf("bad:%s", msg->peer);
         g_autofree char *text =
             g_strdup_printf("%s sent a malformed I/O request (%s)", msg->peer, g_strerror(-rc));
-        say_once(m, key, G_LOG_LEVEL_WARNING, text);
+        master_say_once(m, key, G_LOG_LEVEL_WARNING, text);
         nack(m, msg, -EPROTO);
         return;
     }
@@ -771,7 +455,7 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
     j->len = len;
     m->in_flight++;
     busy_add(m, d->id);
-    pool_push(m, j);
+    master_io_start(m, j);
 }
 
 int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *ccd,
@@ -791,13 +475,13 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
     m->said = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     m->busy = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, NULL);
     m->done = g_async_queue_new();
-    int rc = pool_start(m, errmsg);
+    int rc = master_pool_start(m, errmsg);
     if (rc < 0)
         goto fail;
     if ((rc = ndfs_wakeup_init(loop, &m->wake, on_wake, m)) < 0) {
         *errmsg = g_strdup_printf("cannot wake the loop from the disk threads: %s",
                                   g_strerror(-rc)); /* libuv errors are -errno here */
-        pool_stop(m);
+        master_pool_stop(m);
         goto fail;
     }
     rc = ndfs_transport_register(t, NDFS_CHANNEL_IO, on_message, m);
@@ -805,8 +489,15 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
         *errmsg = g_strdup_printf("cannot register the I/O channel: %s", g_strerror(-rc));
         /* the handle must close before m goes */
         m->closing = true;
-        finish_close(m);
+        master_finish_close(m);
         return rc;
+    }
+    char *aio_err = NULL;
+    if ((rc = ndfs_aio_new(loop, MASTER_AIO_DEPTH, &m->aio, &aio_err)) < 0) {
+        g_message("no AIO for the disks (%s): all their I/O goes through the disk threads",
+                  aio_err);
+        g_free(aio_err);
+        m->aio = NULL;
     }
     reload_all(m);
     *out = m;
@@ -840,12 +531,16 @@ static void on_wake_closed(uv_handle_t *h)
         cb(cb_data);
 }
 
-static void finish_close(struct ndfs_master *m)
+void master_finish_close(struct ndfs_master *m)
 {
     if (!m->pool_running)
         return; /* already finishing */
-    /* every job came back: the workers are idle */
-    pool_stop(m);
+    /* every job came back: the workers are idle, nothing is in AIO */
+    master_pool_stop(m);
+    if (m->aio) {
+        ndfs_aio_close(m->aio, NULL, NULL);
+        m->aio = NULL;
+    }
     ndfs_wakeup_close(&m->wake, on_wake_closed);
 }
 
@@ -865,6 +560,6 @@ void ndfs_master_close(struct ndfs_master *m, void (*cb)(void *data), void *data
     /* no message may reach m once it is freed */
     ndfs_transport_unregister(m->t, NDFS_CHANNEL_IO);
     if (m->in_flight == 0)
-        finish_close(m);
+        master_finish_close(m);
     /* else on_wake finishes once the last job is answered */
 }

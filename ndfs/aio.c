@@ -1,0 +1,207 @@
+#define G_LOG_DOMAIN "ndfs-aio"
+
+#include "aio.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <linux/aio_abi.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* One request in flight: its iocb and whom to tell. The slots are allocated
+ * once, depth of them; a free list hands them out. */
+struct aio_slot {
+    struct iocb iocb;
+    ndfs_aio_cb done;
+    void *data;
+    struct aio_slot *next_free;
+};
+
+struct ndfs_aio {
+    uv_poll_t poll; /* first: the close callback gets &poll */
+    int efd;        /* every completion adds 1 (IOCB_FLAG_RESFD) */
+    aio_context_t ctx;
+    unsigned depth;
+    unsigned in_flight;
+    bool closing;
+    struct aio_slot *slots;
+    struct aio_slot *free;
+    struct io_event *events; /* depth of them, for io_getevents */
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+static long sys_io_setup(unsigned nr, aio_context_t *ctx)
+{
+    return syscall(SYS_io_setup, nr, ctx);
+}
+
+static long sys_io_destroy(aio_context_t ctx)
+{
+    return syscall(SYS_io_destroy, ctx);
+}
+
+static long sys_io_submit(aio_context_t ctx, long n, struct iocb **iocbs)
+{
+    return syscall(SYS_io_submit, ctx, n, iocbs);
+}
+
+static long sys_io_getevents(aio_context_t ctx, long min, long max, struct io_event *ev,
+                             struct timespec *timeout)
+{
+    return syscall(SYS_io_getevents, ctx, min, max, ev, timeout);
+}
+
+/* Completions: the eventfd counted them; io_getevents without waiting takes
+ * them, depth at a time, until none is left. */
+static void on_ready(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct ndfs_aio *a = p->data;
+    uint64_t v;
+    /* non-blocking: nothing there is fine; the events are what counts */
+    if (read(a->efd, &v, sizeof v) < 0 && errno != EAGAIN && errno != EINTR)
+        g_warning("cannot read the AIO eventfd: %s", g_strerror(errno));
+    while (!a->closing && a->in_flight > 0) {
+        struct timespec zero = {0, 0};
+        long n = sys_io_getevents(a->ctx, 0, a->depth, a->events, &zero);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* cannot happen on a valid context; the next eventfd tick retries */
+            g_warning("io_getevents: %s", g_strerror(errno));
+            return;
+        }
+        for (long i = 0; i < n; i++) {
+            struct aio_slot *s = (struct aio_slot *)(uintptr_t)a->events[i].data;
+            int64_t res = a->events[i].res;
+            ndfs_aio_cb done = s->done;
+            void *data = s->data;
+            s->next_free = a->free;
+            a->free = s;
+            a->in_flight--;
+            done(data, res); /* may submit again, or close a (then in_flight is 0) */
+        }
+        if ((unsigned long)n < a->depth)
+            return;
+    }
+}
+
+int ndfs_aio_new(uv_loop_t *loop, unsigned depth, struct ndfs_aio **out, char **errmsg)
+{
+    if (depth == 0)
+        depth = 1;
+    struct ndfs_aio *a = g_try_new0(struct ndfs_aio, 1);
+    if (!a) {
+        *errmsg = g_strdup("out of memory");
+        return -ENOMEM;
+    }
+    a->depth = depth;
+    a->slots = g_try_new0(struct aio_slot, depth);
+    a->events = g_try_new0(struct io_event, depth);
+    int rc;
+    if (!a->slots || !a->events) {
+        *errmsg = g_strdup("out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (unsigned i = 0; i < depth; i++) {
+        a->slots[i].next_free = a->free;
+        a->free = &a->slots[i];
+    }
+    a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (a->efd < 0) {
+        rc = -errno;
+        *errmsg = g_strdup_printf("eventfd: %s", g_strerror(-rc));
+        goto fail;
+    }
+    if (sys_io_setup(depth, &a->ctx) < 0) {
+        rc = -errno;
+        *errmsg = g_strdup_printf("io_setup(%u): %s%s", depth, g_strerror(-rc),
+                                  rc == -EAGAIN ? " (fs.aio-max-nr reached)" : "");
+        close(a->efd);
+        goto fail;
+    }
+    if ((rc = uv_poll_init(loop, &a->poll, a->efd)) < 0) {
+        *errmsg = g_strdup_printf("cannot poll the AIO eventfd: %s", uv_strerror(rc));
+        sys_io_destroy(a->ctx);
+        close(a->efd);
+        goto fail;
+    }
+    a->poll.data = a;
+    /* cannot fail on an initialised poll handle of an eventfd */
+    (void)uv_poll_start(&a->poll, UV_READABLE, on_ready);
+    *out = a;
+    return 0;
+fail:
+    g_free(a->events);
+    g_free(a->slots);
+    g_free(a);
+    return rc;
+}
+
+int ndfs_aio_submit(struct ndfs_aio *a, int fd, bool write, void *buf, size_t len, uint64_t off,
+                    ndfs_aio_cb cb, void *data)
+{
+    if (a->closing)
+        return -ESHUTDOWN;
+    struct aio_slot *s = a->free;
+    if (!s)
+        return -EAGAIN;
+    memset(&s->iocb, 0, sizeof(s->iocb));
+    s->iocb.aio_data = (uint64_t)(uintptr_t)s;
+    s->iocb.aio_lio_opcode = write ? IOCB_CMD_PWRITE : IOCB_CMD_PREAD;
+    s->iocb.aio_fildes = (uint32_t)fd;
+    s->iocb.aio_buf = (uint64_t)(uintptr_t)buf;
+    s->iocb.aio_nbytes = len;
+    s->iocb.aio_offset = (int64_t)off;
+    s->iocb.aio_flags = IOCB_FLAG_RESFD;
+    s->iocb.aio_resfd = (uint32_t)a->efd;
+    s->iocb.aio_rw_flags = RWF_NOWAIT;
+    struct iocb *list[1] = {&s->iocb};
+    long n;
+    do
+        n = sys_io_submit(a->ctx, 1, list);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+        return n < 0 ? -errno : -EAGAIN;
+    a->free = s->next_free;
+    s->done = cb;
+    s->data = data;
+    a->in_flight++;
+    return 0;
+}
+
+unsigned ndfs_aio_in_flight(const struct ndfs_aio *a)
+{
+    return a->in_flight;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct ndfs_aio *a = h->data;
+    sys_io_destroy(a->ctx);
+    close(a->efd);
+    void (*cb)(void *) = a->close_cb;
+    void *data = a->close_data;
+    g_free(a->events);
+    g_free(a->slots);
+    g_free(a);
+    if (cb)
+        cb(data);
+}
+
+void ndfs_aio_close(struct ndfs_aio *a, void (*cb)(void *data), void *data)
+{
+    g_warn_if_fail(a->in_flight == 0);
+    a->closing = true;
+    a->close_cb = cb;
+    a->close_data = data;
+    uv_close((uv_handle_t *)&a->poll, on_closed);
+}
