@@ -224,6 +224,7 @@ static void cmd_hello(struct cmd_request *r)
     g_variant_dict_insert(&d, "key-file", "s", r->s->key_file ? r->s->key_file : "");
     g_variant_dict_insert(&d, "lease-expiry-ns", "t", (guint64)ndfs_server_lease_expiry_ns(r->s));
     g_variant_dict_insert(&d, "io-timeout-ms", "t", (guint64)r->s->io_timeout_ms);
+    g_variant_dict_insert(&d, "poll-us", "u", (guint32)r->s->poll_us);
     ndfs_ccd_status_clear(&st);
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
 }

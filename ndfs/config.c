@@ -36,7 +36,7 @@ static const char *const cluster_keys[] = {"listen", "join", "key-file", "stripe
 static const char *const ccd_keys[] = {"snapshot-threshold", "election-timeout-ms", NULL};
 static const char *const membership_keys[] = {"heartbeat-interval-ms", "failure-timeout-ms",
                                               "fence-command", NULL};
-static const char *const vdisk_keys[] = {"io-timeout", NULL};
+static const char *const vdisk_keys[] = {"io-timeout", "poll-us", NULL};
 static const char *const reconfig_keys[] = {"ack-timeout-ms", NULL};
 static const struct known_group known_groups[] = {
     {"node", node_keys},   {"cluster", cluster_keys},       {"ccd", ccd_keys},
@@ -415,6 +415,25 @@ static int load_vdisk(GKeyFile *kf, const char *label, struct ndfs_config *out, 
     return 0;
 }
 
+/* [vdisk] poll-us: microseconds that the master's loop and the mounts'
+ * drivers keep polling after I/O before they sleep (spin.h); 0: never. */
+static int load_poll(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
+{
+    g_autofree char *text = get_string(kf, "vdisk", "poll-us");
+    guint64 value;
+
+    out->poll_us = NDFS_CONFIG_POLL_US_DEFAULT;
+    if (!text)
+        return 0;
+    g_strstrip(text);
+    if (!g_ascii_string_to_unsigned(text, 10, 0, NDFS_CONFIG_POLL_US_MAX, &value, NULL))
+        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "vdisk", "poll-us",
+                         "\"%s\" is not a number of microseconds from 0 to %u", text,
+                         NDFS_CONFIG_POLL_US_MAX);
+    out->poll_us = (unsigned)value;
+    return 0;
+}
+
 /* [reconfig] ack-timeout-ms: how long the leader waits for every member's
  * answer to "update pending" before it cancels a reconfiguration. */
 static int load_reconfig(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
@@ -445,7 +464,7 @@ int ndfs_config_load_data(const char *data, gsize len, const char *label, struct
         (r = load_ccd(kf, label, out, error)) < 0 ||
         (r = load_election(kf, label, out, error)) < 0 ||
         (r = load_membership(kf, label, out, error)) < 0 ||
-        (r = load_vdisk(kf, label, out, error)) < 0 ||
+        (r = load_vdisk(kf, label, out, error)) < 0 || (r = load_poll(kf, label, out, error)) < 0 ||
         (r = load_reconfig(kf, label, out, error)) < 0) {
         ndfs_config_clear(out);
         return r;

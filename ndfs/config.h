@@ -29,6 +29,9 @@ struct ndfs_config {
                                        "fence-command NODE" before a takeover */
     uint64_t io_timeout_ms;         /* [vdisk] io-timeout ("30s", "500ms", "2m", a number of
                                        seconds; 0 or "forever": the default) */
+    unsigned poll_us;               /* [vdisk] poll-us, default 100 (0 to 10000): how long the
+                                       master's loop and the mounts' drivers poll after I/O
+                                       before they sleep; 0: never */
     unsigned ack_timeout_ms;        /* [reconfig] ack-timeout-ms, default 2000 (100 to
                                        600000): a reconfiguration is cancelled when a
                                        member has not answered "update pending" by then */
@@ -40,6 +43,9 @@ struct ndfs_config {
 #define NDFS_CONFIG_STRIPE_DEFAULT (256u << 10)
 #define NDFS_CONFIG_STRIPE_MIN     (4u << 10)
 #define NDFS_CONFIG_STRIPE_MAX     (16u << 20)
+
+#define NDFS_CONFIG_POLL_US_DEFAULT 100u
+#define NDFS_CONFIG_POLL_US_MAX     10000u
 
 /* "A.B.C.D:PORT" with a port from 1 to 65535. */
 gboolean ndfs_config_address_valid(const char *address);

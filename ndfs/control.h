@@ -76,9 +76,10 @@
  *                      state with pending 0 and blocked "" ends it. Any client.
  *   vdisk.show answers also {pending u, in-flight u, blocked s, waiting-ms t}: the
  *   sums over this node's mounts (blocked: the first non-empty reason).
- *   hello answers also {lease-expiry-ns t, io-timeout-ms t}: this node's lease
- *   (CLOCK_MONOTONIC ns; G_MAXUINT64: never runs out, a single node; 0: none)
- *   and [vdisk] io-timeout (0: wait forever).
+ *   hello answers also {lease-expiry-ns t, io-timeout-ms t, poll-us u}: this
+ *   node's lease (CLOCK_MONOTONIC ns; G_MAXUINT64: never runs out, a single
+ *   node; 0: none), [vdisk] io-timeout (0: wait forever) and [vdisk] poll-us
+ *   (how long the mount's driver polls after I/O; absent: 0).
  * Changes of the mapping are vdisk.changed events whose dict has a new
  * master or failed list, and an epoch event.
  *

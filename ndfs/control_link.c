@@ -48,6 +48,7 @@ struct control_link {
      * disconnected), read by every local I/O */
     _Atomic uint64_t lease_expiry_ns;
     _Atomic uint64_t io_timeout_ms;
+    atomic_uint poll_us;
 
     GMutex lock;
     GCond changed;
@@ -384,13 +385,16 @@ static int connect_and_sync(struct control_link *link, char **errmsg)
 
     const char *key_file = "";
     guint64 epoch = 0, lease = G_MAXUINT64, io_timeout = 0;
+    guint32 poll_us = 0;
     g_variant_lookup(hello_result, "key-file", "&s", &key_file);
     g_variant_lookup(hello_result, "epoch", "t", &epoch);
     /* an ndfsd older than HA says neither: no lease to respect, wait forever */
     g_variant_lookup(hello_result, "lease-expiry-ns", "t", &lease);
     g_variant_lookup(hello_result, "io-timeout-ms", "t", &io_timeout);
+    g_variant_lookup(hello_result, "poll-us", "u", &poll_us);
     atomic_store(&link->lease_expiry_ns, lease);
     atomic_store(&link->io_timeout_ms, io_timeout);
+    atomic_store(&link->poll_us, poll_us);
 
     g_mutex_lock(&link->lock);
     link->client = c;
@@ -754,4 +758,9 @@ bool control_link_lease_valid(struct control_link *link)
 uint64_t control_link_io_timeout_ms(struct control_link *link)
 {
     return atomic_load(&link->io_timeout_ms);
+}
+
+unsigned control_link_poll_us(struct control_link *link)
+{
+    return atomic_load(&link->poll_us);
 }

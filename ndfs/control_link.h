@@ -75,6 +75,8 @@ void control_link_set_callbacks(struct control_link *link, const struct control_
 bool control_link_lease_valid(struct control_link *link);
 /* [vdisk] io-timeout from the last hello, ms; 0: wait forever. */
 uint64_t control_link_io_timeout_ms(struct control_link *link);
+/* [vdisk] poll-us from the last hello; 0 when ndfsd did not say. */
+unsigned control_link_poll_us(struct control_link *link);
 
 /* Starts the link's thread: it processes events, tells se's kernel about
  * changes, and reconnects when needed. */

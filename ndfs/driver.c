@@ -12,6 +12,7 @@
 #include <ndfs/ccd.h>
 #include <ndfs/transport.h>
 
+#include "config.h"
 #include "io_proto.h"
 #include "localio.h"
 #include "pending.h"
@@ -361,6 +362,7 @@ static bool handle_nack(struct ndfs_driver *d, struct pending_entry *e, int stat
 static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void *data)
 {
     struct ndfs_driver *d = data;
+    ndfs_spin_kick(&d->spin);
     struct pending_entry *e = pending_table_find(d->pending, msg->request_id);
     struct ndfs_io_reply reply;
     if (!e || !e->sent || !e->peer || strcmp(e->peer, msg->peer) != 0 || msg->epoch != e->epoch) {
@@ -576,6 +578,7 @@ static void on_transport_closed(void *data)
     d->t = NULL;
     uv_close((uv_handle_t *)&d->wake, on_closed);
     ndfs_wakeup_close(&d->submit_wake, on_closed);
+    ndfs_spin_close(&d->spin, on_closed);
     uv_close((uv_handle_t *)&d->tick, on_closed);
     uv_close((uv_handle_t *)&d->retry, on_closed);
 }
@@ -654,6 +657,8 @@ static void on_wake(uv_async_t *async)
 
 static void on_submit_wake(struct ndfs_wakeup *w)
 {
+    struct ndfs_driver *d = w->data;
+    ndfs_spin_kick(&d->spin);
     wake_run(w->data);
 }
 
@@ -702,6 +707,8 @@ static int loop_setup(struct ndfs_driver *d, char **errmsg)
         d->t = NULL;
         return rc;
     }
+    /* cannot fail for an idle handle on an initialised loop */
+    (void)ndfs_spin_init(&d->loop, &d->spin, d->poll_us);
     ndfs_transport_set_event_cb(d->t, on_event, d);
     d->wake.data = d;
     uv_timer_init(&d->loop, &d->tick);
@@ -777,6 +784,7 @@ int ndfs_driver_new(const struct ndfs_driver_config *cfg, struct ndfs_driver **o
     d->epoch_in = cfg->epoch;
     d->route = cfg->route;
     d->route_data = cfg->route_data;
+    d->poll_us = MIN(cfg->poll_us, NDFS_CONFIG_POLL_US_MAX);
     d->part_size =
         cfg->part_size && cfg->part_size < NDFS_IO_MAX_LENGTH ? cfg->part_size : NDFS_IO_MAX_LENGTH;
     /* parts of an O_DIRECT request must stay aligned for the master */

@@ -43,6 +43,7 @@ struct ndfs_driver_config {
     struct control_link *link; /* for node.list; outlives the driver */
     uint64_t epoch;            /* stamped on requests, until set_epoch raises it */
     size_t part_size;          /* 0: NDFS_IO_MAX_LENGTH; at most that, a multiple of 4096 */
+    unsigned poll_us;          /* the loop polls this long after I/O before it sleeps (spin.h) */
     /* Where vdisk_id's requests go now (called on the driver's thread, at
      * every send; must be cheap and thread-safe): 0, or -ENOENT when the
      * vdisk is gone (its requests then fail with EIO). */

@@ -18,6 +18,7 @@
 #include "driver.h"
 #include "pending.h"
 #include "suspend_set.h"
+#include "spin.h"
 #include "wakeup.h"
 
 /* Unsent requests (no address yet, queue full) are retried, states
@@ -159,6 +160,8 @@ struct ndfs_driver {
     /* The same for ndfs_driver_submit (every request), under the same
      * rules: an eventfd, so the loop never spins for a preempted sender. */
     struct ndfs_wakeup submit_wake;
+    struct ndfs_spin spin; /* polls poll_us after I/O */
+    unsigned poll_us;
     uv_timer_t tick;
     uv_timer_t retry; /* the earliest short resend delay */
     struct ndfs_transport *t;

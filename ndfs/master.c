@@ -420,6 +420,7 @@ static void on_message(struct ndfs_transport *t, struct ndfs_message *msg, void 
 {
     (void)t;
     struct ndfs_master *m = data;
+    ndfs_spin_kick(&m->spin);
     if (m->closing) {
         /* no answer: the mount resends to whoever masters the disk next */
         ndfs_transport_release(m->t, msg);
@@ -484,6 +485,10 @@ int ndfs_master_new(uv_loop_t *loop, struct ndfs_transport *t, struct ndfs_ccd *
         master_pool_stop(m);
         goto fail;
     }
+    /* cannot fail for an idle handle on an initialised loop; polls once
+     * ndfs_master_set_poll_us says how long */
+    (void)ndfs_spin_init(loop, &m->spin, 0);
+    m->spin.idle.data = m;
     rc = ndfs_transport_register(t, NDFS_CHANNEL_IO, on_message, m);
     if (rc < 0) {
         *errmsg = g_strdup_printf("cannot register the I/O channel: %s", g_strerror(-rc));
@@ -531,6 +536,13 @@ static void on_wake_closed(uv_handle_t *h)
         cb(cb_data);
 }
 
+/* then the wakeup, whose close frees m */
+static void on_spin_closed(uv_handle_t *h)
+{
+    struct ndfs_master *m = h->data;
+    ndfs_wakeup_close(&m->wake, on_wake_closed);
+}
+
 void master_finish_close(struct ndfs_master *m)
 {
     if (!m->pool_running)
@@ -541,7 +553,12 @@ void master_finish_close(struct ndfs_master *m)
         ndfs_aio_close(m->aio, NULL, NULL);
         m->aio = NULL;
     }
-    ndfs_wakeup_close(&m->wake, on_wake_closed);
+    ndfs_spin_close(&m->spin, on_spin_closed);
+}
+
+void ndfs_master_set_poll_us(struct ndfs_master *m, unsigned poll_us)
+{
+    m->spin.budget_ns = (uint64_t)poll_us * 1000u;
 }
 
 void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,

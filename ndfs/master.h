@@ -32,6 +32,9 @@ void ndfs_master_vdisk_changed(struct ndfs_master *m, const char *name, bool rem
  * refused for the lease are counted and logged once per loss. */
 typedef void (*ndfs_master_path_failed_cb)(struct ndfs_master *m, const char *vdisk, int err,
                                            void *data);
+/* [vdisk] poll-us: the loop polls this long after the master's I/O before it
+ * sleeps (spin.h); 0 (the default here): never. Loop thread. */
+void ndfs_master_set_poll_us(struct ndfs_master *m, unsigned poll_us);
 void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,
                                     void *data);
 

@@ -298,6 +298,7 @@ static void aio_done(void *data, int64_t res)
         pool_push(m, j);
         return;
     }
+    ndfs_spin_kick(&m->spin);
     j->status = (int32_t)res;
     path_error(j);
     master_job_done(m, j);

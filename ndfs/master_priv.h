@@ -11,6 +11,7 @@
 #include "aio.h"
 #include "io_proto.h"
 #include "master.h"
+#include "spin.h"
 #include "wakeup.h"
 
 /* Disk I/O threads: enough for an application's queue depth to reach the disk. */
@@ -83,7 +84,8 @@ struct ndfs_master {
     GAsyncQueue *done;       /* struct master_job * back to the loop */
     struct ndfs_aio *aio;    /* O_DIRECT reads and writes without a thread; NULL: none */
     struct ndfs_wakeup wake; /* jobs done, refusals to log */
-    GPtrArray *refusals;     /* disks with lease refusals to log (a reference each) */
+    struct ndfs_spin spin;
+    GPtrArray *refusals; /* disks with lease refusals to log (a reference each) */
     unsigned in_flight;
     GHashTable *busy; /* uint64_t *id -> GUINT_TO_POINTER(jobs in flight); loop thread */
     GList *drains;    /* struct drain *, waiting for vdisks to have no job in flight */

@@ -295,6 +295,7 @@ static int start_driver(struct control_link *link, struct vdisk_table *table, co
         .key_len = key_len,
         .link = link,
         .epoch = control_link_epoch(link),
+        .poll_us = control_link_poll_us(link),
         .route = route_vdisk,
         .route_data = table,
     };

@@ -458,6 +458,7 @@ static int start_cluster_parts(struct daemon *d, char **errmsg)
     ndfs_membership_set_change_cb(d->membership, on_membership_change, d);
     ndfs_membership_set_lease_cb(d->membership, on_lease, d);
     ndfs_master_set_path_failed_cb(d->master, on_path_failed, d);
+    ndfs_master_set_poll_us(d->master, d->cfg.poll_us);
     rc = ndfs_reconfig_new(&d->loop, d->ccd, d->membership, d->cluster, d->server, d->cfg.node_name,
                            d->cfg.ack_timeout_ms, &d->reconfig, errmsg);
     if (rc < 0)
@@ -582,6 +583,7 @@ static void open_ccd(struct daemon *d, uint64_t node_id)
         return;
     }
     ndfs_server_set_io_timeout(d->server, d->cfg.io_timeout_ms);
+    ndfs_server_set_poll_us(d->server, d->cfg.poll_us);
     if (d->cluster != NULL) {
         ndfs_server_set_cluster(d->server, d->cluster, d->cfg.key_file);
         ndfs_cluster_set_server(d->cluster, d->server);

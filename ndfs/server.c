@@ -266,6 +266,11 @@ void ndfs_server_set_io_timeout(struct ndfs_server *s, uint64_t io_timeout_ms)
     s->io_timeout_ms = io_timeout_ms;
 }
 
+void ndfs_server_set_poll_us(struct ndfs_server *s, unsigned poll_us)
+{
+    s->poll_us = poll_us;
+}
+
 static void conn_protocol_error(struct ndfs_conn *c, const char *what)
 {
     g_warning("control: dropped client pid %d uid %u: %s", (int)c->peer.pid, (unsigned)c->peer.uid,

@@ -45,6 +45,7 @@ struct ndfs_server {
     bool lease_known;         /* ndfs_server_lease_changed was called */
     uint64_t lease_expiry_ns; /* CLOCK_MONOTONIC; UINT64_MAX never, 0 none */
     uint64_t io_timeout_ms;   /* [vdisk] io-timeout; 0: wait forever */
+    unsigned poll_us;         /* [vdisk] poll-us, for the mounts */
 };
 
 /* A mount's I/O state of one vdisk (vdisk.io-state), kept per connection. */
@@ -122,6 +123,8 @@ void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_
 void ndfs_server_epoch_changed(struct ndfs_server *s, uint64_t epoch);
 void ndfs_server_lease_changed(struct ndfs_server *s, uint64_t expiry_ns);
 void ndfs_server_set_io_timeout(struct ndfs_server *s, uint64_t io_timeout_ms);
+/* [vdisk] poll-us, which hello hands to mounts (their driver polls as long). */
+void ndfs_server_set_poll_us(struct ndfs_server *s, unsigned poll_us);
 
 /* Is something listening on path? 1 yes, 0 no (nothing there or a stale
  * socket), -errno when path exists but is not a socket or cannot be probed. */

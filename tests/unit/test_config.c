@@ -55,6 +55,7 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_eq(c.stripe_size, 256 * 1024);
     cr_assert_null(c.fence_command);
     cr_assert_eq(c.io_timeout_ms, 0);
+    cr_assert_eq(c.poll_us, 100);
     cr_assert_eq(c.ack_timeout_ms, 2000);
     ndfs_config_clear(&c);
     cr_assert_null(c.node_name);
@@ -511,6 +512,31 @@ Test(config, io_timeout)
                                   "(e.g. 30s, 500ms, 2m; a number alone is seconds), 0 or "
                                   "\"forever\"",
                             bad[i]);
+        assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
+    }
+}
+
+Test(config, poll_us)
+{
+    static const struct {
+        const char *text;
+        unsigned want;
+    } good[] = {{"0", 0}, {"100", 100}, {" 250 ", 250}, {"10000", 10000}, {"50 # comment", 50}};
+    for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+        struct ndfs_config c;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text = g_strdup_printf(NODE "[vdisk]\npoll-us = %s\n", good[i].text);
+        cr_assert_eq(load(text, &c, &error), 0, "%s: %s", good[i].text,
+                     error ? error->message : "");
+        cr_assert_eq(c.poll_us, good[i].want, "%s: %u", good[i].text, c.poll_us);
+        ndfs_config_clear(&c);
+    }
+    const char *bad[] = {"", "-1", "10001", "1.5", "100us", "0x10", "+5", "99999999999999999999"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *text = g_strdup_printf(NODE "[vdisk]\npoll-us=%s\n", bad[i]);
+        g_autofree char *want = g_strdup_printf(
+            LABEL ": [vdisk] poll-us: \"%s\" is not a number of microseconds from 0 to 10000",
+            bad[i]);
         assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
     }
 }
