@@ -38,7 +38,8 @@ int ndfs_aio_new(uv_loop_t *loop, unsigned depth, struct ndfs_aio **out, char **
  * O_DIRECT; buf aligned as O_DIRECT wants). 0: cb runs once, later, with
  * the result; -EAGAIN: not submitted (depth reached, or the kernel would
  * block), cb will not run, do it another way; other -errno: not submitted
- * (-EOPNOTSUPP / -EINVAL: this file takes no RWF_NOWAIT AIO). */
+ * (-EOPNOTSUPP: this file takes no RWF_NOWAIT AIO; -EINVAL: not this
+ * request, e.g. misaligned for the device). */
 int ndfs_aio_submit(struct ndfs_aio *a, int fd, bool write, void *buf, size_t len, uint64_t off,
                     ndfs_aio_cb cb, void *data);
 

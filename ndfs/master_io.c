@@ -285,9 +285,10 @@ static void aio_done(void *data, int64_t res)
     struct master_job *j = data;
     struct ndfs_master *m = j->m;
     if (res < 0 && (res == -EAGAIN || res == -EOPNOTSUPP || res == -EINVAL)) {
-        /* the kernel would have blocked (or takes no RWF_NOWAIT here): the
+        /* the kernel would have blocked, takes no RWF_NOWAIT here, or
+         * refused this request (EINVAL: pwrite tells why, or works): the
          * blocking way, on a thread, which checks the lease again */
-        if (res != -EAGAIN)
+        if (res == -EOPNOTSUPP)
             aio_refused(m, j->disk, (int)res);
         pool_push(m, j);
         return;
@@ -330,7 +331,7 @@ static bool aio_start(struct ndfs_master *m, struct master_job *j)
     if (atomic_load(&d->revoked) || !master_lease_ok(m))
         return false;
     int rc = ndfs_aio_submit(m->aio, fd, write, buf, j->len, j->req.offset, aio_done, j);
-    if (rc == -EOPNOTSUPP || rc == -EINVAL)
+    if (rc == -EOPNOTSUPP)
         aio_refused(m, d, rc);
     return rc == 0;
 }
