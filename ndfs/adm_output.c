@@ -432,6 +432,10 @@ int adm_print_status(const struct adm *adm, GVariant *result)
     /* an ndfsd older than the cluster release does not say: null / "-" */
     gboolean quorum = FALSE;
     bool quorum_known = g_variant_lookup(result, "quorum", "b", &quorum);
+    /* only a node whose master runs says */
+    guint64 jobs_aio = 0, jobs_threads = 0;
+    bool jobs_known = g_variant_lookup(result, "disk-jobs-aio", "t", &jobs_aio) &&
+                      g_variant_lookup(result, "disk-jobs-threads", "t", &jobs_threads);
 
     if (adm->json) {
         g_autoptr(JsonBuilder) b = json_builder_new();
@@ -460,6 +464,17 @@ int adm_print_status(const struct adm *adm, GVariant *result)
             json_builder_add_null_value(b);
         json_builder_set_member_name(b, "vdisks");
         json_builder_add_int_value(b, (gint64)vdisks);
+        json_builder_set_member_name(b, "disk_jobs");
+        if (jobs_known) {
+            json_builder_begin_object(b);
+            json_builder_set_member_name(b, "aio");
+            json_builder_add_int_value(b, (gint64)jobs_aio);
+            json_builder_set_member_name(b, "threads");
+            json_builder_add_int_value(b, (gint64)jobs_threads);
+            json_builder_end_object(b);
+        } else {
+            json_builder_add_null_value(b);
+        }
         json_builder_end_object(b);
         adm_print_json(b);
         return ADM_EXIT_OK;
@@ -477,6 +492,11 @@ int adm_print_status(const struct adm *adm, GVariant *result)
                     : quorum      ? "yes"
                                   : "no (changes are refused)"));
     kv_add(&kv, "vdisks", g_strdup_printf("%" G_GUINT64_FORMAT, vdisks));
+    if (jobs_known)
+        kv_add(&kv, "disk jobs",
+               g_strdup_printf("%" G_GUINT64_FORMAT " through AIO, %" G_GUINT64_FORMAT
+                               " on threads",
+                               jobs_aio, jobs_threads));
     kv_print_and_clear(&kv);
     return ADM_EXIT_OK;
 }

@@ -21,6 +21,7 @@
 
 #include "cluster.h"
 #include "control.h"
+#include "master.h"
 #include "parse.h"
 #include "perm.h"
 #include "reconfig.h"
@@ -251,6 +252,12 @@ static void cmd_status(struct cmd_request *r)
     g_variant_dict_insert(
         &d, "quorum", "b",
         (gboolean)(r->s->cluster == NULL || ndfs_cluster_has_quorum(r->s->cluster)));
+    if (r->s->master) {
+        uint64_t aio, threads;
+        ndfs_master_disk_jobs(r->s->master, &aio, &threads);
+        g_variant_dict_insert(&d, "disk-jobs-aio", "t", (guint64)aio);
+        g_variant_dict_insert(&d, "disk-jobs-threads", "t", (guint64)threads);
+    }
     ndfs_ccd_status_clear(&st);
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));
 }

@@ -332,6 +332,10 @@ void master_job_done(struct ndfs_master *m, struct master_job *j)
         if (m->path_failed_cb)
             m->path_failed_cb(m, d->name, j->path_err, m->path_failed_data);
     }
+    if (j->via_aio)
+        m->jobs_aio++;
+    else
+        m->jobs_threads++;
     busy_sub(m, d->id);
     disk_unref(d);
     g_free(j);
@@ -554,6 +558,12 @@ void master_finish_close(struct ndfs_master *m)
         m->aio = NULL;
     }
     ndfs_spin_close(&m->spin, on_spin_closed);
+}
+
+void ndfs_master_disk_jobs(const struct ndfs_master *m, uint64_t *aio, uint64_t *threads)
+{
+    *aio = m->jobs_aio;
+    *threads = m->jobs_threads;
 }
 
 void ndfs_master_set_poll_us(struct ndfs_master *m, unsigned poll_us)

@@ -32,6 +32,10 @@ void ndfs_master_vdisk_changed(struct ndfs_master *m, const char *name, bool rem
  * refused for the lease are counted and logged once per loss. */
 typedef void (*ndfs_master_path_failed_cb)(struct ndfs_master *m, const char *vdisk, int err,
                                            void *data);
+/* Disk jobs (reads, writes, syncs, discards that reached the disk or were
+ * refused right before it) answered since the start: through AIO on the
+ * loop, or on the disk threads. Loop thread. */
+void ndfs_master_disk_jobs(const struct ndfs_master *m, uint64_t *aio, uint64_t *threads);
 /* [vdisk] poll-us: the loop polls this long after the master's I/O before it
  * sleeps (spin.h); 0 (the default here): never. Loop thread. */
 void ndfs_master_set_poll_us(struct ndfs_master *m, unsigned poll_us);

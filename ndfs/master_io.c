@@ -300,6 +300,7 @@ static void aio_done(void *data, int64_t res)
         return;
     }
     ndfs_spin_kick(&m->spin);
+    j->via_aio = true;
     j->status = (int32_t)res;
     path_error(j);
     master_job_done(m, j);

@@ -59,6 +59,7 @@ struct master_job {
     int path_err; /* the disk's error behind a -EIO status (a path failure); 0: none */
     bool fenced;  /* refused: the lease had run out */
     bool revoked; /* refused: the mapping moved on (-ENXIO) */
+    bool via_aio; /* done through AIO, not on a thread */
 };
 
 struct ndfs_master {
@@ -87,6 +88,7 @@ struct ndfs_master {
     struct ndfs_spin spin;
     GPtrArray *refusals; /* disks with lease refusals to log (a reference each) */
     unsigned in_flight;
+    uint64_t jobs_aio, jobs_threads; /* disk jobs answered each way; loop thread */
     GHashTable *busy; /* uint64_t *id -> GUINT_TO_POINTER(jobs in flight); loop thread */
     GList *drains;    /* struct drain *, waiting for vdisks to have no job in flight */
     bool closing;

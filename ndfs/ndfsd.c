@@ -291,6 +291,8 @@ static void on_stopper(uv_idle_t *handle)
     }
     if (d->master != NULL)
         ndfs_master_set_path_failed_cb(d->master, NULL, NULL);
+    if (d->server != NULL)
+        ndfs_server_set_master(d->server, NULL);
     /* other nodes' requests are answered "stopping" from now on */
     if (d->cluster != NULL) {
         ndfs_cluster_set_server(d->cluster, NULL);
@@ -459,6 +461,8 @@ static int start_cluster_parts(struct daemon *d, char **errmsg)
     ndfs_membership_set_lease_cb(d->membership, on_lease, d);
     ndfs_master_set_path_failed_cb(d->master, on_path_failed, d);
     ndfs_master_set_poll_us(d->master, d->cfg.poll_us);
+    if (d->server)
+        ndfs_server_set_master(d->server, d->master);
     rc = ndfs_reconfig_new(&d->loop, d->ccd, d->membership, d->cluster, d->server, d->cfg.node_name,
                            d->cfg.ack_timeout_ms, &d->reconfig, errmsg);
     if (rc < 0)

@@ -266,6 +266,11 @@ void ndfs_server_set_io_timeout(struct ndfs_server *s, uint64_t io_timeout_ms)
     s->io_timeout_ms = io_timeout_ms;
 }
 
+void ndfs_server_set_master(struct ndfs_server *s, struct ndfs_master *m)
+{
+    s->master = m;
+}
+
 void ndfs_server_set_poll_us(struct ndfs_server *s, unsigned poll_us)
 {
     s->poll_us = poll_us;

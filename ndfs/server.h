@@ -16,6 +16,7 @@
 #include "perm.h"
 
 struct ndfs_cluster;
+struct ndfs_master;
 struct ndfs_membership;
 struct ndfs_reconfig;
 
@@ -41,11 +42,12 @@ struct ndfs_server {
     ndfs_ccd_watch_cb watch_chain;      /* also told every CCD change (ndfsd's) */
     void *watch_chain_data;
     /* High availability: the latest values ndfsd told (for hello) */
-    uint64_t epoch;           /* last epoch announced; 0: none yet */
-    bool lease_known;         /* ndfs_server_lease_changed was called */
-    uint64_t lease_expiry_ns; /* CLOCK_MONOTONIC; UINT64_MAX never, 0 none */
-    uint64_t io_timeout_ms;   /* [vdisk] io-timeout; 0: wait forever */
-    unsigned poll_us;         /* [vdisk] poll-us, for the mounts */
+    uint64_t epoch;             /* last epoch announced; 0: none yet */
+    bool lease_known;           /* ndfs_server_lease_changed was called */
+    uint64_t lease_expiry_ns;   /* CLOCK_MONOTONIC; UINT64_MAX never, 0 none */
+    uint64_t io_timeout_ms;     /* [vdisk] io-timeout; 0: wait forever */
+    unsigned poll_us;           /* [vdisk] poll-us, for the mounts */
+    struct ndfs_master *master; /* for status; NULL: none (yet, or any more) */
 };
 
 /* A mount's I/O state of one vdisk (vdisk.io-state), kept per connection. */
@@ -123,6 +125,8 @@ void ndfs_server_remote_request(struct ndfs_server *s, const char *peer, uint64_
 void ndfs_server_epoch_changed(struct ndfs_server *s, uint64_t epoch);
 void ndfs_server_lease_changed(struct ndfs_server *s, uint64_t expiry_ns);
 void ndfs_server_set_io_timeout(struct ndfs_server *s, uint64_t io_timeout_ms);
+/* The master whose disk job counts status reports; NULL: none. */
+void ndfs_server_set_master(struct ndfs_server *s, struct ndfs_master *m);
 /* [vdisk] poll-us, which hello hands to mounts (their driver polls as long). */
 void ndfs_server_set_poll_us(struct ndfs_server *s, unsigned poll_us);
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A vdisk attached to n1, mounted on n3: fio --verify=crc32c passes with
 # direct I/O at queue depth 16, and with large requests (split by the
-# driver); the data reaches n1's disk file.
+# driver); the data reaches n1's disk file, through AIO on n1's master.
 source "$(dirname "$0")/functions.sh"
 requires_fuse
 requires_cmd fio jq ss
@@ -32,6 +32,16 @@ run_fio mixed-bs --ioengine=libaio --iodepth=8 --rw=randwrite --bsrange=512-256k
 cmp <(dd if="$MP/r" bs=1M skip=16 count=32 iflag=direct status=none) \
     <(dd if="$TESTDIR/r.img" bs=1M skip=16 count=32 status=none) ||
     fail "n1's disk file differs from what n3 reads"
+# n1's master took O_DIRECT I/O to the disk through AIO on its loop, not
+# (only) through its disk threads; n3 masters nothing and did no disk job.
+jobs=$(adm_on 1 --json status | jq -c '.disk_jobs') || fail "n1's status fails"
+echo "n1 disk jobs: $jobs"
+jq -e '.aio > 0 and .threads >= 0' <<<"$jobs" >/dev/null ||
+    fail "n1's master did no disk job through AIO: $jobs"
+jq -e '.disk_jobs == {"aio": 0, "threads": 0}' <<<"$(adm_on 3 --json status)" >/dev/null ||
+    fail "n3 reports disk jobs: $(adm_on 3 --json status)"
+adm_on 1 status | grep -Eq '^disk jobs: +[1-9][0-9]* through AIO, [0-9]+ on threads$' ||
+    fail "n1's status does not say its disk jobs: $(adm_on 1 status)"
 for i in 1 2 3; do
     kill -0 "$(node_pid "$i")" || fail "n$i died"
 done
