@@ -286,9 +286,10 @@ static int load_cluster(GKeyFile *kf, const char *label, struct ndfs_config *out
     return load_stripe_size(kf, label, out, error);
 }
 
-/* An optional number of milliseconds in [min, max]; absent: def. */
-static int get_ms(GKeyFile *kf, const char *label, const char *group, const char *key, unsigned min,
-                  unsigned max, unsigned def, unsigned *out, GError **error)
+/* An optional number of units ("milliseconds") in [min, max]; absent: def. */
+static int get_count(GKeyFile *kf, const char *label, const char *group, const char *key,
+                     const char *units, unsigned min, unsigned max, unsigned def, unsigned *out,
+                     GError **error)
 {
     g_autofree char *text = get_string(kf, group, key);
     guint64 value;
@@ -298,9 +299,15 @@ static int get_ms(GKeyFile *kf, const char *label, const char *group, const char
         return 0;
     if (!g_ascii_string_to_unsigned(text, 10, min, max, &value, NULL))
         return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, group, key,
-                         "\"%s\" is not a number of milliseconds from %u to %u", text, min, max);
+                         "\"%s\" is not a number of %s from %u to %u", text, units, min, max);
     *out = (unsigned)value;
     return 0;
+}
+
+static int get_ms(GKeyFile *kf, const char *label, const char *group, const char *key, unsigned min,
+                  unsigned max, unsigned def, unsigned *out, GError **error)
+{
+    return get_count(kf, label, group, key, "milliseconds", min, max, def, out, error);
 }
 
 /* [membership] fence-command: an absolute path to an executable file, run
@@ -419,19 +426,8 @@ static int load_vdisk(GKeyFile *kf, const char *label, struct ndfs_config *out, 
  * drivers keep polling after I/O before they sleep (spin.h); 0: never. */
 static int load_poll(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
 {
-    g_autofree char *text = get_string(kf, "vdisk", "poll-us");
-    guint64 value;
-
-    out->poll_us = NDFS_CONFIG_POLL_US_DEFAULT;
-    if (!text)
-        return 0;
-    g_strstrip(text);
-    if (!g_ascii_string_to_unsigned(text, 10, 0, NDFS_CONFIG_POLL_US_MAX, &value, NULL))
-        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "vdisk", "poll-us",
-                         "\"%s\" is not a number of microseconds from 0 to %u", text,
-                         NDFS_CONFIG_POLL_US_MAX);
-    out->poll_us = (unsigned)value;
-    return 0;
+    return get_count(kf, label, "vdisk", "poll-us", "microseconds", 0, NDFS_CONFIG_POLL_US_MAX,
+                     NDFS_CONFIG_POLL_US_DEFAULT, &out->poll_us, error);
 }
 
 /* [reconfig] ack-timeout-ms: how long the leader waits for every member's

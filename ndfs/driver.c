@@ -659,7 +659,7 @@ static void on_submit_wake(struct ndfs_wakeup *w)
 {
     struct ndfs_driver *d = w->data;
     ndfs_spin_kick(&d->spin);
-    wake_run(w->data);
+    wake_run(d);
 }
 
 static void signal_started(struct ndfs_driver *d, int status, char *errmsg)

@@ -568,7 +568,7 @@ void ndfs_master_disk_jobs(const struct ndfs_master *m, uint64_t *aio, uint64_t 
 
 void ndfs_master_set_poll_us(struct ndfs_master *m, unsigned poll_us)
 {
-    m->spin.budget_ns = (uint64_t)poll_us * 1000u;
+    ndfs_spin_set_budget(&m->spin, poll_us);
 }
 
 void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,

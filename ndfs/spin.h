@@ -45,6 +45,12 @@ static inline void ndfs_spin_turn(uv_idle_t *h)
     sched_yield();
 }
 
+/* A new budget, from the next kick on; 0: never poll. */
+static inline void ndfs_spin_set_budget(struct ndfs_spin *s, unsigned budget_us)
+{
+    s->budget_ns = (uint64_t)budget_us * 1000u;
+}
+
 /* 0 or a libuv error; the handle never keeps the loop alive by itself. */
 static inline int ndfs_spin_init(uv_loop_t *loop, struct ndfs_spin *s, unsigned budget_us)
 {
@@ -52,7 +58,7 @@ static inline int ndfs_spin_init(uv_loop_t *loop, struct ndfs_spin *s, unsigned 
     if (rc < 0)
         return rc;
     uv_unref((uv_handle_t *)&s->idle);
-    s->budget_ns = (uint64_t)budget_us * 1000u;
+    ndfs_spin_set_budget(s, budget_us);
     s->until_ns = 0;
     s->active = false;
     return 0;
@@ -72,7 +78,7 @@ static inline void ndfs_spin_kick(struct ndfs_spin *s)
 
 static inline void ndfs_spin_close(struct ndfs_spin *s, uv_close_cb cb)
 {
-    s->budget_ns = 0;
+    ndfs_spin_set_budget(s, 0);
     uv_close((uv_handle_t *)&s->idle, cb);
 }
 

@@ -36,7 +36,7 @@ cmp <(dd if="$MP/r" bs=1M skip=16 count=32 iflag=direct status=none) \
 # (only) through its disk threads; n3 masters nothing and did no disk job.
 jobs=$(adm_on 1 --json status | jq -c '.disk_jobs') || fail "n1's status fails"
 echo "n1 disk jobs: $jobs"
-jq -e '.aio > 0 and .threads >= 0' <<<"$jobs" >/dev/null ||
+jq -e '.aio > 0' <<<"$jobs" >/dev/null ||
     fail "n1's master did no disk job through AIO: $jobs"
 jq -e '.disk_jobs == {"aio": 0, "threads": 0}' <<<"$(adm_on 3 --json status)" >/dev/null ||
     fail "n3 reports disk jobs: $(adm_on 3 --json status)"
