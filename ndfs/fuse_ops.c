@@ -542,184 +542,6 @@ int ndfs__fuse_route(struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t *id, ui
     return ndfs_driver_local_enter(fs->driver, io.id) ? 1 : 0;
 }
 
-/* A local error that says the disk (path) is bad, not the request: with a
- * driver the request goes to the master, which fails the path. */
-static bool path_error(struct ndfs_fs *fs, struct ndfs_handle *h, int rc)
-{
-    if (!fs->driver || (rc != -EIO && rc != -ENXIO && rc != -ENODEV && rc != -ENOMEDIUM))
-        return false;
-    if (!atomic_exchange(&h->local_failed_logged, true))
-        g_warning("vdisk of inode %" G_GUINT64_FORMAT ": its local disk failed (%s): its I/O "
-                  "goes through its master",
-                  h->ino, g_strerror(-rc));
-    return true;
-}
-
-static int do_read(struct ndfs_handle *h, uint64_t vsize, size_t size, off_t off, void **buf,
-                   size_t *len)
-{
-    *buf = NULL;
-    *len = 0;
-    if (off < 0)
-        return -EINVAL;
-    if ((uint64_t)off >= vsize || size == 0)
-        return 0;
-    size_t want = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
-    if (h->direct && !localio_direct_aligned((uint64_t)off, want))
-        return -EINVAL;
-    void *data = localio_alloc(want);
-    if (!data)
-        return -ENOMEM;
-    ssize_t n = localio_pread(atomic_load(&h->fd), data, want, (uint64_t)off);
-    if (n < 0) {
-        free(data);
-        return (int)n;
-    }
-    *buf = data;
-    *len = (size_t)n;
-    return 0;
-}
-
-static void ndfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                      struct fuse_file_info *fi)
-{
-    (void)ino;
-    struct ndfs_fs *fs = fs_of(req);
-    struct ndfs_handle *h = handle_of(fi);
-    uint64_t id = 0, vsize = 0;
-    int rc = ndfs__fuse_route(fs, h, &id, &vsize);
-    if (rc == 0) {
-        ndfs__fuse_remote_read(req, fs, h, id, vsize, size, off);
-        return;
-    }
-    void *buf = NULL;
-    size_t len = 0;
-    if (rc > 0) {
-        rc = do_read(h, vsize, size, off, &buf, &len);
-        ndfs__fuse_local_done(fs, id);
-    }
-    if (rc < 0 && path_error(fs, h, rc)) {
-        ndfs__fuse_remote_read(req, fs, h, id, vsize, size, off);
-        return;
-    }
-    if (rc < 0) {
-        ndfs__fuse_reply_err(req, rc);
-        return;
-    }
-    fuse_reply_buf(req, buf, len);
-    free(buf);
-}
-
-/* Checks a write of size bytes at off: the length to write (what fits). */
-static int write_length(struct ndfs_handle *h, uint64_t vsize, size_t size, off_t off, size_t *len)
-{
-    if (off < 0)
-        return -EINVAL;
-    *len = 0;
-    if (size == 0)
-        return 0;
-    if ((uint64_t)off >= vsize)
-        return -ENOSPC;
-    /* past the end a block device takes what fits */
-    *len = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
-    if (h->direct && !localio_direct_aligned((uint64_t)off, *len))
-        return -EINVAL;
-    return 0;
-}
-
-/* The bytes of in, len of them, in a new (aligned) buffer; NULL and *rc. */
-static void *copy_in(struct fuse_bufvec *in, size_t len, int *rc)
-{
-    void *data = localio_alloc(len);
-    if (!data) {
-        *rc = -ENOMEM;
-        return NULL;
-    }
-    struct fuse_bufvec mem = FUSE_BUFVEC_INIT(len);
-    mem.buf[0].mem = data;
-    ssize_t n = fuse_buf_copy(&mem, in, 0);
-    if (n < 0 || (size_t)n != len) {
-        free(data);
-        *rc = n < 0 ? (int)n : -EIO;
-        return NULL;
-    }
-    return data;
-}
-
-/* Writes len bytes at off to h's local disk: from data when not NULL (an
- * aligned copy of in), else from in. The count or -errno. */
-static ssize_t local_write(struct ndfs_fs *fs, struct ndfs_handle *h, struct fuse_bufvec *in,
-                           const void *data, off_t off, size_t len)
-{
-    int fd = atomic_load(&h->fd);
-    if (data)
-        return localio_pwrite(fd, data, len, (uint64_t)off);
-    if (!fs->driver) {
-        /* without network nothing resends it: straight from the kernel's buffer */
-        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
-        dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-        dst.buf[0].fd = fd;
-        dst.buf[0].pos = off;
-        return fuse_buf_copy(&dst, in, 0);
-    }
-    /* the kernel's buffer in memory: kept for a resend */
-    return localio_pwrite(fd, in->buf[0].mem, len, (uint64_t)off);
-}
-
-static void ndfs_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
-                           struct fuse_file_info *fi)
-{
-    (void)ino;
-    struct ndfs_fs *fs = fs_of(req);
-    struct ndfs_handle *h = handle_of(fi);
-    uint64_t id = 0, vsize = 0;
-    size_t len = 0;
-    int route = ndfs__fuse_route(fs, h, &id, &vsize);
-    int rc = route < 0 ? route : write_length(h, vsize, fuse_buf_size(in), off, &len);
-    if (route > 0 && (rc < 0 || len == 0))
-        ndfs__fuse_local_done(fs, id);
-    if (rc < 0 || len == 0) {
-        if (rc < 0)
-            ndfs__fuse_reply_err(req, rc);
-        else
-            fuse_reply_write(req, 0);
-        return;
-    }
-    void *data = NULL;
-    if (route == 0) {
-        if (!(data = copy_in(in, len, &rc)))
-            ndfs__fuse_reply_err(req, rc);
-        else
-            ndfs__fuse_remote_write_data(req, fs, h, id, data, len, off);
-        return;
-    }
-    bool mem_in =
-        in->count == 1 && in->idx == 0 && in->off == 0 && !(in->buf[0].flags & FUSE_BUF_IS_FD);
-    /* O_DIRECT wants aligned memory; a resend wants the bytes in memory */
-    if ((h->direct || (fs->driver && !mem_in)) && !(data = copy_in(in, len, &rc))) {
-        ndfs__fuse_local_done(fs, id);
-        ndfs__fuse_reply_err(req, rc);
-        return;
-    }
-    ssize_t n = local_write(fs, h, in, data, off, len);
-    ndfs__fuse_local_done(fs, id);
-    if (n < 0 && path_error(fs, h, (int)n)) {
-        if (!data && !(data = copy_in(in, len, &rc))) {
-            ndfs__fuse_reply_err(req, rc);
-            return;
-        }
-        ndfs__fuse_remote_write_data(req, fs, h, id, data, len, off);
-        return;
-    }
-    free(data);
-    if (n < 0) {
-        ndfs__fuse_reply_err(req, (int)n);
-        return;
-    }
-    atomic_store(&h->dirty, true);
-    fuse_reply_write(req, (size_t)n);
-}
-
 static void sync_common(fuse_req_t req, struct ndfs_handle *h, bool datasync, bool only_if_dirty)
 {
     struct ndfs_fs *fs = fs_of(req);
@@ -741,7 +563,7 @@ static void sync_common(fuse_req_t req, struct ndfs_handle *h, bool datasync, bo
     }
     rc = localio_sync(atomic_load(&h->fd), datasync);
     ndfs__fuse_local_done(fs, id);
-    if (rc < 0 && path_error(fs, h, rc)) {
+    if (rc < 0 && ndfs__fuse_path_error(fs, h, rc)) {
         atomic_store(&h->dirty, true);
         ndfs__fuse_remote_sync(req, fs, h, id, datasync, false);
         return;
@@ -888,8 +710,8 @@ const struct fuse_lowlevel_ops ndfs_fuse_ops = {
     .readdir = ndfs_readdir,
     .readdirplus = ndfs_readdirplus,
     .open = ndfs_open,
-    .read = ndfs_read,
-    .write_buf = ndfs_write_buf,
+    .read = ndfs__fuse_read,
+    .write_buf = ndfs__fuse_write_buf,
     .flush = ndfs_flush,
     .fsync = ndfs_fsync,
     .release = ndfs_release,

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "aio_thread.h"
 #include "control_link.h"
 #include "driver.h"
 #include "vdisk_table.h"
@@ -30,9 +31,11 @@
 struct ndfs_fs {
     struct vdisk_table *table;
     struct control_link *link;
-    const char *node_name;      /* this node, set before the session starts */
-    struct ndfs_driver *driver; /* remote I/O; NULL without network; set before serving */
-    bool force_remote;          /* tests and benches: local vdisks through the master too */
+    const char *node_name;       /* this node, set before the session starts */
+    struct ndfs_driver *driver;  /* remote I/O; NULL without network; set before serving */
+    struct ndfs_aio_thread *aio; /* local O_DIRECT I/O; NULL: pread/pwrite on the FUSE thread */
+    atomic_uint local_busy;      /* local reads and writes in progress (fuse_io.c) */
+    bool force_remote;           /* tests and benches: local vdisks through the master too */
 
     GMutex warn_lock;
     GHashTable *warned_remote; /* ids of remote vdisks already logged; protected by warn_lock */
@@ -83,6 +86,15 @@ static inline void ndfs__fuse_local_done(struct ndfs_fs *fs, uint64_t id)
     if (fs->driver)
         ndfs_driver_local_exit(fs->driver, id);
 }
+/* A local error that says the disk (path) is bad, not the request (logged
+ * once per handle): with a driver the request goes to the master instead,
+ * which fails the path. */
+bool ndfs__fuse_path_error(struct ndfs_fs *fs, struct ndfs_handle *h, int rc);
+/* The read and write_buf operations (fuse_io.c). */
+void ndfs__fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                     struct fuse_file_info *fi);
+void ndfs__fuse_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
+                          struct fuse_file_info *fi);
 /* Through the driver to the vdisk's master; each answers req. id and
  * vsize from ndfs__fuse_route. */
 void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,

@@ -23,6 +23,9 @@
 #include "vdisk_table.h"
 
 #define EXIT_USAGE 2
+/* AIO requests in flight on local disks: above what the kernel sends at once
+ * (max_background, plus the FUSE threads' synchronous requests) */
+#define NDFS_MOUNT_AIO_DEPTH 256
 
 struct mount_options {
     char *socket;
@@ -370,6 +373,12 @@ static int run(struct mount_options *o, struct fuse_args *args)
     fs.driver = driver;
     /* the network path on one node, to test and measure it */
     fs.force_remote = g_strcmp0(g_getenv("NDFS_FORCE_REMOTE"), "1") == 0;
+    /* local O_DIRECT I/O without holding a FUSE thread; without it, each
+     * FUSE thread does its own pread and pwrite */
+    g_autofree char *aio_err = NULL;
+    if (ndfs_aio_thread_new(NDFS_MOUNT_AIO_DEPTH, control_link_poll_us(link), &fs.aio, &aio_err) <
+        0)
+        g_warning("no AIO for local disks (%s): FUSE threads do their I/O themselves", aio_err);
     g_message("mounted %s on %s as node \"%s\"", o->socket, o->mountpoint, fs.node_name);
     int rc = serve(se, o);
     /* > 0: ended by that signal, which is how SIGTERM unmounts */
@@ -386,6 +395,8 @@ out:
     signal(SIGPIPE, SIG_IGN);
     /* the driver answers what is left and uses the link: stop it first */
     control_link_set_callbacks(link, NULL, NULL);
+    /* AIO completions end local I/O in the driver, or resend through it */
+    ndfs_aio_thread_free(fs.aio);
     ndfs_driver_free(driver);
     /* remote handles send through the driver: it is gone, and they only
      * close their disks and tell ndfsd now */

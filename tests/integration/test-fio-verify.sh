@@ -22,8 +22,26 @@ run_fio()
     grep -q 'err= 0' "$TESTDIR/fio-$name.log" || { cat "$TESTDIR/fio-$name.log" >&2; fail "fio $name: errors"; }
 }
 run_fio direct-psync --direct=1 --ioengine=psync --rw=randwrite --bs=4k --size=8M
+# How often the mount's local AIO completion thread woke: it sleeps until
+# a completion (or the end) wakes it, and polls for at most 100 us after.
+aio_wakeups()
+{
+    local t
+    for t in /proc/"$MOUNT_PID"/task/*; do
+        if [ "$(cat "$t/comm")" = ndfs-aio ]; then
+            awk '/^voluntary_ctxt_switches/ { print $2 }' "$t/status"
+            return
+        fi
+    done
+    fail "the mount has no ndfs-aio thread"
+}
+before=$(aio_wakeups)
 run_fio direct-libaio --direct=1 --ioengine=libaio --iodepth=16 --rw=randwrite --bs=4k \
     --size=8M --numjobs=4 --offset_increment=8M
+after=$(aio_wakeups)
+# the deep queue's writes went through AIO (a lone request does not)
+[ "$after" -gt "$before" ] || fail "no local AIO completion during libaio QD16 ($before -> $after)"
+echo "ndfs-aio woke $((after - before)) times during libaio QD16"
 run_fio buffered --direct=0 --ioengine=psync --rw=write --bs=64k --size=16M --fsync=32
 run_fio buffered-mixed --direct=0 --ioengine=psync --rw=randwrite --bs=512 --size=2M \
     --numjobs=2 --offset_increment=16M --offset=32M
