@@ -8,10 +8,11 @@
 #include <stdbool.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "aio_sys.h"
 
 /* One request in flight: its iocb and whom to tell. The slots are allocated
  * once, depth of them; a free list hands them out. */
@@ -36,27 +37,6 @@ struct ndfs_aio {
     void *close_data;
 };
 
-static long sys_io_setup(unsigned nr, aio_context_t *ctx)
-{
-    return syscall(SYS_io_setup, nr, ctx);
-}
-
-static long sys_io_destroy(aio_context_t ctx)
-{
-    return syscall(SYS_io_destroy, ctx);
-}
-
-static long sys_io_submit(aio_context_t ctx, long n, struct iocb **iocbs)
-{
-    return syscall(SYS_io_submit, ctx, n, iocbs);
-}
-
-static long sys_io_getevents(aio_context_t ctx, long min, long max, struct io_event *ev,
-                             struct timespec *timeout)
-{
-    return syscall(SYS_io_getevents, ctx, min, max, ev, timeout);
-}
-
 /* Completions: the eventfd counted them; io_getevents without waiting takes
  * them, depth at a time, until none is left. */
 static void on_ready(uv_poll_t *p, int status, int events)
@@ -70,7 +50,7 @@ static void on_ready(uv_poll_t *p, int status, int events)
         g_warning("cannot read the AIO eventfd: %s", g_strerror(errno));
     while (!a->closing && a->in_flight > 0) {
         struct timespec zero = {0, 0};
-        long n = sys_io_getevents(a->ctx, 0, a->depth, a->events, &zero);
+        long n = ndfs_io_getevents(a->ctx, 0, a->depth, a->events, &zero);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -121,7 +101,7 @@ int ndfs_aio_new(uv_loop_t *loop, unsigned depth, struct ndfs_aio **out, char **
         *errmsg = g_strdup_printf("eventfd: %s", g_strerror(-rc));
         goto fail;
     }
-    if (sys_io_setup(depth, &a->ctx) < 0) {
+    if (ndfs_io_setup(depth, &a->ctx) < 0) {
         rc = -errno;
         *errmsg = g_strdup_printf("io_setup(%u): %s%s", depth, g_strerror(-rc),
                                   rc == -EAGAIN ? " (fs.aio-max-nr reached)" : "");
@@ -130,7 +110,7 @@ int ndfs_aio_new(uv_loop_t *loop, unsigned depth, struct ndfs_aio **out, char **
     }
     if ((rc = uv_poll_init(loop, &a->poll, a->efd)) < 0) {
         *errmsg = g_strdup_printf("cannot poll the AIO eventfd: %s", uv_strerror(rc));
-        sys_io_destroy(a->ctx);
+        ndfs_io_destroy(a->ctx);
         close(a->efd);
         goto fail;
     }
@@ -167,7 +147,7 @@ int ndfs_aio_submit(struct ndfs_aio *a, int fd, bool write, void *buf, size_t le
     struct iocb *list[1] = {&s->iocb};
     long n;
     do
-        n = sys_io_submit(a->ctx, 1, list);
+        n = ndfs_io_submit(a->ctx, 1, list);
     while (n < 0 && errno == EINTR);
     if (n != 1)
         return n < 0 ? -errno : -EAGAIN;
@@ -186,7 +166,7 @@ unsigned ndfs_aio_in_flight(const struct ndfs_aio *a)
 static void on_closed(uv_handle_t *h)
 {
     struct ndfs_aio *a = h->data;
-    sys_io_destroy(a->ctx);
+    ndfs_io_destroy(a->ctx);
     close(a->efd);
     void (*cb)(void *) = a->close_cb;
     void *data = a->close_data;

@@ -4,15 +4,16 @@
 
 #include <errno.h>
 #include <glib.h>
-#include <linux/aio_abi.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "aio_sys.h"
+#include "clock.h"
 
 /* One request in flight. depth of them, handed out by a free list. */
 struct slot {
@@ -39,32 +40,6 @@ struct ndfs_aio_thread {
     uint64_t poll_ns; /* after completions, poll this long before sleeping */
 };
 
-static long sys_io_setup(unsigned nr, aio_context_t *ctx)
-{
-    return syscall(SYS_io_setup, nr, ctx);
-}
-
-static long sys_io_destroy(aio_context_t ctx)
-{
-    return syscall(SYS_io_destroy, ctx);
-}
-
-static long sys_io_submit(aio_context_t ctx, long n, struct iocb **iocbs)
-{
-    return syscall(SYS_io_submit, ctx, n, iocbs);
-}
-
-static long sys_io_getevents(aio_context_t ctx, long min, long max, struct io_event *ev)
-{
-    return syscall(SYS_io_getevents, ctx, min, max, ev, NULL);
-}
-
-static long sys_io_getevents_now(aio_context_t ctx, long max, struct io_event *ev)
-{
-    struct timespec zero = {0, 0};
-    return syscall(SYS_io_getevents, ctx, 0L, max, ev, &zero);
-}
-
 /* The kernel's completion ring, mapped at the context's address (a stable
  * layout since Linux 2.6: fs/aio.c's struct aio_ring). */
 struct aio_ring {
@@ -86,19 +61,12 @@ static bool ring_ready(struct ndfs_aio_thread *a)
            __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static long submit_one(aio_context_t ctx, struct iocb *iocb)
 {
     struct iocb *list[1] = {iocb};
     long n;
     do
-        n = sys_io_submit(ctx, 1, list);
+        n = ndfs_io_submit(ctx, 1, list);
     while (n < 0 && errno == EINTR);
     return n == 1 ? 0 : n < 0 ? -errno : -EAGAIN;
 }
@@ -118,18 +86,18 @@ static gpointer completion_thread(gpointer data)
         if (spin_until) {
             /* polling: a look at the ring, no system call while it is empty */
             if (!ring_ready(a)) {
-                if (now_ns() >= spin_until)
+                if (ndfs_mono_ns() >= spin_until)
                     spin_until = 0;
                 else
                     sched_yield();
                 continue;
             }
-            n = sys_io_getevents_now(a->ctx, a->depth + 1, a->events);
+            n = ndfs_io_getevents(a->ctx, 0, a->depth + 1, a->events, &(struct timespec){0, 0});
         } else {
-            n = sys_io_getevents(a->ctx, 1, a->depth + 1, a->events);
+            n = ndfs_io_getevents(a->ctx, 1, a->depth + 1, a->events, NULL);
         }
         if (n > 0 && a->poll_ns)
-            spin_until = now_ns() + a->poll_ns;
+            spin_until = ndfs_mono_ns() + a->poll_ns;
         if (n < 0) {
             if (errno != EINTR)
                 /* cannot happen on a valid context with valid buffers */
@@ -186,7 +154,7 @@ int ndfs_aio_thread_new(unsigned depth, unsigned poll_us, struct ndfs_aio_thread
         *errmsg = g_strdup_printf("eventfd: %s", g_strerror(-rc));
         goto fail;
     }
-    if (sys_io_setup(depth + 1, &a->ctx) < 0) {
+    if (ndfs_io_setup(depth + 1, &a->ctx) < 0) {
         rc = -errno;
         *errmsg = g_strdup_printf("io_setup(%u): %s%s", depth + 1, g_strerror(-rc),
                                   rc == -EAGAIN ? " (fs.aio-max-nr reached)" : "");
@@ -197,14 +165,14 @@ int ndfs_aio_thread_new(unsigned depth, unsigned poll_us, struct ndfs_aio_thread
     a->stop_iocb.aio_buf = POLLIN;
     if ((rc = (int)submit_one(a->ctx, &a->stop_iocb)) < 0) {
         *errmsg = g_strdup_printf("AIO poll (Linux 4.18 or later): %s", g_strerror(-rc));
-        sys_io_destroy(a->ctx);
+        ndfs_io_destroy(a->ctx);
         goto fail;
     }
     a->thread = g_thread_try_new("ndfs-aio", completion_thread, a, NULL);
     if (!a->thread) {
         *errmsg = g_strdup("cannot start the AIO completion thread");
         rc = -EAGAIN;
-        sys_io_destroy(a->ctx); /* cancels the poll */
+        ndfs_io_destroy(a->ctx); /* cancels the poll */
         goto fail;
     }
     *out = a;
@@ -264,7 +232,7 @@ void ndfs_aio_thread_free(struct ndfs_aio_thread *a)
         /* an eventfd below its maximum always takes 1 */
         g_error("cannot stop the AIO completion thread: %s", g_strerror(errno));
     g_thread_join(a->thread);
-    sys_io_destroy(a->ctx);
+    ndfs_io_destroy(a->ctx);
     close(a->stop_fd);
     g_free(a->events);
     g_free(a->slots);

@@ -19,6 +19,7 @@
 #include <ndfs/membership.h>
 #include <ndfs/transport.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "control.h"
 #include "master.h"
@@ -128,9 +129,7 @@ int cmd_check_mode(struct cmd_request *r, uint32_t mode)
 
 uint64_t cmd_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return ndfs_real_ns();
 }
 
 static bool may_change(struct cmd_request *r)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "control.h"
 
 #define CALL_TIMEOUT_MS      10000
@@ -750,9 +751,7 @@ bool control_link_lease_valid(struct control_link *link)
     uint64_t expiry = atomic_load_explicit(&link->lease_expiry_ns, memory_order_relaxed);
     if (expiry == UINT64_MAX)
         return true;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec < expiry;
+    return ndfs_mono_ns() < expiry;
 }
 
 uint64_t control_link_io_timeout_ms(struct control_link *link)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cluster.h"
 
 #define TICK_MS            1000  /* the periodic check (the leadership may move) */
@@ -97,24 +98,10 @@ struct ndfs_failover {
     void *closed_data;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* A CLOCK_MONOTONIC time as local wall-clock time, "HH:MM:SS.mmm". */
 static char *format_mono(uint64_t t)
 {
-    uint64_t mono = mono_ns(), real = real_ns();
+    uint64_t mono = ndfs_mono_ns(), real = ndfs_real_ns();
     uint64_t wall = t <= mono ? real - (mono - t) : real + (t - mono);
     g_autoptr(GDateTime) dt = g_date_time_new_from_unix_local((gint64)(wall / 1000000000ull));
     if (dt == NULL)
@@ -288,7 +275,7 @@ static void fence_done(struct fence_run *run)
         dn->failures = 0;
     } else {
         dn->failures++;
-        dn->retry_at_ns = mono_ns() + FENCE_RETRY_MS * 1000000ull;
+        dn->retry_at_ns = ndfs_mono_ns() + FENCE_RETRY_MS * 1000000ull;
         g_autofree char *how =
             run->term_signal != 0
                 ? g_strdup_printf("was killed by signal %d", run->term_signal)
@@ -317,7 +304,7 @@ static void fence_exited(uv_process_t *proc, int64_t exit_status, int term_signa
 {
     struct fence_run *run = proc->data;
     run->exited = true;
-    run->took_ms = (mono_ns() - run->started_ns) / 1000000ull;
+    run->took_ms = (ndfs_mono_ns() - run->started_ns) / 1000000ull;
     run->exit_status = exit_status;
     run->term_signal = term_signal;
     if (run->eof) {
@@ -398,7 +385,7 @@ static void fence_start(struct ndfs_failover *f, struct down_node *dn, const cha
     int rc = uv_spawn(f->loop, &run->proc, &opt);
     if (rc < 0) {
         dn->failures++;
-        dn->retry_at_ns = mono_ns() + FENCE_RETRY_MS * 1000000ull;
+        dn->retry_at_ns = ndfs_mono_ns() + FENCE_RETRY_MS * 1000000ull;
         g_warning("cannot fence node %s: cannot run \"%s %s\": %s (failure %u): the takeover "
                   "waits, retrying in %d s",
                   dn->name, f->fence_command, dn->name, uv_strerror(rc), dn->failures,
@@ -408,7 +395,7 @@ static void fence_start(struct ndfs_failover *f, struct down_node *dn, const cha
         fence_run_close(run);
         return;
     }
-    run->started_ns = mono_ns();
+    run->started_ns = ndfs_mono_ns();
     uv_read_start((uv_stream_t *)&run->err, fence_alloc, fence_read);
     uv_timer_start(&run->timeout, fence_timer, FENCE_TIMEOUT_MS, 0);
     dn->running = true;
@@ -447,7 +434,7 @@ static void flip_propose(struct ndfs_failover *f, const struct ndfs_vdisk *v, ch
     struct ndfs_vdisk nv = {0};
     ndfs_vdisk_copy(&nv, v);
     nv.on_secondary = !v->on_secondary;
-    nv.mtime_ns = real_ns();
+    nv.mtime_ns = ndfs_real_ns();
     struct flip *fl = g_new0(struct flip, 1);
     fl->f = f;
     fl->vdisk = g_strdup(v->name);
@@ -571,7 +558,7 @@ static void scan(struct ndfs_failover *f)
 {
     if (f->closing)
         return;
-    struct scan_ctx sc = {.f = f, .now = mono_ns(), .next = UINT64_MAX};
+    struct scan_ctx sc = {.f = f, .now = ndfs_mono_ns(), .next = UINT64_MAX};
     scan_reports(f, sc.now, &sc.next);
 
     bool leader = is_leader(f);
@@ -604,7 +591,7 @@ static void scan(struct ndfs_failover *f)
     }
     uv_timer_stop(&f->deadline);
     if (sc.next != UINT64_MAX) {
-        uint64_t now = mono_ns();
+        uint64_t now = ndfs_mono_ns();
         uint64_t ms = sc.next > now ? (sc.next - now + 999999ull) / 1000000ull : 0;
         uv_timer_start(&f->deadline, on_timer, ms, 0);
     }
@@ -625,7 +612,7 @@ static void report_drop(struct report *r)
 static void report_retry(struct report *r, const char *why)
 {
     r->attempts++;
-    r->retry_at_ns = mono_ns() + REPORT_RETRY_MS * 1000000ull;
+    r->retry_at_ns = ndfs_mono_ns() + REPORT_RETRY_MS * 1000000ull;
     if (r->attempts == 1 || r->attempts % REPORT_LOG_EVERY == 0)
         g_warning("vdisk \"%s\": cannot mark the path of %s failed yet (%s): retrying every %d s "
                   "(attempt %u)",
@@ -721,7 +708,7 @@ static void report_try(struct report *r)
             report_drop(r);
             return;
         }
-        r->v.mtime_ns = real_ns();
+        r->v.mtime_ns = ndfs_real_ns();
         rc = ndfs_ccd_vdisk_update(f->ccd, &r->v, report_local_done, r);
         if (rc < 0) {
             report_retry(r, g_strerror(-rc));

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "io_proto.h"
+#include "clock.h"
 #include "localio.h"
 #include "master_priv.h"
 
@@ -71,13 +72,6 @@ static bool io_error_fails_path(int err)
     }
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* The membership's lease, as published: valid until the word's expiry. Any
  * thread. */
 bool master_lease_ok(const struct ndfs_master *m)
@@ -85,7 +79,7 @@ bool master_lease_ok(const struct ndfs_master *m)
     if (m->lease == NULL)
         return true;
     uint64_t expiry = atomic_load_explicit(m->lease, memory_order_acquire);
-    return expiry == UINT64_MAX || mono_ns() < expiry;
+    return expiry == UINT64_MAX || ndfs_mono_ns() < expiry;
 }
 
 /* Checked by the worker right before every disk operation: the mapping

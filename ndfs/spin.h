@@ -19,6 +19,8 @@
 #include <time.h>
 #include <uv.h>
 
+#include "clock.h"
+
 struct ndfs_spin {
     uv_idle_t idle; /* first: a close callback gets &idle */
     uint64_t budget_ns;
@@ -28,9 +30,7 @@ struct ndfs_spin {
 
 static inline uint64_t ndfs_spin_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return ndfs_mono_ns();
 }
 
 static inline void ndfs_spin_turn(uv_idle_t *h)
