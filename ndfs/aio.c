@@ -14,15 +14,6 @@
 
 #include "aio_sys.h"
 
-/* One request in flight: its iocb and whom to tell. The slots are allocated
- * once, depth of them; a free list hands them out. */
-struct aio_slot {
-    struct iocb iocb;
-    ndfs_aio_cb done;
-    void *data;
-    struct aio_slot *next_free;
-};
-
 struct ndfs_aio {
     uv_poll_t poll; /* first: the close callback gets &poll */
     int efd;        /* every completion adds 1 (IOCB_FLAG_RESFD) */
@@ -30,8 +21,8 @@ struct ndfs_aio {
     unsigned depth;
     unsigned in_flight;
     bool closing;
-    struct aio_slot *slots;
-    struct aio_slot *free;
+    struct ndfs_aio_slot *slots;
+    struct ndfs_aio_slot *free;
     struct io_event *events; /* depth of them, for io_getevents */
     void (*close_cb)(void *data);
     void *close_data;
@@ -59,7 +50,7 @@ static void on_ready(uv_poll_t *p, int status, int events)
             return;
         }
         for (long i = 0; i < n; i++) {
-            struct aio_slot *s = (struct aio_slot *)(uintptr_t)a->events[i].data;
+            struct ndfs_aio_slot *s = (struct ndfs_aio_slot *)(uintptr_t)a->events[i].data;
             int64_t res = a->events[i].res;
             ndfs_aio_cb done = s->done;
             void *data = s->data;
@@ -83,17 +74,13 @@ int ndfs_aio_new(uv_loop_t *loop, unsigned depth, struct ndfs_aio **out, char **
         return -ENOMEM;
     }
     a->depth = depth;
-    a->slots = g_try_new0(struct aio_slot, depth);
+    a->slots = ndfs_aio_slots_new(depth, &a->free);
     a->events = g_try_new0(struct io_event, depth);
     int rc;
     if (!a->slots || !a->events) {
         *errmsg = g_strdup("out of memory");
         rc = -ENOMEM;
         goto fail;
-    }
-    for (unsigned i = 0; i < depth; i++) {
-        a->slots[i].next_free = a->free;
-        a->free = &a->slots[i];
     }
     a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (a->efd < 0) {
@@ -131,16 +118,10 @@ int ndfs_aio_submit(struct ndfs_aio *a, int fd, bool write, void *buf, size_t le
 {
     if (a->closing)
         return -ESHUTDOWN;
-    struct aio_slot *s = a->free;
+    struct ndfs_aio_slot *s = a->free;
     if (!s)
         return -EAGAIN;
-    memset(&s->iocb, 0, sizeof(s->iocb));
-    s->iocb.aio_data = (uint64_t)(uintptr_t)s;
-    s->iocb.aio_lio_opcode = write ? IOCB_CMD_PWRITE : IOCB_CMD_PREAD;
-    s->iocb.aio_fildes = (uint32_t)fd;
-    s->iocb.aio_buf = (uint64_t)(uintptr_t)buf;
-    s->iocb.aio_nbytes = len;
-    s->iocb.aio_offset = (int64_t)off;
+    ndfs_aio_slot_prep(s, fd, write, buf, len, off);
     s->iocb.aio_flags = IOCB_FLAG_RESFD;
     s->iocb.aio_resfd = (uint32_t)a->efd;
     s->iocb.aio_rw_flags = RWF_NOWAIT;

@@ -15,20 +15,12 @@
 #include "aio_sys.h"
 #include "clock.h"
 
-/* One request in flight. depth of them, handed out by a free list. */
-struct slot {
-    struct iocb iocb;
-    ndfs_aio_thread_cb done;
-    void *data;
-    struct slot *next_free;
-};
-
 struct ndfs_aio_thread {
     aio_context_t ctx;
     unsigned depth;
     GMutex lock; /* free and in_flight */
-    struct slot *slots;
-    struct slot *free;
+    struct ndfs_aio_slot *slots;
+    struct ndfs_aio_slot *free;
     unsigned in_flight;
     /* ndfs_aio_thread_free writes stop_fd; the completion thread learns it
      * from stop_iocb, a poll of stop_fd in flight on ctx from the start, so
@@ -109,7 +101,7 @@ static gpointer completion_thread(gpointer data)
                 stopping = true;
                 continue;
             }
-            struct slot *s = (struct slot *)(uintptr_t)a->events[i].data;
+            struct ndfs_aio_slot *s = (struct ndfs_aio_slot *)(uintptr_t)a->events[i].data;
             ndfs_aio_thread_cb done = s->done;
             void *cb_data = s->data;
             g_mutex_lock(&a->lock);
@@ -136,17 +128,13 @@ int ndfs_aio_thread_new(unsigned depth, unsigned poll_us, struct ndfs_aio_thread
     a->poll_ns = (uint64_t)poll_us * 1000u;
     a->stop_fd = -1;
     g_mutex_init(&a->lock);
-    a->slots = g_try_new0(struct slot, depth);
+    a->slots = ndfs_aio_slots_new(depth, &a->free);
     a->events = g_try_new0(struct io_event, depth + 1);
     int rc;
     if (!a->slots || !a->events) {
         *errmsg = g_strdup("out of memory");
         rc = -ENOMEM;
         goto fail;
-    }
-    for (unsigned i = 0; i < depth; i++) {
-        a->slots[i].next_free = a->free;
-        a->free = &a->slots[i];
     }
     a->stop_fd = eventfd(0, EFD_CLOEXEC);
     if (a->stop_fd < 0) {
@@ -191,7 +179,7 @@ int ndfs_aio_thread_submit(struct ndfs_aio_thread *a, int fd, bool write, void *
                            uint64_t off, ndfs_aio_thread_cb cb, void *data)
 {
     g_mutex_lock(&a->lock);
-    struct slot *s = a->free;
+    struct ndfs_aio_slot *s = a->free;
     if (s) {
         a->free = s->next_free;
         a->in_flight++;
@@ -199,13 +187,7 @@ int ndfs_aio_thread_submit(struct ndfs_aio_thread *a, int fd, bool write, void *
     g_mutex_unlock(&a->lock);
     if (!s)
         return -EAGAIN;
-    memset(&s->iocb, 0, sizeof(s->iocb));
-    s->iocb.aio_data = (uint64_t)(uintptr_t)s;
-    s->iocb.aio_lio_opcode = write ? IOCB_CMD_PWRITE : IOCB_CMD_PREAD;
-    s->iocb.aio_fildes = (uint32_t)fd;
-    s->iocb.aio_buf = (uint64_t)(uintptr_t)buf;
-    s->iocb.aio_nbytes = len;
-    s->iocb.aio_offset = (int64_t)off;
+    ndfs_aio_slot_prep(s, fd, write, buf, len, off);
     s->done = cb;
     s->data = data;
     long rc = submit_one(a->ctx, &s->iocb);

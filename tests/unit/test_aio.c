@@ -12,8 +12,7 @@
 #include <unistd.h>
 
 #include "ndfs/aio.h"
-
-#define BLK 4096
+#include "odirect_file.h"
 
 struct fixture {
     uv_loop_t loop;
@@ -35,35 +34,13 @@ static void on_done(void *data, int64_t res)
     r->res = res;
 }
 
-static void *aligned(size_t len, int fill)
-{
-    void *p = NULL;
-    cr_assert_eq(posix_memalign(&p, BLK, len), 0);
-    memset(p, fill, len);
-    return p;
-}
-
 /* Sets f up; false (the test is skipped) when the file system takes no
  * O_DIRECT or the kernel no AIO. */
 static bool setup(struct fixture *f, unsigned depth)
 {
     memset(f, 0, sizeof(*f));
     cr_assert_eq(uv_loop_init(&f->loop), 0);
-    GError *err = NULL;
-    f->dir = g_dir_make_tmp(NULL, &err);
-    cr_assert_not_null(f->dir);
-    f->path = g_build_filename(f->dir, "disk", NULL);
-    int wfd = open(f->path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    cr_assert_geq(wfd, 0);
-    /* written, not sparse: an overwrite needs no allocation */
-    void *zero = aligned(16 * BLK, 0);
-    cr_assert_eq(pwrite(wfd, zero, 16 * BLK, 0), 16 * BLK);
-    cr_assert_eq(fsync(wfd), 0);
-    /* no cached pages: an O_DIRECT RWF_NOWAIT write over them would have to
-     * wait for their invalidation, and says EAGAIN */
-    cr_assert_eq(posix_fadvise(wfd, 0, 0, POSIX_FADV_DONTNEED), 0);
-    free(zero);
-    close(wfd);
+    f->path = odirect_file_new(&f->dir, 16);
     f->fd = open(f->path, O_RDWR | O_DIRECT | O_CLOEXEC);
     if (f->fd < 0)
         return false;
@@ -129,13 +106,7 @@ Test(aio, write_then_read_back)
     cr_assert_eq(r.res, 2 * BLK);
     cr_assert_eq(memcmp(in, out, 2 * BLK), 0, "read back what was written");
 
-    /* and the file holds it, seen by a plain descriptor */
-    char plain[BLK];
-    int pfd = open(f.path, O_RDONLY | O_CLOEXEC);
-    cr_assert_geq(pfd, 0);
-    cr_assert_eq(pread(pfd, plain, BLK, 5 * BLK), BLK);
-    cr_assert_eq(memcmp(plain, (char *)out + BLK, BLK), 0);
-    close(pfd);
+    assert_file_holds(f.path, 5 * BLK, (char *)out + BLK, BLK);
     free(in);
     free(out);
     teardown(&f);

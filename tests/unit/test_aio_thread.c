@@ -12,8 +12,7 @@
 #include <unistd.h>
 
 #include "ndfs/aio_thread.h"
-
-#define BLK 4096
+#include "odirect_file.h"
 
 struct fixture {
     char *dir;
@@ -78,29 +77,12 @@ static int calls_of(const struct result *r)
     return n;
 }
 
-static void *aligned(size_t len, int fill)
-{
-    void *p = NULL;
-    cr_assert_eq(posix_memalign(&p, BLK, len), 0);
-    memset(p, fill, len);
-    return p;
-}
-
 /* Sets f up; false (the test is skipped) when the file system takes no
  * O_DIRECT or the kernel no AIO. */
 static bool setup(struct fixture *f, unsigned depth, unsigned poll_us)
 {
     memset(f, 0, sizeof(*f));
-    GError *err = NULL;
-    f->dir = g_dir_make_tmp(NULL, &err);
-    cr_assert_not_null(f->dir);
-    f->path = g_build_filename(f->dir, "disk", NULL);
-    int wfd = open(f->path, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    cr_assert_geq(wfd, 0);
-    void *zero = aligned(16 * BLK, 0);
-    cr_assert_eq(pwrite(wfd, zero, 16 * BLK, 0), 16 * BLK);
-    free(zero);
-    close(wfd);
+    f->path = odirect_file_new(&f->dir, 16);
     f->fd = open(f->path, O_RDWR | O_DIRECT | O_CLOEXEC);
     if (f->fd < 0)
         return false;
@@ -146,13 +128,7 @@ static void write_then_read_back(unsigned poll_us)
     cr_assert_eq(r.res, 2 * BLK);
     cr_assert_eq(memcmp(in, out, 2 * BLK), 0, "read back what was written");
 
-    /* the file holds it, seen by a plain descriptor */
-    char plain[BLK];
-    int pfd = open(f.path, O_RDONLY | O_CLOEXEC);
-    cr_assert_geq(pfd, 0);
-    cr_assert_eq(pread(pfd, plain, BLK, 5 * BLK), BLK);
-    cr_assert_eq(memcmp(plain, (char *)out + BLK, BLK), 0);
-    close(pfd);
+    assert_file_holds(f.path, 5 * BLK, (char *)out + BLK, BLK);
     free(in);
     free(out);
     teardown(&f);
