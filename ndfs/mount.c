@@ -222,6 +222,17 @@ static int add_mount_args(struct fuse_args *args, const struct mount_options *o)
     return add_escaped_opt(args, "subtype", "ndfs");
 }
 
+/* Local O_DIRECT I/O without holding a FUSE thread; without it (an old
+ * kernel, fs.aio-max-nr reached) each FUSE thread does its own pread and
+ * pwrite, as before. */
+static void start_aio(struct ndfs_fs *fs, struct control_link *link)
+{
+    g_autofree char *errmsg = NULL;
+    if (ndfs_aio_thread_new(NDFS_MOUNT_AIO_DEPTH, control_link_poll_us(link), &fs->aio, &errmsg) <
+        0)
+        g_warning("no AIO for local disks (%s): FUSE threads do their I/O themselves", errmsg);
+}
+
 static int serve(struct fuse_session *se, const struct mount_options *o)
 {
     if (o->single_thread)
@@ -373,12 +384,7 @@ static int run(struct mount_options *o, struct fuse_args *args)
     fs.driver = driver;
     /* the network path on one node, to test and measure it */
     fs.force_remote = g_strcmp0(g_getenv("NDFS_FORCE_REMOTE"), "1") == 0;
-    /* local O_DIRECT I/O without holding a FUSE thread; without it, each
-     * FUSE thread does its own pread and pwrite */
-    g_autofree char *aio_err = NULL;
-    if (ndfs_aio_thread_new(NDFS_MOUNT_AIO_DEPTH, control_link_poll_us(link), &fs.aio, &aio_err) <
-        0)
-        g_warning("no AIO for local disks (%s): FUSE threads do their I/O themselves", aio_err);
+    start_aio(&fs, link);
     g_message("mounted %s on %s as node \"%s\"", o->socket, o->mountpoint, fs.node_name);
     int rc = serve(se, o);
     /* > 0: ended by that signal, which is how SIGTERM unmounts */
