@@ -125,13 +125,9 @@ int ndfs_aio_submit(struct ndfs_aio *a, int fd, bool write, void *buf, size_t le
     s->iocb.aio_flags = IOCB_FLAG_RESFD;
     s->iocb.aio_resfd = (uint32_t)a->efd;
     s->iocb.aio_rw_flags = RWF_NOWAIT;
-    struct iocb *list[1] = {&s->iocb};
-    long n;
-    do
-        n = ndfs_io_submit(a->ctx, 1, list);
-    while (n < 0 && errno == EINTR);
-    if (n != 1)
-        return n < 0 ? -errno : -EAGAIN;
+    int rc = ndfs_io_submit_one(a->ctx, &s->iocb);
+    if (rc < 0)
+        return rc;
     a->free = s->next_free;
     s->done = cb;
     s->data = data;

@@ -5,6 +5,7 @@
 #ifndef NDFS_AIO_SYS_H
 #define NDFS_AIO_SYS_H
 
+#include <errno.h>
 #include <glib.h>
 #include <linux/aio_abi.h>
 #include <stdbool.h>
@@ -27,6 +28,18 @@ static inline long ndfs_io_destroy(aio_context_t ctx)
 static inline long ndfs_io_submit(aio_context_t ctx, long n, struct iocb **iocbs)
 {
     return syscall(SYS_io_submit, ctx, n, iocbs);
+}
+
+/* Submits one iocb, again after EINTR: 0, or -errno (-EAGAIN when the
+ * kernel took none). */
+static inline int ndfs_io_submit_one(aio_context_t ctx, struct iocb *iocb)
+{
+    struct iocb *list[1] = {iocb};
+    long n;
+    do
+        n = ndfs_io_submit(ctx, 1, list);
+    while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : n < 0 ? -errno : -EAGAIN;
 }
 
 /* timeout NULL: wait for min events. */

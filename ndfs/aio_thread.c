@@ -6,7 +6,6 @@
 #include <glib.h>
 #include <poll.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -53,27 +52,20 @@ static bool ring_ready(struct ndfs_aio_thread *a)
            __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 }
 
-static long submit_one(aio_context_t ctx, struct iocb *iocb)
-{
-    struct iocb *list[1] = {iocb};
-    long n;
-    do
-        n = ndfs_io_submit(ctx, 1, list);
-    while (n < 0 && errno == EINTR);
-    return n == 1 ? 0 : n < 0 ? -errno : -EAGAIN;
-}
-
 static gpointer completion_thread(gpointer data)
 {
     struct ndfs_aio_thread *a = data;
     bool stopping = false;
     uint64_t spin_until = 0;
     for (;;) {
-        g_mutex_lock(&a->lock);
-        bool idle = a->in_flight == 0;
-        g_mutex_unlock(&a->lock);
-        if (stopping && idle)
-            return NULL;
+        if (stopping) {
+            /* the lock only once told to stop, not on every turn */
+            g_mutex_lock(&a->lock);
+            bool idle = a->in_flight == 0;
+            g_mutex_unlock(&a->lock);
+            if (idle)
+                return NULL;
+        }
         long n;
         if (spin_until) {
             /* polling: a look at the ring, no system call while it is empty */
@@ -151,7 +143,7 @@ int ndfs_aio_thread_new(unsigned depth, unsigned poll_us, struct ndfs_aio_thread
     a->stop_iocb.aio_lio_opcode = IOCB_CMD_POLL;
     a->stop_iocb.aio_fildes = (uint32_t)a->stop_fd;
     a->stop_iocb.aio_buf = POLLIN;
-    if ((rc = (int)submit_one(a->ctx, &a->stop_iocb)) < 0) {
+    if ((rc = ndfs_io_submit_one(a->ctx, &a->stop_iocb)) < 0) {
         *errmsg = g_strdup_printf("AIO poll (Linux 4.18 or later): %s", g_strerror(-rc));
         ndfs_io_destroy(a->ctx);
         goto fail;
@@ -190,7 +182,7 @@ int ndfs_aio_thread_submit(struct ndfs_aio_thread *a, int fd, bool write, void *
     ndfs_aio_slot_prep(s, fd, write, buf, len, off);
     s->done = cb;
     s->data = data;
-    long rc = submit_one(a->ctx, &s->iocb);
+    int rc = ndfs_io_submit_one(a->ctx, &s->iocb);
     if (rc < 0) {
         g_mutex_lock(&a->lock);
         s->next_free = a->free;
@@ -198,7 +190,7 @@ int ndfs_aio_thread_submit(struct ndfs_aio_thread *a, int fd, bool write, void *
         a->in_flight--;
         g_mutex_unlock(&a->lock);
     }
-    return (int)rc;
+    return rc;
 }
 
 void ndfs_aio_thread_free(struct ndfs_aio_thread *a)

@@ -108,13 +108,14 @@ static void read_done(void *data, int64_t res)
     g_free(la);
 }
 
-/* An O_DIRECT read of the local disk through AIO: true when submitted (its
- * completion answers and ends the local I/O); false: do it the blocking
- * way, which also answers what AIO leaves out (errors, the end). */
+/* An O_DIRECT read of the local disk through AIO, once busy_enter said so:
+ * true when submitted (its completion answers and ends the local I/O);
+ * false: do it the blocking way, which also answers what AIO leaves out
+ * (errors, the end). */
 static bool read_aio(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
                      uint64_t vsize, size_t size, off_t off)
 {
-    if (!fs->aio || !h->direct || off < 0 || (uint64_t)off >= vsize || size == 0)
+    if (!h->direct || off < 0 || (uint64_t)off >= vsize || size == 0)
         return false;
     size_t want = (size_t)MIN((uint64_t)size, vsize - (uint64_t)off);
     if (want > AIO_READ_MAX || !localio_direct_aligned((uint64_t)off, want))
@@ -153,13 +154,13 @@ static void write_done(void *data, int64_t res)
     g_free(la);
 }
 
-/* An O_DIRECT write of data (aligned, len bytes, checked) through AIO: true
- * when submitted; its completion then owns data, answers and ends the local
- * I/O. */
+/* An O_DIRECT write of data (aligned, len bytes, checked) through AIO, once
+ * busy_enter said so: true when submitted; its completion then owns data,
+ * answers and ends the local I/O. */
 static bool write_aio(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
                       void *data, size_t len, off_t off)
 {
-    if (!fs->aio || !h->direct)
+    if (!h->direct)
         return false;
     struct local_aio *la = g_try_new(struct local_aio, 1);
     if (!la)

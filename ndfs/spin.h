@@ -16,7 +16,6 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 #include <uv.h>
 
 #include "clock.h"
@@ -28,15 +27,10 @@ struct ndfs_spin {
     bool active;
 };
 
-static inline uint64_t ndfs_spin_now(void)
-{
-    return ndfs_mono_ns();
-}
-
 static inline void ndfs_spin_turn(uv_idle_t *h)
 {
     struct ndfs_spin *s = (struct ndfs_spin *)h;
-    if (ndfs_spin_now() >= s->until_ns) {
+    if (ndfs_mono_ns() >= s->until_ns) {
         uv_idle_stop(h);
         s->active = false;
         return;
@@ -69,7 +63,7 @@ static inline void ndfs_spin_kick(struct ndfs_spin *s)
 {
     if (s->budget_ns == 0)
         return;
-    s->until_ns = ndfs_spin_now() + s->budget_ns;
+    s->until_ns = ndfs_mono_ns() + s->budget_ns;
     if (!s->active) {
         s->active = true;
         (void)uv_idle_start(&s->idle, ndfs_spin_turn); /* cannot fail when initialised */
