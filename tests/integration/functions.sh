@@ -96,6 +96,10 @@ run_cleanup()
         echo "FAIL: $test_name: $log" >&2
         status=1
     done
+    # ENOSPC from a vdisk's image file is a full /tmp, not a bug: say so
+    if [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then
+        echo "--- free space in /tmp at exit: $(df -h --output=avail /tmp | tail -n 1)" >&2
+    fi
     if [ -n "${NDFS_TEST_KEEP:-}" ] && [ -n "${TESTDIR:-}" ]; then
         # For a post-mortem: logs and files stay (mounts are gone).
         echo "NDFS_TEST_KEEP: $TESTDIR kept" >&2
@@ -158,8 +162,10 @@ EOF
     echo "$conf"
 }
 
-# Per node: pid and log, by config file path.
+# Per node: pid and log, by config file path; every pid ever spawned for a
+# config, for the cleanup.
 declare -A ndfsd_pid=()
+declare -A ndfsd_pids=()
 
 socket_of()
 {
@@ -188,7 +194,12 @@ spawn_ndfsd()
     NDFSD_PID=$!
     ndfsd_pid[$conf]=$NDFSD_PID
     add_daemon_log "$log"
-    on_cleanup "kill_ndfsd $NDFSD_PID"
+    # A node started again keeps its first place in the cleanup order: its
+    # mounts, loop devices and file systems go first, while it still serves
+    # their I/O (a new hook would stop it before them, leaving their
+    # writeback waiting for a master).
+    [ -n "${ndfsd_pids[$conf]:-}" ] || on_cleanup "kill_ndfsds '$conf'"
+    ndfsd_pids[$conf]+=" $NDFSD_PID"
 }
 
 # start_ndfsd CONF [WRAPPER...]: spawn_ndfsd, then waits until its socket
@@ -245,6 +256,15 @@ kill_ndfsd()
             daemon_crashes+=("ndfsd pid $pid died with status $rc")
         fi
     fi
+}
+
+# Cleanup hook: kill_ndfsd on every ndfsd spawned for CONF.
+kill_ndfsds()
+{
+    local pid
+    for pid in ${ndfsd_pids[$1]}; do
+        kill_ndfsd "$pid"
+    done
 }
 
 # stop_ndfsd CONF: SIGTERM, wait; fails unless it exits with status 0.

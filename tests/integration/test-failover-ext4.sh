@@ -29,15 +29,16 @@ on_cleanup "unmount_if_mounted '$EXT'"
 cd "$TESTDIR"
 : >"$TESTDIR/sums"
 
-# write_files TAG COUNT: COUNT files of random size and content under
-# $EXT/TAG/, their checksums in $TESTDIR/sums; then sync.
+# write_files TAG COUNT: COUNT files of random size (512 B to 512 KiB) and
+# content under $EXT/TAG/, their checksums in $TESTDIR/sums; then sync. About
+# 25 MiB in all: the sparse image takes that much of /tmp, not its 128 MiB.
 write_files()
 {
     local tag=$1 count=$2 f k
     mkdir -p "$EXT/$tag"
     for ((k = 1; k <= count; k++)); do
         f=$EXT/$tag/f$k
-        head -c $((RANDOM * 64 + 512)) /dev/urandom >"$f" || fail "writing $f failed"
+        head -c $((RANDOM * 16 + 512)) /dev/urandom >"$f" || fail "writing $f failed"
         (cd "$EXT" && sha256sum "$tag/f$k") >>"$TESTDIR/sums"
     done
     sync -f "$EXT" || fail "sync of $EXT after writing $tag failed"
