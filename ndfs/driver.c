@@ -41,7 +41,10 @@ static void request_unref(struct drv_request *r)
 {
     if (--r->refs > 0)
         return;
-    free(r->data);
+    if (r->release)
+        r->release(r->release_arg);
+    else
+        free(r->data);
     g_free(r);
 }
 
@@ -189,9 +192,14 @@ static enum pending_step send_entry(struct pending_entry *e, void *data)
          * transport gives them back */
         struct drv_request *r = e->owner;
         r->refs++;
-        rc = ndfs_transport_send_borrowed(d->t, m.node, NDFS_CHANNEL_IO, e->id, d->epoch, ctl,
-                                          sizeof(ctl), e->data, e->length, NDFS_SEND_WHOLE,
-                                          send_released, r);
+        if (r->has_crc && e->length == r->length) /* the whole request: its CRC is the part's */
+            rc = ndfs_transport_send_borrowed_crc(d->t, m.node, NDFS_CHANNEL_IO, e->id, d->epoch,
+                                                  ctl, sizeof(ctl), e->data, e->length, r->data_crc,
+                                                  NDFS_SEND_WHOLE, send_released, r);
+        else
+            rc = ndfs_transport_send_borrowed(d->t, m.node, NDFS_CHANNEL_IO, e->id, d->epoch, ctl,
+                                              sizeof(ctl), e->data, e->length, NDFS_SEND_WHOLE,
+                                              send_released, r);
         if (rc < 0)
             r->refs--;
     } else {
@@ -877,13 +885,25 @@ void ndfs_driver_refresh_nodes(struct ndfs_driver *d)
     g_mutex_unlock(&d->lock);
 }
 
-int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uint16_t flags,
-                       uint64_t offset, size_t length, void *data, ndfs_driver_done_cb done,
-                       void *opaque)
+/* Gives a write's data back: through release, or free(). */
+static void drop_data(const struct ndfs_driver_data *data)
 {
-    if ((op != NDFS_IO_FSYNC && length == 0) || (op == NDFS_IO_WRITE) != (data != NULL) ||
+    if (!data)
+        return;
+    if (data->release)
+        data->release(data->release_arg);
+    else
+        free(data->bytes);
+}
+
+int ndfs_driver_submit_data(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uint16_t flags,
+                            uint64_t offset, size_t length, const struct ndfs_driver_data *data,
+                            ndfs_driver_done_cb done, void *opaque)
+{
+    bool has_bytes = data && data->bytes;
+    if ((op != NDFS_IO_FSYNC && length == 0) || (op == NDFS_IO_WRITE) != has_bytes ||
         length > INT32_MAX || (op != NDFS_IO_FSYNC && offset > UINT64_MAX - length)) {
-        free(data);
+        drop_data(data);
         return -EINVAL;
     }
     struct drv_request *r = g_new0(struct drv_request, 1);
@@ -894,7 +914,13 @@ int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uin
     r->submitted_us = g_get_monotonic_time();
     r->offset = offset;
     r->length = op == NDFS_IO_FSYNC ? 0 : length;
-    r->data = data;
+    if (data) {
+        r->data = data->bytes;
+        r->release = data->release;
+        r->release_arg = data->release_arg;
+        r->has_crc = data->has_crc;
+        r->data_crc = data->crc;
+    }
     r->done = done;
     r->opaque = opaque;
     g_mutex_lock(&d->lock);
@@ -905,9 +931,18 @@ int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uin
     }
     g_mutex_unlock(&d->lock);
     if (stopping) {
-        free(data);
+        drop_data(data);
         g_free(r);
         return -ESHUTDOWN;
     }
     return 0;
+}
+
+int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uint16_t flags,
+                       uint64_t offset, size_t length, void *data, ndfs_driver_done_cb done,
+                       void *opaque)
+{
+    struct ndfs_driver_data bytes = {.bytes = data};
+    return ndfs_driver_submit_data(d, vdisk_id, op, flags, offset, length, data ? &bytes : NULL,
+                                   done, opaque);
 }

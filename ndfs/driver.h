@@ -105,4 +105,23 @@ int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uin
                        uint64_t offset, size_t length, void *data, ndfs_driver_done_cb done,
                        void *opaque);
 
+/* A write's bytes, for ndfs_driver_submit_data. */
+struct ndfs_driver_data {
+    void *bytes;
+    /* given back with release(release_arg) once the driver no longer needs
+     * them (also when it refuses the request); NULL: free(bytes) */
+    void (*release)(void *arg);
+    void *release_arg;
+    /* crc = ndfs_transport_data_crc(bytes, length), computed by the caller
+     * where the bytes are in its cache; the driver sends it with a request
+     * that goes out in one part */
+    bool has_crc;
+    uint32_t crc;
+};
+
+/* ndfs_driver_submit for a write whose bytes are described by *data. */
+int ndfs_driver_submit_data(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uint16_t flags,
+                            uint64_t offset, size_t length, const struct ndfs_driver_data *data,
+                            ndfs_driver_done_cb done, void *opaque);
+
 #endif

@@ -68,6 +68,11 @@ struct drv_request {
     /* write: the bytes to write; read in parts: the bytes read (malloc'd);
      * read in one part: NULL (the reply's data is handed on as it is) */
     void *data;
+    /* a write's data not malloc'd: given back with release(release_arg) */
+    void (*release)(void *arg);
+    void *release_arg;
+    bool has_crc; /* data_crc: the write data's CRC32C, from the submitter */
+    uint32_t data_crc;
     unsigned parts_left;
     /* 1 until it is answered, + 1 per send of a part's write data that the
      * transport still holds (sent without a copy); freed at 0 */

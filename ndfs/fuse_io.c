@@ -5,6 +5,7 @@
  * transfers on the local disk go through AIO (aio_thread.h) when the mount
  * has it: the FUSE thread submits and goes back to the kernel, and the
  * completion thread answers. */
+#include "fuse_loop.h"
 #include "fuse_ops.h"
 
 #include <errno.h>
@@ -140,7 +141,8 @@ static void write_done(void *data, int64_t res)
     ndfs__fuse_local_done(la->fs, la->id);
     if (n < 0 && ndfs__fuse_path_error(la->fs, la->h, (int)n)) {
         /* the data goes to the driver */
-        ndfs__fuse_remote_write_data(la->req, la->fs, la->h, la->id, la->data, la->len, la->off);
+        ndfs__fuse_remote_write_data(la->req, la->fs, la->h, la->id, NULL, la->data, la->len,
+                                     la->off);
         g_free(la);
         return;
     }
@@ -306,15 +308,20 @@ void ndfs__fuse_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
         return;
     }
     void *data = NULL;
-    if (route == 0) {
-        if (!(data = copy_in(in, len, &rc)))
-            ndfs__fuse_reply_err(req, rc);
-        else
-            ndfs__fuse_remote_write_data(req, fs, h, id, data, len, off);
-        return;
-    }
     bool mem_in =
         in->count == 1 && in->idx == 0 && in->off == 0 && !(in->buf[0].flags & FUSE_BUF_IS_FD);
+    if (route == 0) {
+        /* a large write travels in the buffer the kernel wrote it to */
+        struct ndfs_rx_buf *rx =
+            mem_in && len >= NDFS_FUSE_RX_TAKE_MIN ? ndfs_fuse_rx_take(in->buf[0].mem, len) : NULL;
+        if (rx)
+            ndfs__fuse_remote_write_data(req, fs, h, id, rx, in->buf[0].mem, len, off);
+        else if (!(data = copy_in(in, len, &rc)))
+            ndfs__fuse_reply_err(req, rc);
+        else
+            ndfs__fuse_remote_write_data(req, fs, h, id, NULL, data, len, off);
+        return;
+    }
     /* O_DIRECT wants aligned memory; a resend wants the bytes in memory */
     if ((h->direct || (fs->driver && !mem_in)) && !(data = copy_in(in, len, &rc))) {
         ndfs__fuse_local_done(fs, id);
@@ -331,7 +338,7 @@ void ndfs__fuse_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
             ndfs__fuse_reply_err(req, rc);
             return;
         }
-        ndfs__fuse_remote_write_data(req, fs, h, id, data, len, off);
+        ndfs__fuse_remote_write_data(req, fs, h, id, NULL, data, len, off);
         return;
     }
     free(data);

@@ -21,6 +21,9 @@
  * every change, and the mount tells the kernel. */
 #define NDFS_FUSE_TIMEOUT 86400.0
 #define NDFS_FUSE_MAX_IO  (1u << 20)
+/* The largest request the kernel sends: a write of NDFS_FUSE_MAX_IO and its
+ * headers (libfuse reads with the same room). */
+#define NDFS_FUSE_REQUEST_MAX (NDFS_FUSE_MAX_IO + 4096)
 /* How long chmod/chown wait for ndfsd's answer before EIO: longer than
  * ndfsd gives a change forwarded to the leader (20 s, plus room for a
  * reconfiguration run cancelled after its ack timeout), so that the
@@ -95,13 +98,17 @@ void ndfs__fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                      struct fuse_file_info *fi);
 void ndfs__fuse_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
                           struct fuse_file_info *fi);
+struct ndfs_rx_buf;
+
 /* Through the driver to the vdisk's master; each answers req. id and
  * vsize from ndfs__fuse_route. */
 void ndfs__fuse_remote_read(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
                             uint64_t vsize, size_t size, off_t off);
-/* data: len bytes (malloc'd, now the driver's) at off, checked already. */
+/* data: len bytes at off, checked already, now the driver's: in rx (a
+ * receive buffer taken over) when rx is not NULL, else malloc'd. */
 void ndfs__fuse_remote_write_data(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
-                                  uint64_t id, void *data, size_t len, off_t off);
+                                  uint64_t id, struct ndfs_rx_buf *rx, void *data, size_t len,
+                                  off_t off);
 void ndfs__fuse_remote_sync(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
                             bool datasync, bool only_if_dirty);
 /* Deallocates (zero: zeroes) len bytes at off, within the vdisk. */

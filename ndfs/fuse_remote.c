@@ -3,11 +3,14 @@
 /* Reads, writes and syncs through the driver to the vdisk's current master
  * (another node, or this node's ndfsd when the local path may not be
  * used), answered to the kernel from the driver's callbacks. */
+#include "fuse_loop.h"
 #include "fuse_ops.h"
 
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+
+#include <ndfs/transport.h>
 
 #include "io_proto.h"
 #include "localio.h"
@@ -59,12 +62,29 @@ static void remote_write_done(void *opaque, int status, const void *data)
         fuse_reply_write(req, (size_t)status);
 }
 
+static void release_rx(void *rx)
+{
+    ndfs_rx_buf_release(rx);
+}
+
 void ndfs__fuse_remote_write_data(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h,
-                                  uint64_t id, void *data, size_t len, off_t off)
+                                  uint64_t id, struct ndfs_rx_buf *rx, void *data, size_t len,
+                                  off_t off)
 {
     atomic_store(&h->dirty, true);
-    int rc = ndfs_driver_submit(fs->driver, id, NDFS_IO_WRITE, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
-                                (uint64_t)off, len, data, remote_write_done, req);
+    /* the CRC the transport sends, here where the bytes were just written
+     * (by the kernel, or our copy) and by one of several threads, instead of
+     * on the driver's one thread */
+    struct ndfs_driver_data bytes = {
+        .bytes = data,
+        .release = rx ? release_rx : NULL,
+        .release_arg = rx,
+        .has_crc = true,
+        .crc = ndfs_transport_data_crc(data, len),
+    };
+    int rc =
+        ndfs_driver_submit_data(fs->driver, id, NDFS_IO_WRITE, h->direct ? NDFS_IO_FLAG_DIRECT : 0,
+                                (uint64_t)off, len, &bytes, remote_write_done, req);
     if (rc < 0)
         ndfs__fuse_reply_err(req, rc);
 }

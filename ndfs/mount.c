@@ -18,6 +18,7 @@
 
 #include "control_link.h"
 #include "driver.h"
+#include "fuse_loop.h"
 #include "fuse_ops.h"
 #include "localio.h"
 #include "vdisk_table.h"
@@ -163,9 +164,12 @@ static void usage(FILE *out)
                  "  -V, --version          versions of ndfs and libfuse\n"
                  "  -o allow_other         all users may use the mount (default when root mounts)\n"
                  "  -o noallow_other       only the mounting user may use the mount\n"
-                 "  -o max_threads=N       at most N threads serve requests (default 8)\n"
-                 "  -o max_idle_threads=N  keep at most N idle threads (default max_threads)\n"
-                 "  -o noclone_fd          one /dev/fuse descriptor for all threads\n"
+                 "  -o max_threads=N       N threads serve requests (default 8)\n"
+                 "  -o clone_fd            libfuse's loop: a /dev/fuse descriptor per thread,\n"
+                 "                         up to max_threads of them, remote writes copied\n"
+                 "  -o noclone_fd          ndfs's loop, the default: one descriptor, large\n"
+                 "                         writes sent from the buffer the kernel filled\n"
+                 "  -o max_idle_threads=N  with clone_fd: keep at most N idle threads\n"
                  "  -o fsname=NAME         source shown in the mount table (default SOCKET)\n"
                  "Also the generic mount options (ro, nosuid, nodev, noexec, noatime...) and\n"
                  "the FUSE mount options of fuse(8). defaults, _netdev, nofail, auto, noauto,\n"
@@ -237,6 +241,15 @@ static int serve(struct fuse_session *se, const struct mount_options *o)
 {
     if (o->single_thread)
         return fuse_session_loop(se);
+    if (!o->clone_fd) {
+        struct ndfs_fuse_loop_stats st = {0};
+        int rc = ndfs_fuse_loop(se, o->max_threads, NDFS_FUSE_REQUEST_MAX, &st);
+        g_message("served %lu FUSE requests: %lu writes sent from their receive buffer, %lu "
+                  "buffers allocated",
+                  st.requests, st.taken, st.allocated);
+        return rc;
+    }
+    /* libfuse's loop: a /dev/fuse descriptor per thread, writes copied */
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
     if (!cfg)
         return -ENOMEM;
@@ -424,7 +437,7 @@ int main(int argc, char *argv[])
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct mount_options o = {
         .allow_other = -1,
-        .clone_fd = 1,
+        .clone_fd = 0,
         /* Local O_DIRECT transfers go through AIO and remote ones through
          * the driver, so a FUSE thread rarely waits: more threads only mean
          * more of them asleep, and each queued request then wakes one

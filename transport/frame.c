@@ -189,6 +189,30 @@ bool ndfs_crc32c_hw(uint32_t crc, const void *buf, size_t len, uint32_t *out)
     return false;
 }
 
+/* x^(2^k) mod P for k = 0..63: the powers that x^(8 len) is a product of. */
+static uint32_t crc_x2k[64];
+static gsize crc_x2k_ready;
+
+uint32_t ndfs_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2)
+{
+    if (g_once_init_enter(&crc_x2k_ready)) {
+        uint32_t power = 1u << 30; /* x^1 */
+        for (int k = 0; k < 64; k++) {
+            crc_x2k[k] = power;
+            power = crc_mulmod(power, power);
+        }
+        g_once_init_leave(&crc_x2k_ready, 1);
+    }
+    /* crc1 followed by len2 bytes is crc1 * x^(8 len2), plus crc2: the
+     * pre- and post-inversions of the two cancel out */
+    uint64_t bits = (uint64_t)len2 * 8;
+    uint32_t shift = 1u << 31; /* x^0 */
+    for (int k = 0; bits != 0; k++, bits >>= 1)
+        if (bits & 1)
+            shift = crc_mulmod(shift, crc_x2k[k]);
+    return crc_mulmod(shift, crc1) ^ crc2;
+}
+
 uint32_t ndfs_crc32c(uint32_t crc, const void *buf, size_t len)
 {
     uint32_t out;

@@ -55,6 +55,9 @@ struct ndfs_frame_header {
  * SSE4.2 instruction when the CPU has it. */
 uint32_t ndfs_crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+/* The CRC32C of A then B from crc1 = CRC32C(A) and crc2 = CRC32C(B), B
+ * being len2 bytes long. */
+uint32_t ndfs_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2);
 /* false when the CPU has no crc32 instruction (then *out is untouched). */
 bool ndfs_crc32c_hw(uint32_t crc, const void *buf, size_t len, uint32_t *out);
 

@@ -745,23 +745,50 @@ int ndfs_transport_send(struct ndfs_transport *t, const char *peer, uint16_t cha
     return 0;
 }
 
-int ndfs_transport_send_borrowed(struct ndfs_transport *t, const char *peer, uint16_t channel,
-                                 uint64_t request_id, uint64_t epoch, const void *control,
-                                 size_t control_len, const void *data, size_t data_len,
-                                 unsigned flags, void (*release)(void *arg), void *release_arg)
+static int send_borrowed(struct ndfs_transport *t, const char *peer, uint16_t channel,
+                         uint64_t request_id, uint64_t epoch, const void *control,
+                         size_t control_len, const void *data, size_t data_len,
+                         const uint32_t *data_crc, unsigned flags, void (*release)(void *arg),
+                         void *release_arg)
 {
     struct tp_peer *p = tp_peer_find(t, peer);
     if (!p)
         return -ENOENT;
     if (channel == 0 || channel >= NDFS_CHANNEL_MAX || !release || (flags & ~NDFS_SEND_WHOLE))
         return -EINVAL;
-    int rc =
-        ndfs_window_queue_borrowed(&p->win, channel, request_id, epoch, control, control_len, data,
-                                   data_len, (flags & NDFS_SEND_WHOLE) != 0, release, release_arg);
+    int rc = ndfs_window_queue_borrowed(&p->win, channel, request_id, epoch, control, control_len,
+                                        data, data_len, (flags & NDFS_SEND_WHOLE) != 0, data_crc,
+                                        release, release_arg);
     if (rc < 0)
         return rc;
     tp_peer_pump(p);
     return 0;
+}
+
+int ndfs_transport_send_borrowed(struct ndfs_transport *t, const char *peer, uint16_t channel,
+                                 uint64_t request_id, uint64_t epoch, const void *control,
+                                 size_t control_len, const void *data, size_t data_len,
+                                 unsigned flags, void (*release)(void *arg), void *release_arg)
+{
+    return send_borrowed(t, peer, channel, request_id, epoch, control, control_len, data, data_len,
+                         NULL, flags, release, release_arg);
+}
+
+int ndfs_transport_send_borrowed_crc(struct ndfs_transport *t, const char *peer, uint16_t channel,
+                                     uint64_t request_id, uint64_t epoch, const void *control,
+                                     size_t control_len, const void *data, size_t data_len,
+                                     uint32_t data_crc, unsigned flags, void (*release)(void *arg),
+                                     void *release_arg)
+{
+    if (!(flags & NDFS_SEND_WHOLE))
+        return -EINVAL;
+    return send_borrowed(t, peer, channel, request_id, epoch, control, control_len, data, data_len,
+                         &data_crc, flags, release, release_arg);
+}
+
+uint32_t ndfs_transport_data_crc(const void *data, size_t data_len)
+{
+    return ndfs_crc32c(0, data, data_len);
 }
 
 void ndfs_transport_set_event_cb(struct ndfs_transport *t, ndfs_transport_event_cb cb, void *data)

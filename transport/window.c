@@ -104,9 +104,11 @@ void ndfs_window_reset(struct ndfs_window *w)
 
 static int window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_id,
                         uint64_t epoch, const void *control, size_t control_len, const void *data,
-                        size_t data_len, bool borrowed, bool whole, void (*release)(void *arg),
-                        void *release_arg)
+                        size_t data_len, bool borrowed, bool whole, const uint32_t *data_crc,
+                        void (*release)(void *arg), void *release_arg)
 {
+    if (data_crc && !whole)
+        return -EINVAL; /* a CRC of the whole data is no fragment's */
     size_t stripe = whole ? SIZE_MAX : w->stripe_size;
     size_t len = control_len + data_len;
     if (control_len > w->max_message || data_len > w->max_message || len > w->max_message)
@@ -150,8 +152,16 @@ static int window_queue(struct ndfs_window *w, uint16_t channel, uint64_t reques
         off += piece;
         if (off == data_len)
             f->h.flags |= NDFS_FRAME_LAST;
-        f->payload_crc =
-            ndfs_crc32c(ndfs_crc32c(0, f->control, f->h.control_len), f->data, f->h.data_len);
+        uint32_t control_crc = ndfs_crc32c(0, f->control, f->h.control_len);
+        if (data_crc) {
+            /* the caller's, computed while the bytes were in its cache */
+#ifdef NDFS_DEBUG_CHECKS
+            g_assert(ndfs_crc32c(0, f->data, f->h.data_len) == *data_crc);
+#endif
+            f->payload_crc = ndfs_crc32c_combine(control_crc, *data_crc, f->h.data_len);
+        } else {
+            f->payload_crc = ndfs_crc32c(control_crc, f->data, f->h.data_len);
+        }
         f->link = -1;
         f->in_pending = true;
         g_queue_push_tail(&w->tx_unacked, f);
@@ -165,16 +175,17 @@ int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_
                       const void *control, size_t control_len, const void *data, size_t data_len)
 {
     return window_queue(w, channel, request_id, epoch, control, control_len, data, data_len, false,
-                        false, NULL, NULL);
+                        false, NULL, NULL, NULL);
 }
 
 int ndfs_window_queue_borrowed(struct ndfs_window *w, uint16_t channel, uint64_t request_id,
                                uint64_t epoch, const void *control, size_t control_len,
                                const void *data, size_t data_len, bool whole,
-                               void (*release)(void *arg), void *release_arg)
+                               const uint32_t *data_crc, void (*release)(void *arg),
+                               void *release_arg)
 {
     return window_queue(w, channel, request_id, epoch, control, control_len, data, data_len, true,
-                        whole, release, release_arg);
+                        whole, data_crc, release, release_arg);
 }
 
 bool ndfs_window_has_pending(struct ndfs_window *w)

@@ -71,11 +71,13 @@ int ndfs_window_queue(struct ndfs_window *w, uint16_t channel, uint64_t request_
 /* The same, but data is not copied: the window uses it in place until
  * release(release_arg), once, when its last fragment is acknowledged (or
  * dropped) and no write holds it. On an error release is not called.
- * whole: one fragment whatever stripe_size. */
+ * whole: one fragment whatever stripe_size. data_crc (whole only; may be
+ * NULL): ndfs_crc32c(0, data, data_len), computed by the caller. */
 int ndfs_window_queue_borrowed(struct ndfs_window *w, uint16_t channel, uint64_t request_id,
                                uint64_t epoch, const void *control, size_t control_len,
                                const void *data, size_t data_len, bool whole,
-                               void (*release)(void *arg), void *release_arg);
+                               const uint32_t *data_crc, void (*release)(void *arg),
+                               void *release_arg);
 /* The next fragment to send, or NULL; the caller sets frag->link. */
 struct ndfs_tx_frag *ndfs_window_next(struct ndfs_window *w);
 bool ndfs_window_has_pending(struct ndfs_window *w);

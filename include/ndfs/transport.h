@@ -161,6 +161,20 @@ int ndfs_transport_send_borrowed(struct ndfs_transport *t, const char *peer, uin
  * instead of copying the stripes together (I/O messages, at most 1 MiB). */
 #define NDFS_SEND_WHOLE 0x1u
 
+/* The CRC32C that frames carry, of data_len bytes of data: a sender that
+ * has the bytes in its CPU's cache (it just received or wrote them)
+ * computes it there, on its own thread, for ..._send_borrowed_crc. */
+uint32_t ndfs_transport_data_crc(const void *data, size_t data_len);
+
+/* ndfs_transport_send_borrowed with flags NDFS_SEND_WHOLE (required:
+ * -EINVAL without it) and data_crc = ndfs_transport_data_crc(data,
+ * data_len): the transport checksums only the control and the header. */
+int ndfs_transport_send_borrowed_crc(struct ndfs_transport *t, const char *peer, uint16_t channel,
+                                     uint64_t request_id, uint64_t epoch, const void *control,
+                                     size_t control_len, const void *data, size_t data_len,
+                                     uint32_t data_crc, unsigned flags, void (*release)(void *arg),
+                                     void *release_arg);
+
 enum ndfs_transport_event {
     NDFS_PEER_UP = 1, /* the first link to the peer came up */
     NDFS_PEER_DOWN,   /* its last link went down */

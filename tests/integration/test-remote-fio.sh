@@ -2,6 +2,8 @@
 # A vdisk attached to n1, mounted on n3: fio --verify=crc32c passes with
 # direct I/O at queue depth 16, and with large requests (split by the
 # driver); the data reaches n1's disk file, through AIO on n1's master.
+# Large writes travel in the buffer the kernel wrote them to (ndfs's FUSE
+# loop); libfuse's loop (-o clone_fd) serves the same I/O.
 source "$(dirname "$0")/functions.sh"
 requires_fuse
 requires_cmd fio jq ss
@@ -12,6 +14,7 @@ adm_on 1 vdisk create r --size 64M --primary "n1:$TESTDIR/r.img"
 wait_until "$NDFS_TEST_DEADLINE" adm_on 3 vdisk show r || fail "n3 does not see vdisk r"
 MP=$TESTDIR/mnt3
 mount_ndfs "${NODE_SOCK[3]}" "$MP"
+MP_PID=$MOUNT_PID
 cd "$TESTDIR"
 
 run_fio()
@@ -42,6 +45,21 @@ jq -e '.disk_jobs == {"aio": 0, "threads": 0}' <<<"$(adm_on 3 --json status)" >/
     fail "n3 reports disk jobs: $(adm_on 3 --json status)"
 adm_on 1 status | grep -Eq '^disk jobs: +[1-9][0-9]* through AIO, [0-9]+ on threads$' ||
     fail "n1's status does not say its disk jobs: $(adm_on 1 status)"
+
+# At its end the loop says how many writes went out of their receive
+# buffer: the 1 MiB pieces of the 4M writes at least (32), and without a
+# buffer allocated per request.
+unmount_ndfs "$MP" "$MP_PID"
+line=$(grep -E 'served [0-9]+ FUSE requests' "$MP.log") || fail "the mount's log has no FUSE loop summary"
+echo "$line"
+taken=$(sed -nE 's/.* ([0-9]+) writes sent from their receive buffer.*/\1/p' <<<"$line")
+allocated=$(sed -nE 's/.*, ([0-9]+) buffers allocated.*/\1/p' <<<"$line")
+[ "${taken:-0}" -ge 32 ] || fail "only ${taken:-0} writes were sent from their receive buffer"
+[ "${allocated:-999}" -le 40 ] || fail "$allocated receive buffers were allocated: not reused"
+
+# libfuse's loop, one /dev/fuse descriptor per thread: the same checks.
+mount_ndfs "${NODE_SOCK[3]}" "$MP" -o clone_fd
+run_fio clone-fd --ioengine=libaio --iodepth=8 --rw=randwrite --bsrange=4k-1m --size=16M
 for i in 1 2 3; do
     kill -0 "$(node_pid "$i")" || fail "n$i died"
 done

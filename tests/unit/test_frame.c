@@ -53,6 +53,28 @@ Test(crc32c, chained_equals_whole_and_hardware_equals_table)
     }
 }
 
+/* The CRC of A then B from the CRCs of A and B, for lengths of B from 0 to
+ * 1 MiB (the transport's whole-message frames). */
+Test(crc32c, combine_equals_whole)
+{
+    size_t size = (1u << 20) + 64;
+    uint8_t *buf = g_malloc(size);
+    for (size_t i = 0; i < size; i++)
+        buf[i] = (uint8_t)g_random_int();
+    const size_t heads[] = {0, 1, 24, 64, 4095};
+    const size_t tails[] = {0, 1, 7, 4096, 65536 + 3, 1u << 20};
+    for (size_t h = 0; h < G_N_ELEMENTS(heads); h++) {
+        for (size_t t = 0; t < G_N_ELEMENTS(tails); t++) {
+            size_t a = heads[h], b = MIN(tails[t], size - a);
+            uint32_t whole = ndfs_crc32c(0, buf, a + b);
+            uint32_t combined =
+                ndfs_crc32c_combine(ndfs_crc32c(0, buf, a), ndfs_crc32c(0, buf + a, b), b);
+            cr_assert_eq(combined, whole, "A %zu bytes, B %zu bytes", a, b);
+        }
+    }
+    g_free(buf);
+}
+
 /* Large buffers take the three-block paths (3 x 8 KiB, 3 x 256 B): every
  * length around their edges, from unaligned starts, against the table. */
 Test(crc32c, large_buffers_hardware_equals_table)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "transport/frame.h"
 #include "transport/window.h"
 
 #define MAXMSG (4u << 20)
@@ -187,6 +188,47 @@ Test(window, large_messages_are_fragmented_and_reassembled)
     check_msg(g_queue_peek_nth(&got, 2), 9, 0);
     cr_assert_eq(rx.rx_early_bytes, 0u);
     g_ptr_array_free(a, true);
+}
+
+static int released;
+static void count_release(void *arg)
+{
+    (void)arg;
+    released++;
+}
+
+/* A whole message whose data CRC the caller computed: its frame carries
+ * the same checksum as one the window computes itself; a CRC of the whole
+ * data is refused for a message that may be split into stripes. */
+Test(window, a_callers_data_crc_gives_the_same_frame_checksum)
+{
+    size_t len = 3 * STRIPE + 5;
+    uint8_t *data = g_malloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i * 7);
+    uint64_t control = 42;
+    uint32_t crc = ndfs_crc32c(0, data, len);
+    released = 0;
+    cr_assert_eq(ndfs_window_queue_borrowed(&tx, 4, 1, 1, &control, 8, data, len, false, &crc,
+                                            count_release, NULL),
+                 -EINVAL);
+    cr_assert_eq(ndfs_window_queue_borrowed(&tx, 4, 1, 1, &control, 8, data, len, true, &crc,
+                                            count_release, NULL),
+                 0);
+    cr_assert_eq(ndfs_window_queue_borrowed(&tx, 4, 2, 1, &control, 8, data, len, true, NULL,
+                                            count_release, NULL),
+                 0);
+    GPtrArray *a = take_all(0);
+    cr_assert_eq(a->len, 2u);
+    struct ndfs_tx_frag *given = a->pdata[0], *computed = a->pdata[1];
+    cr_assert_eq(given->h.data_len, len);
+    cr_assert_eq(given->payload_crc, computed->payload_crc);
+    cr_assert_eq(given->payload_crc, ndfs_crc32c(ndfs_crc32c(0, &control, 8), data, len));
+    g_ptr_array_free(a, true);
+    ndfs_window_clear(&tx);
+    ndfs_window_init(&tx, MAXMSG, STRIPE, 16u << 20);
+    cr_assert_eq(released, 2);
+    g_free(data);
 }
 
 Test(window, fragments_breaking_the_rules_are_refused)
