@@ -54,7 +54,17 @@ struct local_aio {
     size_t len;
     size_t size; /* a read: what the kernel asked, for the master */
     off_t off;
+    struct ndfs_rx_buf *rx; /* a write whose data is in its receive buffer */
 };
+
+/* Gives a write's data back: its receive buffer, or the copy. */
+static void release_data(struct ndfs_rx_buf *rx, void *data)
+{
+    if (rx)
+        ndfs_rx_buf_release(rx);
+    else
+        free(data);
+}
 
 /* The rest of a transfer AIO did only part of (the kernel may stop short,
  * rarely), done the blocking way on the completion thread: the count. */
@@ -124,7 +134,7 @@ static bool read_aio(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, 
     struct local_aio *la = g_try_new(struct local_aio, 1);
     void *buf = la ? localio_alloc(want) : NULL;
     if (buf) {
-        *la = (struct local_aio){req, fs, h, id, vsize, buf, want, size, off};
+        *la = (struct local_aio){req, fs, h, id, vsize, buf, want, size, off, NULL};
         if (local_aio_submit(la, false, read_done))
             return true;
     }
@@ -141,12 +151,12 @@ static void write_done(void *data, int64_t res)
     ndfs__fuse_local_done(la->fs, la->id);
     if (n < 0 && ndfs__fuse_path_error(la->fs, la->h, (int)n)) {
         /* the data goes to the driver */
-        ndfs__fuse_remote_write_data(la->req, la->fs, la->h, la->id, NULL, la->data, la->len,
+        ndfs__fuse_remote_write_data(la->req, la->fs, la->h, la->id, la->rx, la->data, la->len,
                                      la->off);
         g_free(la);
         return;
     }
-    free(la->data);
+    release_data(la->rx, la->data);
     if (n < 0) {
         ndfs__fuse_reply_err(la->req, (int)n);
     } else {
@@ -156,18 +166,16 @@ static void write_done(void *data, int64_t res)
     g_free(la);
 }
 
-/* An O_DIRECT write of data (aligned, len bytes, checked) through AIO, once
- * busy_enter said so: true when submitted; its completion then owns data,
- * answers and ends the local I/O. */
+/* An O_DIRECT write of data (aligned, len bytes, checked; in rx when not
+ * NULL) through AIO, once busy_enter said so: true when submitted; its
+ * completion then owns data, answers and ends the local I/O. */
 static bool write_aio(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, uint64_t id,
-                      void *data, size_t len, off_t off)
+                      struct ndfs_rx_buf *rx, void *data, size_t len, off_t off)
 {
-    if (!h->direct)
-        return false;
     struct local_aio *la = g_try_new(struct local_aio, 1);
     if (!la)
         return false;
-    *la = (struct local_aio){req, fs, h, id, 0, data, len, len, off};
+    *la = (struct local_aio){req, fs, h, id, 0, data, len, len, off, rx};
     if (local_aio_submit(la, true, write_done))
         return true;
     g_free(la);
@@ -269,23 +277,21 @@ static void *copy_in(struct fuse_bufvec *in, size_t len, int *rc)
 }
 
 /* Writes len bytes at off to h's local disk: from data when not NULL (an
- * aligned copy of in), else from in. The count or -errno. */
-static ssize_t local_write(struct ndfs_fs *fs, struct ndfs_handle *h, struct fuse_bufvec *in,
-                           const void *data, off_t off, size_t len)
+ * aligned copy of in, or in's receive buffer), else from in. The count or
+ * -errno. */
+static ssize_t local_write(struct fuse_bufvec *in, bool mem_in, int fd, const void *data, off_t off,
+                           size_t len)
 {
-    int fd = atomic_load(&h->fd);
     if (data)
         return localio_pwrite(fd, data, len, (uint64_t)off);
-    if (!fs->driver) {
-        /* without network nothing resends it: straight from the kernel's buffer */
-        struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
-        dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
-        dst.buf[0].fd = fd;
-        dst.buf[0].pos = off;
-        return fuse_buf_copy(&dst, in, 0);
-    }
-    /* the kernel's buffer in memory: kept for a resend */
-    return localio_pwrite(fd, in->buf[0].mem, len, (uint64_t)off);
+    if (mem_in) /* the kernel's buffer in memory (aligned, for O_DIRECT) */
+        return localio_pwrite(fd, in->buf[0].mem, len, (uint64_t)off);
+    /* spliced, without network (nothing resends it): straight from the pipe */
+    struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
+    dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+    dst.buf[0].fd = fd;
+    dst.buf[0].pos = off;
+    return fuse_buf_copy(&dst, in, 0);
 }
 
 void ndfs__fuse_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
@@ -322,15 +328,26 @@ void ndfs__fuse_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
             ndfs__fuse_remote_write_data(req, fs, h, id, NULL, data, len, off);
         return;
     }
-    /* O_DIRECT wants aligned memory; a resend wants the bytes in memory */
-    if ((h->direct || (fs->driver && !mem_in)) && !(data = copy_in(in, len, &rc))) {
+    /* ndfs's FUSE loop put the data on a page boundary */
+    bool aligned = mem_in && ((uintptr_t)in->buf[0].mem % LOCALIO_BUFFER_ALIGN) == 0;
+    bool aio = busy_enter(fs) && h->direct;
+    struct ndfs_rx_buf *rx = NULL;
+    /* AIO's bytes outlive this call: a large write keeps its buffer */
+    if (aio && aligned && len >= NDFS_FUSE_RX_TAKE_MIN)
+        rx = ndfs_fuse_rx_take(in->buf[0].mem, len);
+    if (rx) {
+        data = in->buf[0].mem;
+    } else if (((h->direct && (aio || !aligned)) || (fs->driver && !mem_in)) &&
+               !(data = copy_in(in, len, &rc))) {
+        /* O_DIRECT wants aligned memory; a resend wants the bytes in memory */
+        busy_exit(fs);
         ndfs__fuse_local_done(fs, id);
         ndfs__fuse_reply_err(req, rc);
         return;
     }
-    if (busy_enter(fs) && data && write_aio(req, fs, h, id, data, len, off))
+    if (aio && write_aio(req, fs, h, id, rx, data, len, off))
         return;
-    ssize_t n = local_write(fs, h, in, data, off, len);
+    ssize_t n = local_write(in, mem_in, atomic_load(&h->fd), data, off, len);
     busy_exit(fs);
     ndfs__fuse_local_done(fs, id);
     if (n < 0 && ndfs__fuse_path_error(fs, h, (int)n)) {
@@ -338,10 +355,10 @@ void ndfs__fuse_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in
             ndfs__fuse_reply_err(req, rc);
             return;
         }
-        ndfs__fuse_remote_write_data(req, fs, h, id, NULL, data, len, off);
+        ndfs__fuse_remote_write_data(req, fs, h, id, rx, data, len, off);
         return;
     }
-    free(data);
+    release_data(rx, data);
     if (n < 0) {
         ndfs__fuse_reply_err(req, (int)n);
         return;

@@ -244,7 +244,7 @@ static int serve(struct fuse_session *se, const struct mount_options *o)
     if (!o->clone_fd) {
         struct ndfs_fuse_loop_stats st = {0};
         int rc = ndfs_fuse_loop(se, o->max_threads, NDFS_FUSE_REQUEST_MAX, &st);
-        g_message("served %lu FUSE requests: %lu writes sent from their receive buffer, %lu "
+        g_message("served %lu FUSE requests: %lu writes kept their receive buffer, %lu "
                   "buffers allocated",
                   st.requests, st.taken, st.allocated);
         return rc;

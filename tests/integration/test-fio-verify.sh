@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # fio --verify=crc32c passes on a mounted vdisk: direct and buffered,
 # synchronous and libaio at depth, several jobs (FUSE threads) at once.
+# Large local writes at depth go to the disk from their receive buffer.
 source "$(dirname "$0")/functions.sh"
 requires_fuse
 requires_cmd fio
@@ -42,6 +43,10 @@ after=$(aio_wakeups)
 # the deep queue's writes went through AIO (a lone request does not)
 [ "$after" -gt "$before" ] || fail "no local AIO completion during libaio QD16 ($before -> $after)"
 echo "ndfs-aio woke $((after - before)) times during libaio QD16"
+# Large writes at depth: AIO writes them from the buffer the kernel wrote
+# them to (ndfs's FUSE loop).
+run_fio direct-libaio-large --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite \
+    --bsrange=64k-1m --size=16M
 run_fio buffered --direct=0 --ioengine=psync --rw=write --bs=64k --size=16M --fsync=32
 run_fio buffered-mixed --direct=0 --ioengine=psync --rw=randwrite --bs=512 --size=2M \
     --numjobs=2 --offset_increment=16M --offset=32M
@@ -53,3 +58,8 @@ run_fio write-only --direct=1 --ioengine=psync --rw=randwrite --bs=16k --size=8M
 run_fio verify-only --direct=1 --ioengine=psync --rw=randwrite --bs=16k --size=8M --offset=48M \
     --verify_only=1
 ndfsd_alive "$CONF"
+unmount_ndfs "$MP" "$MOUNT_PID"
+line=$(grep -E 'served [0-9]+ FUSE requests' "$MP.log") || fail "the mount's log has no FUSE loop summary"
+echo "$line"
+taken=$(sed -nE 's/.* ([0-9]+) writes kept their receive buffer.*/\1/p' <<<"$line")
+[ "${taken:-0}" -gt 0 ] || fail "no local write kept its receive buffer"
