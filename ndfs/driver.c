@@ -37,14 +37,20 @@ struct drv_vdisk *drv_vdisk_state(struct ndfs_driver *d, uint64_t id)
     return vs;
 }
 
+/* Gives data back: through release, or free(). */
+static void drop_data(void *data, void (*release)(void *arg), void *release_arg)
+{
+    if (release)
+        release(release_arg);
+    else
+        free(data);
+}
+
 static void request_unref(struct drv_request *r)
 {
     if (--r->refs > 0)
         return;
-    if (r->release)
-        r->release(r->release_arg);
-    else
-        free(r->data);
+    drop_data(r->data, r->release, r->release_arg);
     g_free(r);
 }
 
@@ -885,17 +891,6 @@ void ndfs_driver_refresh_nodes(struct ndfs_driver *d)
     g_mutex_unlock(&d->lock);
 }
 
-/* Gives a write's data back: through release, or free(). */
-static void drop_data(const struct ndfs_driver_data *data)
-{
-    if (!data)
-        return;
-    if (data->release)
-        data->release(data->release_arg);
-    else
-        free(data->bytes);
-}
-
 int ndfs_driver_submit_data(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uint16_t flags,
                             uint64_t offset, size_t length, const struct ndfs_driver_data *data,
                             ndfs_driver_done_cb done, void *opaque)
@@ -903,7 +898,8 @@ int ndfs_driver_submit_data(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op
     bool has_bytes = data && data->bytes;
     if ((op != NDFS_IO_FSYNC && length == 0) || (op == NDFS_IO_WRITE) != has_bytes ||
         length > INT32_MAX || (op != NDFS_IO_FSYNC && offset > UINT64_MAX - length)) {
-        drop_data(data);
+        if (data)
+            drop_data(data->bytes, data->release, data->release_arg);
         return -EINVAL;
     }
     struct drv_request *r = g_new0(struct drv_request, 1);
@@ -931,8 +927,7 @@ int ndfs_driver_submit_data(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op
     }
     g_mutex_unlock(&d->lock);
     if (stopping) {
-        drop_data(data);
-        g_free(r);
+        request_unref(r); /* gives the data back */
         return -ESHUTDOWN;
     }
     return 0;

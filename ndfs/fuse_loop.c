@@ -102,8 +102,10 @@ static struct ndfs_rx_buf *pool_get(struct rx_pool *p)
     return b;
 }
 
-/* Back to the free list (or freed, when it is full). */
-static void pool_put(struct rx_pool *p, struct ndfs_rx_buf *b)
+/* Back to the free list (or freed, when it is full); with unref, drops the
+ * reference a taken buffer held, in the same turn of the lock (the last
+ * frees the pool). */
+static void pool_put(struct rx_pool *p, struct ndfs_rx_buf *b, bool unref)
 {
     g_mutex_lock(&p->lock);
     if (p->free_count < p->free_max) {
@@ -112,8 +114,11 @@ static void pool_put(struct rx_pool *p, struct ndfs_rx_buf *b)
         p->free_count++;
         b = NULL;
     }
+    bool last = unref && --p->refs == 0;
     g_mutex_unlock(&p->lock);
     free(b);
+    if (last)
+        pool_free(p);
 }
 
 struct ndfs_rx_buf *ndfs_fuse_rx_take(const void *mem, size_t len)
@@ -135,9 +140,7 @@ void ndfs_rx_buf_release(struct ndfs_rx_buf *b)
 {
     if (!b)
         return;
-    struct rx_pool *p = b->pool;
-    pool_put(p, b);
-    pool_unref(p);
+    pool_put(b->pool, b, true);
 }
 
 struct loop;
@@ -257,7 +260,7 @@ int ndfs_fuse_loop(struct fuse_session *se, unsigned threads, size_t request_max
         if (w[i].started)
             pthread_join(w[i].thread, NULL);
         if (w[i].buf)
-            pool_put(l.pool, w[i].buf);
+            pool_put(l.pool, w[i].buf, false);
     }
     g_free(w);
     sem_destroy(&l.finish);
