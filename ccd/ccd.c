@@ -629,10 +629,12 @@ static void tick_timer_closed(uv_handle_t *handle)
     uv_close((uv_handle_t *)&ccd->retry_timer, retry_timer_closed);
 }
 
-static void raft_closed(struct raft *r)
+/* The second half of closing Raft, on a later turn of the loop: no libraft
+ * frame is left on the stack, so its io state can go. */
+static void raft_io_release(uv_handle_t *handle)
 {
-    struct ndfs_ccd *ccd = r->data;
-    /* raft_uv has closed the transport; now release their memory */
+    struct ndfs_ccd *ccd = handle->data;
+    g_free(handle);
     raft_uv_close(&ccd->io);
     if (ccd->net)
         ccd_bridge_close(&ccd->transport);
@@ -642,6 +644,29 @@ static void raft_closed(struct raft *r)
         uv_close((uv_handle_t *)&ccd->tick_timer, tick_timer_closed);
     else
         finish_close(ccd);
+}
+
+/* libraft 0.15 ends many of its own callbacks by checking whether its io
+ * close is complete, and fires this callback when it is; some of them make
+ * that check after calling into raft, which may already have fired it. When
+ * we freed libraft's io state here, such a late check read freed memory and
+ * called the io close callback with a garbage pointer (ndfsd died with
+ * SIGSEGV at shutdown, rarely). So the io state is freed later, when no
+ * libraft frame is left on the stack, and our transport's data field, the
+ * check's second test, is set: a late check finds the close "not complete"
+ * and does nothing. */
+static void raft_closed(struct raft *r)
+{
+    struct ndfs_ccd *ccd = r->data;
+    if (ccd->io_closed)
+        return;
+    ccd->io_closed = true;
+    ccd->transport.data = ccd;
+    uv_idle_t *later = g_new0(uv_idle_t, 1);
+    uv_idle_init(ccd->loop, later);
+    later->data = ccd;
+    /* a close callback never runs before the current one returns */
+    uv_close((uv_handle_t *)later, raft_io_release);
 }
 
 static void close_raft(struct ndfs_ccd *ccd)

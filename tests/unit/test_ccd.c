@@ -548,6 +548,72 @@ Test(ccd, restart_from_snapshot_plus_log)
     ndfs_ccd_status_clear(&after);
 }
 
+struct close_later {
+    uv_idle_t idle;
+    int status;
+    bool done;
+    bool closed;
+};
+
+static void close_now(uv_idle_t *h)
+{
+    struct close_later *c = h->data;
+    uv_close((uv_handle_t *)h, NULL);
+    ndfs_ccd_close(E.ccd, closed_cb, &c->closed);
+    E.ccd = NULL;
+}
+
+/* the change is being applied (Raft may take a snapshot right after it):
+ * close on the loop's next turn, before the thread pool's work for that
+ * snapshot is reported back */
+static void close_on_apply(struct ndfs_ccd *ccd, enum ndfs_ccd_table table, const char *key,
+                           bool removed, void *data)
+{
+    (void)ccd;
+    (void)table;
+    (void)key;
+    (void)removed;
+    struct close_later *c = data;
+    uv_idle_start(&c->idle, close_now);
+}
+
+static void close_later_done(struct ndfs_ccd *ccd, int status, void *data)
+{
+    (void)ccd;
+    struct close_later *c = data;
+    c->done = true;
+    c->status = status;
+}
+
+/* Raft takes a snapshot right after applying every third change here, and
+ * stores it on the thread pool. Closing on the next turn of the loop closes
+ * while that store is in flight (libraft reports it back after its io close
+ * began), which is the path where ndfsd once died with SIGSEGV at shutdown,
+ * inside libraft, with a freed io state. Every close must complete, and
+ * nothing acknowledged may be lost. */
+Test(ccd, close_right_after_changes_that_start_snapshots)
+{
+    close_ccd();
+    start_ccd(3, 1);
+    for (int i = 0; i < 12; i++) {
+        g_autofree char *name = g_strdup_printf("vd%02d", i);
+        struct ndfs_vdisk v = make_vdisk(name);
+        struct close_later c = {0};
+        cr_assert_eq(uv_idle_init(&E.loop, &c.idle), 0);
+        c.idle.data = &c;
+        ndfs_ccd_set_watch(E.ccd, close_on_apply, &c);
+        cr_assert_eq(ndfs_ccd_vdisk_create(E.ccd, &v, close_later_done, &c), 0);
+        run_until(&c.closed);
+        cr_assert(c.done);
+        start_ccd(3, 1);
+        struct ndfs_ccd_status st;
+        cr_assert_eq(ndfs_ccd_status(E.ccd, &st), 0);
+        cr_assert_eq(st.vdisks, (uint64_t)i + 1, "vd%02d: status %d", i, c.status);
+        ndfs_ccd_status_clear(&st);
+    }
+    cr_assert(has_snapshot_file(E.dir), "Raft took snapshots");
+}
+
 static void count_ready(struct ndfs_ccd *ccd, int status, void *data)
 {
     (void)ccd;
