@@ -51,8 +51,9 @@ struct ndfs_frame_header {
     uint32_t checksum;
 };
 
-/* CRC32C (Castagnoli), zlib-style: start with crc = 0, chain calls. Uses the
- * SSE4.2 instruction when the CPU has it. */
+/* CRC32C (Castagnoli), zlib-style: start with crc = 0, chain calls
+ * (crc32c.c). Uses the SSE4.2 instruction when the CPU has it, and folds
+ * buffers of 1 KiB or more with VPCLMULQDQ on CPUs with AVX-512. */
 uint32_t ndfs_crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 /* The CRC32C of A then B from crc1 = CRC32C(A) and crc2 = CRC32C(B), B
@@ -60,6 +61,9 @@ uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 uint32_t ndfs_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2);
 /* false when the CPU has no crc32 instruction (then *out is untouched). */
 bool ndfs_crc32c_hw(uint32_t crc, const void *buf, size_t len, uint32_t *out);
+/* For tests: false keeps ndfs_crc32c_hw to the crc32 instruction, true (the
+ * default) lets it fold large buffers with VPCLMULQDQ where the CPU can. */
+void ndfs_crc32c_allow_fold(bool allow);
 
 /* Writes h into out with checksum = crc32c(payload_crc, header zeroed), where
  * payload_crc = ndfs_crc32c(ndfs_crc32c(0, control), data). */

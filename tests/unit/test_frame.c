@@ -111,6 +111,41 @@ Test(crc32c, large_buffers_hardware_equals_table)
     g_free(buf);
 }
 
+/* Large buffers fold with VPCLMULQDQ where the CPU has it: every length
+ * around the fold's steps (256-byte blocks, then 64, then 16, then bytes),
+ * at every alignment, seeded or not, against the crc32 instruction alone
+ * and the table. */
+Test(crc32c, folded_equals_instruction_and_table)
+{
+    size_t size = (1 << 20) + 4096;
+    uint8_t *buf = g_malloc(size);
+    for (size_t i = 0; i < size; i++)
+        buf[i] = (uint8_t)g_random_int();
+    const uint32_t seeds[] = {0, 0xdeadbeef, 0xffffffff};
+    size_t lens[64];
+    size_t n = 0;
+    for (size_t len = 1000; len < 1400; len += 23)
+        lens[n++] = len;
+    const size_t more[] = {1024,       1024 + 255,    1024 + 256, 4096 + 64 + 16 + 1,
+                           65536 + 13, (1 << 20) - 1, 1 << 20,    (1 << 20) + 7};
+    for (size_t i = 0; i < G_N_ELEMENTS(more); i++)
+        lens[n++] = more[i];
+    for (size_t i = 0; i < n; i++)
+        for (size_t off = 0; off < 64; off += (lens[i] > 100000 ? 21 : 1))
+            for (size_t s = 0; s < G_N_ELEMENTS(seeds); s++) {
+                uint32_t table = ndfs_crc32c_sw(seeds[s], buf + off, lens[i]), folded, plain;
+                if (!ndfs_crc32c_hw(seeds[s], buf + off, lens[i], &folded))
+                    continue; /* no crc32 instruction: nothing to compare */
+                ndfs_crc32c_allow_fold(false);
+                cr_assert(ndfs_crc32c_hw(seeds[s], buf + off, lens[i], &plain));
+                ndfs_crc32c_allow_fold(true);
+                cr_assert_eq(plain, table, "crc32 instruction, length %zu at +%zu", lens[i], off);
+                cr_assert_eq(folded, table, "folded, length %zu at +%zu, seed %x", lens[i], off,
+                             seeds[s]);
+            }
+    g_free(buf);
+}
+
 static size_t make_frame(uint8_t *out, const struct ndfs_frame_header *h, const uint8_t *control,
                          const uint8_t *data)
 {
