@@ -127,6 +127,21 @@ static inline uint64_t load64(const uint8_t *p)
     return w;
 }
 
+/* Three chains over the blocks of n bytes at p, p + n, p + 2n, the first
+ * continuing from c0; the CRC register after all three. */
+__attribute__((target("sse4.2"))) static inline uint64_t
+crc3(uint64_t c0, const uint8_t *p, size_t n, const uint32_t zeros[4][256])
+{
+    uint64_t c1 = 0, c2 = 0;
+    for (const uint8_t *end = p + n; p < end; p += 8) {
+        c0 = __builtin_ia32_crc32di(c0, load64(p));
+        c1 = __builtin_ia32_crc32di(c1, load64(p + n));
+        c2 = __builtin_ia32_crc32di(c2, load64(p + 2 * n));
+    }
+    c0 = crc_shift(zeros, (uint32_t)c0) ^ c1;
+    return crc_shift(zeros, (uint32_t)c0) ^ c2;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p,
                                                                size_t len)
 {
@@ -137,34 +152,10 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
     }
     if (len >= 3 * CRC_SHORT)
         crc_zeros_init();
-    while (len >= 3 * CRC_LONG) {
-        uint64_t c1 = 0, c2 = 0;
-        const uint8_t *end = p + CRC_LONG;
-        do {
-            c0 = __builtin_ia32_crc32di(c0, load64(p));
-            c1 = __builtin_ia32_crc32di(c1, load64(p + CRC_LONG));
-            c2 = __builtin_ia32_crc32di(c2, load64(p + 2 * CRC_LONG));
-            p += 8;
-        } while (p < end);
-        c0 = crc_shift(crc_long, (uint32_t)c0) ^ c1;
-        c0 = crc_shift(crc_long, (uint32_t)c0) ^ c2;
-        p += 2 * CRC_LONG;
-        len -= 3 * CRC_LONG;
-    }
-    while (len >= 3 * CRC_SHORT) {
-        uint64_t c1 = 0, c2 = 0;
-        const uint8_t *end = p + CRC_SHORT;
-        do {
-            c0 = __builtin_ia32_crc32di(c0, load64(p));
-            c1 = __builtin_ia32_crc32di(c1, load64(p + CRC_SHORT));
-            c2 = __builtin_ia32_crc32di(c2, load64(p + 2 * CRC_SHORT));
-            p += 8;
-        } while (p < end);
-        c0 = crc_shift(crc_short, (uint32_t)c0) ^ c1;
-        c0 = crc_shift(crc_short, (uint32_t)c0) ^ c2;
-        p += 2 * CRC_SHORT;
-        len -= 3 * CRC_SHORT;
-    }
+    for (; len >= 3 * CRC_LONG; p += 3 * CRC_LONG, len -= 3 * CRC_LONG)
+        c0 = crc3(c0, p, CRC_LONG, crc_long);
+    for (; len >= 3 * CRC_SHORT; p += 3 * CRC_SHORT, len -= 3 * CRC_SHORT)
+        c0 = crc3(c0, p, CRC_SHORT, crc_short);
     while (len >= 8) {
         c0 = __builtin_ia32_crc32di(c0, load64(p));
         p += 8;
@@ -174,16 +165,6 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
     while (len--)
         c32 = __builtin_ia32_crc32qi(c32, *p++);
     return ~c32;
-}
-
-static bool have_sse42(void)
-{
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-    }
-    return have;
 }
 
 /* Folding with carry-less multiplication, 512 bits at a time (VPCLMULQDQ):
@@ -301,19 +282,20 @@ FOLD_TARGET static uint32_t crc32c_fold(uint32_t crc, const uint8_t *p, size_t l
     }
     uint64_t c = __builtin_ia32_crc32di(0, (uint64_t)_mm_cvtsi128_si64(r));
     c = __builtin_ia32_crc32di(c, (uint64_t)_mm_extract_epi64(r, 1));
-    uint32_t c32 = (uint32_t)c;
-    while (len--)
-        c32 = __builtin_ia32_crc32qi(c32, *p++);
-    return ~c32;
+    return crc32c_sse42(~(uint32_t)c, p, len); /* the last bytes */
 }
 
-static bool have_fold(void)
+enum { CPU_SSE42 = 1, CPU_FOLD = 2 };
+
+static int cpu_crc_features(void)
 {
     static int have = -1;
     if (have < 0) {
         __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq") &&
-               __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.2");
+        bool sse42 = __builtin_cpu_supports("sse4.2");
+        bool fold = sse42 && __builtin_cpu_supports("avx512f") &&
+                    __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("pclmul");
+        have = (sse42 ? CPU_SSE42 : 0) | (fold ? CPU_FOLD : 0);
     }
     return have;
 }
@@ -322,11 +304,11 @@ static bool have_fold(void)
 bool ndfs_crc32c_hw(uint32_t crc, const void *buf, size_t len, uint32_t *out)
 {
 #if defined(__x86_64__)
-    if (len >= CRC_FOLD_MIN && have_fold() && !crc_fold_off) {
+    if (len >= CRC_FOLD_MIN && (cpu_crc_features() & CPU_FOLD) && !crc_fold_off) {
         *out = crc32c_fold(crc, buf, len);
         return true;
     }
-    if (have_sse42()) {
+    if (cpu_crc_features() & CPU_SSE42) {
         *out = crc32c_sse42(crc, buf, len);
         return true;
     }
