@@ -81,6 +81,12 @@ run_cleanup()
     for ((i = ${#cleanup_cmds[@]} - 1; i >= 0; i--)); do
         eval "${cleanup_cmds[i]}"
     done
+    # a daemon that crashed or hung in the cleanup fails the test: first,
+    # so that the daemons' logs below are printed for it
+    for log in "${daemon_crashes[@]}"; do
+        echo "FAIL: $test_name: $log" >&2
+        status=1
+    done
     for log in "${daemon_logs[@]}"; do
         [ -f "$log" ] || continue
         if grep -qE 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ERROR: UndefinedBehaviorSanitizer' "$log"; then
@@ -91,10 +97,6 @@ run_cleanup()
             echo "--- $log" >&2
             tail -n 50 "$log" >&2
         fi
-    done
-    for log in "${daemon_crashes[@]}"; do
-        echo "FAIL: $test_name: $log" >&2
-        status=1
     done
     # ENOSPC from a vdisk's image file is a full /tmp, not a bug: say so
     if [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then
@@ -339,6 +341,13 @@ unmount_ndfs()
     if kill -0 "$pid" 2>/dev/null; then
         # The ndfs process exits once the kernel has dropped the mount.
         if ! wait_until 10 eval "! kill -0 $pid"; then
+            daemon_crashes+=("ndfs (pid $pid, $mp) still ran 10 s after its unmount: SIGTERM")
+            # where its threads wait, into its log (printed below)
+            local task
+            for task in /proc/"$pid"/task/*; do
+                echo "--- thread $(cat "$task/comm" 2>/dev/null) waits in $(cat "$task/wchan" 2>/dev/null):"
+                cat "$task/stack" 2>/dev/null
+            done >>"$mp.log" 2>&1
             kill -TERM "$pid" 2>/dev/null
         fi
     fi
