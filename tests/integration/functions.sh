@@ -186,7 +186,7 @@ add_daemon_log()
 
 # spawn_ndfsd CONF [WRAPPER...]: runs [WRAPPER...] ndfsd -c CONF -f in the
 # background, logging to CONF.log, without waiting. Sets NDFSD_PID. The
-# wrapper (e.g. ip netns exec NS) must exec ndfsd so that the pid is its.
+# wrapper (e.g. nsenter --net=...) must exec ndfsd so that the pid is its.
 spawn_ndfsd()
 {
     local conf=$1 log
@@ -517,7 +517,13 @@ spawn_node()
 {
     local i=$1
     if [ -n "${NODE_NS[$i]:-}" ]; then
-        spawn_ndfsd "${NODE_CONF[$i]}" ip netns exec "${NODE_NS[$i]}"
+        # Its network namespace only, as in_node: "ip netns exec" would also
+        # give it a new mount namespace, a copy of ours, holding every FUSE
+        # mount that exists at that moment (ours, and those of a test that
+        # runs alongside). With / private, as here, an unmount in our
+        # namespace leaves the copy, the kernel keeps the FUSE connection,
+        # and that mount's ndfs waits on /dev/fuse until this ndfsd exits.
+        spawn_ndfsd "${NODE_CONF[$i]}" nsenter --net="/run/netns/${NODE_NS[$i]}"
     else
         spawn_ndfsd "${NODE_CONF[$i]}"
     fi
