@@ -658,9 +658,6 @@ static void raft_io_release(uv_handle_t *handle)
 static void raft_closed(struct raft *r)
 {
     struct ndfs_ccd *ccd = r->data;
-    if (ccd->io_closed)
-        return;
-    ccd->io_closed = true;
     ccd->transport.data = ccd;
     uv_idle_t *later = g_new0(uv_idle_t, 1);
     uv_idle_init(ccd->loop, later);

@@ -47,7 +47,6 @@ struct ndfs_ccd {
     bool started;
     bool ready;
     bool closing;
-    bool io_closed; /* libraft fired its io close callback */
     ndfs_ccd_ready_cb ready_cb;
     void *ready_data;
     ndfs_ccd_closed_cb closed_cb;

@@ -65,6 +65,41 @@ uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len)
     return ~crc;
 }
 
+/* a(x) * b(x) mod P(x), registers in the CRC's reflected order (bit 31 is
+ * the coefficient of x^0, bit 0 that of x^31). */
+static uint32_t crc_mulmod(uint32_t a, uint32_t b)
+{
+    uint32_t product = 0;
+    for (uint32_t bit = 1u << 31; bit != 0; bit >>= 1) {
+        if (a & bit)
+            product ^= b;
+        b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1; /* b *= x */
+    }
+    return product;
+}
+
+/* x^(2^k) mod P for k = 0..63: the powers that x^n is a product of. */
+static uint32_t crc_x2k[64];
+static gsize crc_x2k_ready;
+
+/* x^n mod P, in the CRC's reflected order */
+static uint32_t crc_xpow(uint64_t n)
+{
+    if (g_once_init_enter(&crc_x2k_ready)) {
+        uint32_t power = 1u << 30; /* x^1 */
+        for (int k = 0; k < 64; k++) {
+            crc_x2k[k] = power;
+            power = crc_mulmod(power, power);
+        }
+        g_once_init_leave(&crc_x2k_ready, 1);
+    }
+    uint32_t r = 1u << 31; /* x^0 */
+    for (int k = 0; n != 0; k++, n >>= 1)
+        if (n & 1)
+            r = crc_mulmod(r, crc_x2k[k]);
+    return r;
+}
+
 #if defined(__x86_64__)
 /* Three independent crc32 instructions at a time (the instruction's latency
  * is three times its throughput) over three consecutive blocks A, B, C of
@@ -80,26 +115,11 @@ uint32_t ndfs_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 static uint32_t crc_long[4][256], crc_short[4][256];
 static gsize crc_zeros_ready;
 
-/* a(x) * b(x) mod P(x), registers in the CRC's reflected order (bit 31 is
- * the coefficient of x^0, bit 0 that of x^31). */
-static uint32_t crc_mulmod(uint32_t a, uint32_t b)
-{
-    uint32_t product = 0;
-    for (uint32_t bit = 1u << 31; bit != 0; bit >>= 1) {
-        if (a & bit)
-            product ^= b;
-        b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1; /* b *= x */
-    }
-    return product;
-}
-
-/* The tables that advance a register over len zero bytes (len a power of
- * two): x^(8 len) is x squared log2(8 len) times. */
+/* The tables that advance a register over len zero bytes: a product by
+ * x^(8 len). */
 static void zeros_table(uint32_t zeros[4][256], size_t len)
 {
-    uint32_t power = 1u << 30; /* x^1 */
-    for (size_t bits = 8 * len; bits > 1; bits >>= 1)
-        power = crc_mulmod(power, power);
+    uint32_t power = crc_xpow(8 * (uint64_t)len);
     for (uint32_t n = 0; n < 256; n++)
         for (int byte = 0; byte < 4; byte++)
             zeros[byte][n] = crc_mulmod(n << (8 * byte), power);
@@ -193,15 +213,6 @@ struct fold_keys {
 };
 static struct fold_keys fold_256, fold_64, fold_48, fold_32, fold_16;
 static gsize fold_keys_ready;
-
-/* x^n mod P, in the CRC's 32-bit reflected order */
-static uint32_t crc_xpow(unsigned n)
-{
-    uint32_t r = 1u << 31; /* x^0 */
-    while (n--)
-        r = (r & 1) ? (r >> 1) ^ CRC32C_POLY : r >> 1;
-    return r;
-}
 
 static struct fold_keys fold_keys(unsigned bytes)
 {
@@ -321,28 +332,11 @@ bool ndfs_crc32c_hw(uint32_t crc, const void *buf, size_t len, uint32_t *out)
     return false;
 }
 
-/* x^(2^k) mod P for k = 0..63: the powers that x^(8 len) is a product of. */
-static uint32_t crc_x2k[64];
-static gsize crc_x2k_ready;
-
 uint32_t ndfs_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2)
 {
-    if (g_once_init_enter(&crc_x2k_ready)) {
-        uint32_t power = 1u << 30; /* x^1 */
-        for (int k = 0; k < 64; k++) {
-            crc_x2k[k] = power;
-            power = crc_mulmod(power, power);
-        }
-        g_once_init_leave(&crc_x2k_ready, 1);
-    }
     /* crc1 followed by len2 bytes is crc1 * x^(8 len2), plus crc2: the
      * pre- and post-inversions of the two cancel out */
-    uint64_t bits = (uint64_t)len2 * 8;
-    uint32_t shift = 1u << 31; /* x^0 */
-    for (int k = 0; bits != 0; k++, bits >>= 1)
-        if (bits & 1)
-            shift = crc_mulmod(shift, crc_x2k[k]);
-    return crc_mulmod(shift, crc1) ^ crc2;
+    return crc_mulmod(crc_xpow(8 * (uint64_t)len2), crc1) ^ crc2;
 }
 
 uint32_t ndfs_crc32c(uint32_t crc, const void *buf, size_t len)
