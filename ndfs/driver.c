@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <ndfs/ccd.h>
+#include <ndfs/iobuf.h>
 #include <ndfs/transport.h>
 
 #include "config.h"
@@ -37,13 +38,13 @@ struct drv_vdisk *drv_vdisk_state(struct ndfs_driver *d, uint64_t id)
     return vs;
 }
 
-/* Gives data back: through release, or free(). */
+/* Gives data back: through release, or ndfs_iobuf_free(). */
 static void drop_data(void *data, void (*release)(void *arg), void *release_arg)
 {
     if (release)
         release(release_arg);
     else
-        free(data);
+        ndfs_iobuf_free(data);
 }
 
 static void request_unref(struct drv_request *r)

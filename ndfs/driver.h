@@ -99,7 +99,7 @@ typedef void (*ndfs_driver_done_cb)(void *opaque, int status, const void *data);
 
 /* Submits a request on vdisk_id to its master (the route callback's, when
  * sent): op is enum ndfs_io_op, flags NDFS_IO_FLAG_*. For a write, data
- * (length bytes, malloc'd) now belongs to the driver. Returns 0 (done will
+ * (length bytes, malloc'd or of ndfs_iobuf_alloc) now belongs to the driver. Returns 0 (done will
  * run) or -errno (it will not, and data was freed). */
 int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uint16_t flags,
                        uint64_t offset, size_t length, void *data, ndfs_driver_done_cb done,
@@ -109,7 +109,8 @@ int ndfs_driver_submit(struct ndfs_driver *d, uint64_t vdisk_id, uint8_t op, uin
 struct ndfs_driver_data {
     void *bytes;
     /* given back with release(release_arg) once the driver no longer needs
-     * them (also when it refuses the request); NULL: free(bytes) */
+     * them (also when it refuses the request); NULL: ndfs_iobuf_free(bytes),
+     * which also frees a malloc'd block */
     void (*release)(void *arg);
     void *release_arg;
     /* crc = ndfs_transport_data_crc(bytes, length), computed by the caller

@@ -68,7 +68,8 @@ struct drv_request {
     /* write: the bytes to write; read in parts: the bytes read (malloc'd);
      * read in one part: NULL (the reply's data is handed on as it is) */
     void *data;
-    /* a write's data not malloc'd: given back with release(release_arg) */
+    /* a write's data not malloc'd nor ndfs_iobuf_alloc'd: given back with
+     * release(release_arg) */
     void (*release)(void *arg);
     void *release_arg;
     bool has_crc; /* data_crc: the write data's CRC32C, from the submitter */

@@ -63,7 +63,7 @@ static void release_data(struct ndfs_rx_buf *rx, void *data)
     if (rx)
         ndfs_rx_buf_release(rx);
     else
-        free(data);
+        localio_free(data);
 }
 
 /* The rest of a transfer AIO did only part of (the kernel may stop short,
@@ -115,7 +115,7 @@ static void read_done(void *data, int64_t res)
         ndfs__fuse_reply_err(la->req, (int)n);
     else
         fuse_reply_buf(la->req, la->data, (size_t)n);
-    free(la->data);
+    localio_free(la->data);
     g_free(la);
 }
 
@@ -138,7 +138,7 @@ static bool read_aio(fuse_req_t req, struct ndfs_fs *fs, struct ndfs_handle *h, 
         if (local_aio_submit(la, false, read_done))
             return true;
     }
-    free(buf);
+    localio_free(buf);
     g_free(la);
     return false;
 }
@@ -199,7 +199,7 @@ static int do_read(struct ndfs_handle *h, uint64_t vsize, size_t size, off_t off
         return -ENOMEM;
     ssize_t n = localio_pread(atomic_load(&h->fd), data, want, (uint64_t)off);
     if (n < 0) {
-        free(data);
+        localio_free(data);
         return (int)n;
     }
     *buf = data;
@@ -237,7 +237,7 @@ void ndfs__fuse_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     fuse_reply_buf(req, buf, len);
-    free(buf);
+    localio_free(buf);
 }
 
 /* Checks a write of size bytes at off: the length to write (what fits). */
@@ -269,7 +269,7 @@ static void *copy_in(struct fuse_bufvec *in, size_t len, int *rc)
     mem.buf[0].mem = data;
     ssize_t n = fuse_buf_copy(&mem, in, 0);
     if (n < 0 || (size_t)n != len) {
-        free(data);
+        localio_free(data);
         *rc = n < 0 ? (int)n : -EIO;
         return NULL;
     }

@@ -13,6 +13,8 @@
 
 #include <glib.h>
 
+#include "ndfs/iobuf.h"
+
 #define PAGE 4096
 /* struct fuse_in_header (40 bytes) then struct fuse_write_in (40 bytes since
  * protocol 7.9): where a WRITE's data starts. The buffer puts it on a page
@@ -59,7 +61,7 @@ static void pool_free(struct rx_pool *p)
     while (p->free_list) {
         struct ndfs_rx_buf *b = p->free_list;
         p->free_list = b->next;
-        free(b);
+        ndfs_iobuf_free(b);
     }
     g_mutex_clear(&p->lock);
     g_free(p);
@@ -89,8 +91,9 @@ static struct ndfs_rx_buf *pool_get(struct rx_pool *p)
     g_mutex_unlock(&p->lock);
     if (b)
         return b;
-    void *mem = NULL;
-    if (posix_memalign(&mem, PAGE, PAGE + p->request_max) != 0)
+    /* in huge pages: a local disk takes a WRITE's data in one piece */
+    void *mem = ndfs_iobuf_alloc(PAGE + p->request_max);
+    if (!mem)
         return NULL;
     G_STATIC_ASSERT(sizeof(struct ndfs_rx_buf) <= PAGE - WRITE_DATA_OFFSET);
     b = mem;
@@ -116,7 +119,7 @@ static void pool_put(struct rx_pool *p, struct ndfs_rx_buf *b, bool unref)
     }
     bool last = unref && --p->refs == 0;
     g_mutex_unlock(&p->lock);
-    free(b);
+    ndfs_iobuf_free(b);
     if (last)
         pool_free(p);
 }

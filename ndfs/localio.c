@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <glib.h>
+
+#include "ndfs/iobuf.h"
+
 int localio_open(const char *path, bool writable, bool direct, int extra_flags, int *fd)
 {
     int flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | (extra_flags & (O_SYNC | O_DSYNC));
@@ -50,10 +54,13 @@ void localio_tune_malloc(void)
 
 void *localio_alloc(size_t len)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, LOCALIO_BUFFER_ALIGN, len ? len : 1) != 0)
-        return NULL;
-    return p;
+    G_STATIC_ASSERT(NDFS_IOBUF_ALIGN % LOCALIO_BUFFER_ALIGN == 0);
+    return ndfs_iobuf_alloc(len);
+}
+
+void localio_free(void *buf)
+{
+    ndfs_iobuf_free(buf);
 }
 
 bool localio_direct_aligned(uint64_t off, size_t len)

@@ -24,8 +24,11 @@ int localio_open(const char *path, bool writable, bool direct, int extra_flags, 
  * per arena. Once per process, before its threads start (ndfsd's master,
  * the mount). */
 void localio_tune_malloc(void);
-/* An aligned buffer of len bytes (at least 1), free() it. NULL on ENOMEM. */
+/* An aligned buffer of len bytes (at least 1), in huge pages when it is
+ * large (ndfs/iobuf.h); localio_free() it. NULL on ENOMEM. */
 void *localio_alloc(size_t len);
+/* Frees a buffer of localio_alloc() or any malloc'd block; NULL is fine. */
+void localio_free(void *buf);
 /* True when an O_DIRECT transfer of len bytes at off may proceed. */
 bool localio_direct_aligned(uint64_t off, size_t len);
 /* Reads exactly len bytes at off unless the file ends first; the count. */

@@ -145,7 +145,7 @@ void ndfs_master_vdisk_changed(struct ndfs_master *m, const char *name, bool rem
 
 static void buf_release(void *buf)
 {
-    free(buf);
+    localio_free(buf);
 }
 
 /* Answers msg (and releases it); buf (malloc'd, may be NULL) is the
@@ -162,9 +162,9 @@ static void reply(struct ndfs_master *m, struct ndfs_message *msg, int32_t statu
                                           msg->epoch, ctl, sizeof(ctl), buf, data_len,
                                           NDFS_SEND_WHOLE, buf_release, buf);
         if (rc < 0)
-            free(buf);
+            localio_free(buf);
     } else {
-        free(buf);
+        localio_free(buf);
         rc = ndfs_transport_send(m->t, msg->peer, NDFS_CHANNEL_IO, msg->request_id, msg->epoch, ctl,
                                  sizeof(ctl), NULL, 0);
     }

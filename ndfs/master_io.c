@@ -124,11 +124,11 @@ static int32_t do_write(struct master_job *j, int fd, bool direct)
     }
     int32_t rc = may_touch_disk(j);
     if (rc < 0) {
-        free(bounce);
+        localio_free(bounce);
         return rc;
     }
     ssize_t n = localio_pwrite(fd, src, j->len, j->req.offset);
-    free(bounce);
+    localio_free(bounce);
     return (int32_t)n;
 }
 

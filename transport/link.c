@@ -120,7 +120,7 @@ static void conn_handle_closed(uv_handle_t *h)
     struct ndfs_transport *t = c->t;
     t->handles--;
     if (--c->handles == 0) {
-        free(c->dmsg);
+        ndfs_message_free(c->dmsg);
         g_free(c->rbuf);
         g_free(c);
     }
@@ -492,7 +492,7 @@ static void direct_done(struct tp_conn *c)
     const char *reason = NULL;
     c->dmsg = NULL;
     if (ndfs_frame_verify_parts(c->dhdr, &h, m->control, m->data, &reason) < 0) {
-        free(m);
+        ndfs_message_free(m);
         tp_conn_close(c, -EPROTO, reason);
         return;
     }

@@ -236,7 +236,7 @@ static void deliver(struct tp_peer *p, GQueue *q)
     struct ndfs_message *m;
     while ((m = g_queue_pop_head(q))) {
         if (p->removed || t->closing) {
-            g_free(m);
+            ndfs_message_free(m);
             continue;
         }
         g_strlcpy(m->peer, p->name, sizeof m->peer);
@@ -251,7 +251,7 @@ static void deliver(struct tp_peer *p, GQueue *q)
                     g_warning("message from %s on channel %u, which has no receiver: dropped",
                               p->name, m->channel);
             }
-            g_free(m);
+            ndfs_message_free(m);
             continue;
         }
         ch->cb(t, m, ch->data);
@@ -291,7 +291,7 @@ void tp_conn_frame_msg(struct tp_conn *c, const struct ndfs_frame_header *h, str
 {
     struct tp_peer *p = c->peer;
     if (!p || !frame_ack(c, p, h)) {
-        free(m);
+        ndfs_message_free(m);
         return;
     }
     GQueue q = G_QUEUE_INIT;
@@ -725,7 +725,7 @@ int ndfs_transport_unregister(struct ndfs_transport *t, uint16_t channel)
 void ndfs_transport_release(struct ndfs_transport *t, struct ndfs_message *msg)
 {
     (void)t;
-    g_free(msg); /* one block: the message, its control and data */
+    ndfs_message_free(msg); /* one block: the message, its control and data */
 }
 
 int ndfs_transport_send(struct ndfs_transport *t, const char *peer, uint16_t channel,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ndfs/iobuf.h"
 #include "window.h"
 
 /* how far ahead of the next expected frame a peer may run */
@@ -20,7 +21,7 @@ struct rx_frag {
 static void rx_frag_free(gpointer p)
 {
     struct rx_frag *r = p;
-    free(r->msg);
+    ndfs_message_free(r->msg);
     g_free(r);
 }
 
@@ -80,7 +81,7 @@ static void window_drop_all(struct ndfs_window *w)
     w->tx_queued = 0;
     g_tree_remove_all(w->rx_early);
     w->rx_early_bytes = 0;
-    g_free(w->rx_msg);
+    ndfs_message_free(w->rx_msg);
     w->rx_msg = NULL;
     w->rx_fill = 0;
     w->rx_unacked = 0;
@@ -285,13 +286,13 @@ struct ndfs_message *ndfs_message_alloc(size_t control_len, size_t data_len)
         if (!m)
             return NULL;
     } else {
-        /* data on a page boundary: a master writes it O_DIRECT as it is */
+        /* data on a page boundary, in huge pages from 64 KiB on: a master
+         * writes it O_DIRECT as it is */
         head = (head + NDFS_MESSAGE_DATA_ALIGN - 1) / NDFS_MESSAGE_DATA_ALIGN *
                NDFS_MESSAGE_DATA_ALIGN;
-        void *p = NULL;
-        if (posix_memalign(&p, NDFS_MESSAGE_DATA_ALIGN, head + data_len) != 0)
+        m = ndfs_iobuf_alloc(head + data_len);
+        if (!m)
             return NULL;
-        m = p;
     }
     memset(m, 0, sizeof *m);
     m->control = (uint8_t *)(m + 1);
@@ -299,6 +300,11 @@ struct ndfs_message *ndfs_message_alloc(size_t control_len, size_t data_len)
     m->data = (uint8_t *)m + head;
     m->data_len = data_len;
     return m;
+}
+
+void ndfs_message_free(struct ndfs_message *m)
+{
+    ndfs_iobuf_free(m);
 }
 
 /* Takes one in-order frame into the message being reassembled. */
@@ -349,7 +355,7 @@ static int rx_take_msg(struct ndfs_window *w, const struct ndfs_frame_header *h,
 {
     if (w->rx_msg ||
         (h->flags & (NDFS_FRAME_FIRST | NDFS_FRAME_LAST)) != (NDFS_FRAME_FIRST | NDFS_FRAME_LAST)) {
-        free(m);
+        ndfs_message_free(m);
         return -EBADMSG;
     }
     m->channel = h->channel;
@@ -418,21 +424,21 @@ int ndfs_window_receive_msg(struct ndfs_window *w, const struct ndfs_frame_heade
 {
     w->rx_unacked++;
     if (h->seq < w->rx_next) {
-        free(m); /* a duplicate */
+        ndfs_message_free(m); /* a duplicate */
         return 0;
     }
     if (h->seq > w->rx_next) {
         if (h->seq - w->rx_next > RX_MAX_AHEAD) {
-            free(m);
+            ndfs_message_free(m);
             return -EBADMSG;
         }
         if (g_tree_lookup(w->rx_early, &h->seq)) {
-            free(m);
+            ndfs_message_free(m);
             return 0;
         }
         size_t len = (size_t)h->control_len + h->data_len;
         if (w->rx_early_bytes + len > 2 * w->max_queued + w->max_message) {
-            free(m);
+            ndfs_message_free(m);
             return -ENOBUFS;
         }
         struct rx_frag *r = g_malloc(sizeof *r);

@@ -92,11 +92,13 @@ unsigned ndfs_window_requeue_link(struct ndfs_window *w, int link);
  * UINT64_MAX when none is. Returns how many links have one. */
 int ndfs_window_oldest_in_flight(const struct ndfs_window *w, int nlinks, uint64_t *oldest);
 
-/* A received message in one malloc'd block (free() or g_free() it): the
- * struct, control_len bytes of control, then data_len bytes of data, which
- * start on an NDFS_MESSAGE_DATA_ALIGN boundary when there are that many or
- * more. NULL when out of memory. */
+/* A received message in one block (ndfs_message_free() it): the struct,
+ * control_len bytes of control, then data_len bytes of data, which start
+ * on an NDFS_MESSAGE_DATA_ALIGN boundary when there are that many or more
+ * (an ndfs_iobuf_alloc() buffer then). NULL when out of memory. */
 struct ndfs_message *ndfs_message_alloc(size_t control_len, size_t data_len);
+/* Frees a message of ndfs_message_alloc(); NULL is fine. */
+void ndfs_message_free(struct ndfs_message *m);
 
 /* A DATA frame: 0 (whole messages, blocks of ndfs_message_alloc, appended
  * to delivered in order), -EBADMSG for a frame that breaks the fragment

@@ -23,7 +23,7 @@ static void teardown(void)
 {
     struct ndfs_message *m;
     while ((m = g_queue_pop_head(&got)))
-        g_free(m);
+        ndfs_message_free(m);
     ndfs_window_clear(&tx);
     ndfs_window_clear(&rx);
 }
@@ -389,7 +389,7 @@ Test(window, random_frames_never_read_past_their_payload)
             for (size_t k = 0; k < m->data_len; k++)
                 cr_assert_eq(m->data[k], 0xab);
             delivered++;
-            g_free(m);
+            ndfs_message_free(m);
         }
         if (rc < 0) /* the transport drops the connection; the peer starts over */
             ndfs_window_reset(&rx);
