@@ -436,6 +436,8 @@ int adm_print_status(const struct adm *adm, GVariant *result)
     guint64 jobs_aio = 0, jobs_threads = 0;
     bool jobs_known = g_variant_lookup(result, "disk-jobs-aio", "t", &jobs_aio) &&
                       g_variant_lookup(result, "disk-jobs-threads", "t", &jobs_threads);
+    guint64 reads_waited = 0;
+    bool waited_known = g_variant_lookup(result, "disk-reads-waited", "t", &reads_waited);
 
     if (adm->json) {
         g_autoptr(JsonBuilder) b = json_builder_new();
@@ -471,6 +473,10 @@ int adm_print_status(const struct adm *adm, GVariant *result)
             json_builder_add_int_value(b, (gint64)jobs_aio);
             json_builder_set_member_name(b, "threads");
             json_builder_add_int_value(b, (gint64)jobs_threads);
+            if (waited_known) {
+                json_builder_set_member_name(b, "reads_waited");
+                json_builder_add_int_value(b, (gint64)reads_waited);
+            }
             json_builder_end_object(b);
         } else {
             json_builder_add_null_value(b);
@@ -497,6 +503,8 @@ int adm_print_status(const struct adm *adm, GVariant *result)
                g_strdup_printf("%" G_GUINT64_FORMAT " through AIO, %" G_GUINT64_FORMAT
                                " on threads",
                                jobs_aio, jobs_threads));
+    if (jobs_known && waited_known)
+        kv_add(&kv, "large reads waited", g_strdup_printf("%" G_GUINT64_FORMAT, reads_waited));
     kv_print_and_clear(&kv);
     return ADM_EXIT_OK;
 }

@@ -256,6 +256,8 @@ static void cmd_status(struct cmd_request *r)
         ndfs_master_disk_jobs(r->s->master, &aio, &threads);
         g_variant_dict_insert(&d, "disk-jobs-aio", "t", (guint64)aio);
         g_variant_dict_insert(&d, "disk-jobs-threads", "t", (guint64)threads);
+        g_variant_dict_insert(&d, "disk-reads-waited", "t",
+                              (guint64)ndfs_master_reads_waited(r->s->master));
     }
     ndfs_ccd_status_clear(&st);
     ndfs_conn_reply(r->c, r->id, 0, NULL, g_variant_dict_end(&d));

@@ -36,7 +36,7 @@ static const char *const cluster_keys[] = {"listen", "join", "key-file", "stripe
 static const char *const ccd_keys[] = {"snapshot-threshold", "election-timeout-ms", NULL};
 static const char *const membership_keys[] = {"heartbeat-interval-ms", "failure-timeout-ms",
                                               "fence-command", NULL};
-static const char *const vdisk_keys[] = {"io-timeout", "poll-us", NULL};
+static const char *const vdisk_keys[] = {"io-timeout", "poll-us", "master-read-inflight", NULL};
 static const char *const reconfig_keys[] = {"ack-timeout-ms", NULL};
 static const struct known_group known_groups[] = {
     {"node", node_keys},   {"cluster", cluster_keys},       {"ccd", ccd_keys},
@@ -430,6 +430,31 @@ static int load_poll(GKeyFile *kf, const char *label, struct ndfs_config *out, G
                      NDFS_CONFIG_POLL_US_DEFAULT, &out->poll_us, error);
 }
 
+/* [vdisk] master-read-inflight: the bytes of large reads a master lets one
+ * disk have in flight (master.h); 0 or "off": no limit. */
+static int load_read_inflight(GKeyFile *kf, const char *label, struct ndfs_config *out,
+                              GError **error)
+{
+    g_autofree char *text = get_string(kf, "vdisk", "master-read-inflight");
+    uint64_t value = 0;
+
+    out->read_inflight = NDFS_CONFIG_READ_INFLIGHT_DEFAULT;
+    if (!text)
+        return 0;
+    g_strstrip(text);
+    int rc = g_ascii_strcasecmp(text, "off") == 0 ? 0 : ndfs_parse_size(text, &value);
+    if (rc == 0 && value == 0) {
+        out->read_inflight = 0;
+        return 0;
+    }
+    if (rc < 0 || value < NDFS_CONFIG_READ_INFLIGHT_MIN || value > NDFS_CONFIG_READ_INFLIGHT_MAX)
+        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "vdisk",
+                         "master-read-inflight",
+                         "\"%s\" is not a size from 64K to 1G (e.g. 1M), 0 or \"off\"", text);
+    out->read_inflight = value;
+    return 0;
+}
+
 /* [reconfig] ack-timeout-ms: how long the leader waits for every member's
  * answer to "update pending" before it cancels a reconfiguration. */
 static int load_reconfig(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
@@ -461,6 +486,7 @@ int ndfs_config_load_data(const char *data, gsize len, const char *label, struct
         (r = load_election(kf, label, out, error)) < 0 ||
         (r = load_membership(kf, label, out, error)) < 0 ||
         (r = load_vdisk(kf, label, out, error)) < 0 || (r = load_poll(kf, label, out, error)) < 0 ||
+        (r = load_read_inflight(kf, label, out, error)) < 0 ||
         (r = load_reconfig(kf, label, out, error)) < 0) {
         ndfs_config_clear(out);
         return r;

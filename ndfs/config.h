@@ -32,6 +32,8 @@ struct ndfs_config {
     unsigned poll_us;               /* [vdisk] poll-us, default 100 (0 to 10000): how long the
                                        master's loop and the mounts' drivers poll after I/O
                                        before they sleep; 0: never */
+    uint64_t read_inflight;         /* [vdisk] master-read-inflight in bytes, default 1M (64K
+                                       to 1G); 0: "off", no limit */
     unsigned ack_timeout_ms;        /* [reconfig] ack-timeout-ms, default 2000 (100 to
                                        600000): a reconfiguration is cancelled when a
                                        member has not answered "update pending" by then */
@@ -43,6 +45,10 @@ struct ndfs_config {
 #define NDFS_CONFIG_STRIPE_DEFAULT (256u << 10)
 #define NDFS_CONFIG_STRIPE_MIN     (4u << 10)
 #define NDFS_CONFIG_STRIPE_MAX     (16u << 20)
+
+#define NDFS_CONFIG_READ_INFLIGHT_DEFAULT (1u << 20)
+#define NDFS_CONFIG_READ_INFLIGHT_MIN     (64u << 10)
+#define NDFS_CONFIG_READ_INFLIGHT_MAX     (1u << 30)
 
 #define NDFS_CONFIG_POLL_US_DEFAULT 100u
 #define NDFS_CONFIG_POLL_US_MAX     10000u

@@ -30,6 +30,7 @@ static void disk_unref(struct master_disk *d)
     if (d->fd_direct >= 0)
         close(d->fd_direct);
     g_mutex_clear(&d->open_lock);
+    g_assert(g_queue_is_empty(&d->reads_waiting)); /* each job holds a reference */
     g_free(d->name);
     g_free(d->path);
     g_free(d);
@@ -307,6 +308,7 @@ static void drains_cancel(struct ndfs_master *m)
 void master_job_done(struct ndfs_master *m, struct master_job *j)
 {
     struct master_disk *d = j->disk;
+    master_io_done(m, j);
     size_t data_len = j->req.op == NDFS_IO_READ && j->status > 0 ? (size_t)j->status : 0;
     int err = j->path_err ? j->path_err : j->status;
     if (j->fenced)
@@ -569,6 +571,16 @@ void ndfs_master_disk_jobs(const struct ndfs_master *m, uint64_t *aio, uint64_t 
 void ndfs_master_set_poll_us(struct ndfs_master *m, unsigned poll_us)
 {
     ndfs_spin_set_budget(&m->spin, poll_us);
+}
+
+void ndfs_master_set_read_inflight(struct ndfs_master *m, uint64_t bytes)
+{
+    m->read_inflight_max = bytes;
+}
+
+uint64_t ndfs_master_reads_waited(const struct ndfs_master *m)
+{
+    return m->reads_waited;
 }
 
 void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,

@@ -39,6 +39,12 @@ void ndfs_master_disk_jobs(const struct ndfs_master *m, uint64_t *aio, uint64_t 
 /* [vdisk] poll-us: the loop polls this long after the master's I/O before it
  * sleeps (spin.h); 0 (the default here): never. Loop thread. */
 void ndfs_master_set_poll_us(struct ndfs_master *m, unsigned poll_us);
+/* [vdisk] master-read-inflight: the bytes of large reads (128 KiB or more)
+ * one disk may have in flight; later ones wait their turn, in order (one
+ * always goes). 0 (the default here): no limit. Loop thread. */
+void ndfs_master_set_read_inflight(struct ndfs_master *m, uint64_t bytes);
+/* Large reads that waited for their turn since the start. Loop thread. */
+uint64_t ndfs_master_reads_waited(const struct ndfs_master *m);
 void ndfs_master_set_path_failed_cb(struct ndfs_master *m, ndfs_master_path_failed_cb cb,
                                     void *data);
 

@@ -331,8 +331,53 @@ static bool aio_start(struct ndfs_master *m, struct master_job *j)
     return rc == 0;
 }
 
+/* Large reads of one disk are let through while their bytes in flight stay
+ * within [vdisk] master-read-inflight (one is always let through); the rest
+ * wait in order. A disk that serves concurrent requests side by side (as a
+ * virtio disk does) finishes a batch of them together: the replies then
+ * leave in a burst, the disk idles while they are sent, and the next batch
+ * arrives in a burst. One or two at a time keep it streaming: remote 1M
+ * QD8 reads here gave 977 and 877 MB/s without the limit, 1884 and 1690
+ * with 1 MiB (the disk alone reads 2.3 GB/s at QD1 from huge pages). */
+static bool read_admitted(struct ndfs_master *m, struct master_job *j)
+{
+    struct master_disk *d = j->disk;
+    if (j->counted || j->req.op != NDFS_IO_READ || j->len < MASTER_LARGE_READ ||
+        m->read_inflight_max == 0)
+        return true;
+    if (d->reads_inflight > 0 && (!g_queue_is_empty(&d->reads_waiting) ||
+                                  d->reads_inflight + j->len > m->read_inflight_max)) {
+        g_queue_push_tail(&d->reads_waiting, j);
+        m->reads_waited++;
+        return false;
+    }
+    d->reads_inflight += j->len;
+    j->counted = true;
+    return true;
+}
+
 void master_io_start(struct ndfs_master *m, struct master_job *j)
 {
+    if (!read_admitted(m, j))
+        return; /* master_io_done starts it in its turn */
     if (!aio_start(m, j))
         pool_push(m, j);
+}
+
+void master_io_done(struct ndfs_master *m, struct master_job *j)
+{
+    if (!j->counted)
+        return;
+    struct master_disk *d = j->disk;
+    d->reads_inflight -= j->len;
+    j->counted = false;
+    struct master_job *next;
+    while ((next = g_queue_peek_head(&d->reads_waiting)) &&
+           (d->reads_inflight == 0 || d->reads_inflight + next->len <= m->read_inflight_max)) {
+        g_queue_pop_head(&d->reads_waiting);
+        d->reads_inflight += next->len;
+        next->counted = true;
+        if (!aio_start(m, next))
+            pool_push(m, next);
+    }
 }

@@ -46,7 +46,15 @@ struct master_disk {
     atomic_int aio_fd;     /* fd_direct once open, for the loop's AIO; -1 before */
     bool aio_off;          /* its file refused RWF_NOWAIT AIO: threads only; loop thread */
     bool open_failed;      /* logged once; protected by open_lock */
+    /* large reads (MASTER_LARGE_READ or more) at the disk, their bytes; and
+     * those waiting their turn (struct master_job *, FIFO). Loop thread. */
+    uint64_t reads_inflight;
+    GQueue reads_waiting;
 };
+
+/* Reads of this many bytes or more count against [vdisk]
+ * master-read-inflight. */
+#define MASTER_LARGE_READ (128u << 10)
 
 struct master_job {
     struct ndfs_master *m;
@@ -60,6 +68,7 @@ struct master_job {
     bool fenced;  /* refused: the lease had run out */
     bool revoked; /* refused: the mapping moved on (-ENXIO) */
     bool via_aio; /* done through AIO, not on a thread */
+    bool counted; /* a large read in its disk's reads_inflight */
 };
 
 struct ndfs_master {
@@ -89,6 +98,8 @@ struct ndfs_master {
     GPtrArray *refusals; /* disks with lease refusals to log (a reference each) */
     unsigned in_flight;
     uint64_t jobs_aio, jobs_threads; /* disk jobs answered each way; loop thread */
+    uint64_t read_inflight_max;      /* [vdisk] master-read-inflight; 0: no limit */
+    uint64_t reads_waited;           /* large reads that waited their turn; loop thread */
     GHashTable *busy; /* uint64_t *id -> GUINT_TO_POINTER(jobs in flight); loop thread */
     GList *drains;    /* struct drain *, waiting for vdisks to have no job in flight */
     bool closing;
@@ -109,8 +120,12 @@ void master_finish_close(struct ndfs_master *m);
 /* master_io.c */
 /* The membership's lease, as published, is valid now. Any thread. */
 bool master_lease_ok(const struct ndfs_master *m);
-/* Starts j's disk I/O; the job comes back to master_job_done on the loop. */
+/* Starts j's disk I/O, or queues it behind its disk's large reads; the job
+ * comes back to master_job_done on the loop. */
 void master_io_start(struct ndfs_master *m, struct master_job *j);
+/* j's disk I/O is over (master_job_done): the large reads waiting behind it
+ * that now fit start. Loop thread. */
+void master_io_done(struct ndfs_master *m, struct master_job *j);
 int master_pool_start(struct ndfs_master *m, char **errmsg);
 /* Stops and joins the threads (their queue is empty). */
 void master_pool_stop(struct ndfs_master *m);

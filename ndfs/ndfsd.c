@@ -461,6 +461,7 @@ static int start_cluster_parts(struct daemon *d, char **errmsg)
     ndfs_membership_set_lease_cb(d->membership, on_lease, d);
     ndfs_master_set_path_failed_cb(d->master, on_path_failed, d);
     ndfs_master_set_poll_us(d->master, d->cfg.poll_us);
+    ndfs_master_set_read_inflight(d->master, d->cfg.read_inflight);
     if (d->server)
         ndfs_server_set_master(d->server, d->master);
     rc = ndfs_reconfig_new(&d->loop, d->ccd, d->membership, d->cluster, d->server, d->cfg.node_name,

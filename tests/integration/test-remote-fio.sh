@@ -2,6 +2,9 @@
 # A vdisk attached to n1, mounted on n3: fio --verify=crc32c passes with
 # direct I/O at queue depth 16, and with large requests (split by the
 # driver); the data reaches n1's disk file, through AIO on n1's master.
+# 1 MiB reads at queue depth 8 wait their turn on n1's master (1 MiB of
+# large reads in flight per disk, the default) and read back what was
+# written.
 # Large writes travel in the buffer the kernel wrote them to (ndfs's FUSE
 # loop); libfuse's loop (-o clone_fd) serves the same I/O.
 source "$(dirname "$0")/functions.sh"
@@ -30,6 +33,14 @@ run_fio randwrite-qd16 --ioengine=libaio --iodepth=16 --rw=randwrite --bs=4k --s
 run_fio large-seq --ioengine=libaio --iodepth=4 --rw=write --bs=4M --size=32M --offset=16M
 run_fio mixed-bs --ioengine=libaio --iodepth=8 --rw=randwrite --bsrange=512-256k --size=8M \
     --offset=48M
+# fio writes, then reads back and checks, 1 MiB at a time, 8 at once
+run_fio large-qd8 --ioengine=libaio --iodepth=8 --rw=write --bs=1M --size=16M --offset=16M
+waited=$(adm_on 1 --json status | jq -e '.disk_jobs.reads_waited') ||
+    fail "n1's status has no disk_jobs.reads_waited"
+echo "n1: $waited large reads waited their turn"
+[ "$waited" -gt 0 ] || fail "no 1 MiB read waited for another on n1's master"
+adm_on 1 status | grep -Eq "^large reads waited: +$waited\$" ||
+    fail "n1's status does not say how many large reads waited: $(adm_on 1 status)"
 
 # The bytes are in n1's backing file, not somewhere on n3.
 cmp <(dd if="$MP/r" bs=1M skip=16 count=32 iflag=direct status=none) \
@@ -41,7 +52,7 @@ jobs=$(adm_on 1 --json status | jq -c '.disk_jobs') || fail "n1's status fails"
 echo "n1 disk jobs: $jobs"
 jq -e '.aio > 0' <<<"$jobs" >/dev/null ||
     fail "n1's master did no disk job through AIO: $jobs"
-jq -e '.disk_jobs == {"aio": 0, "threads": 0}' <<<"$(adm_on 3 --json status)" >/dev/null ||
+jq -e '.disk_jobs == {"aio": 0, "threads": 0, "reads_waited": 0}' <<<"$(adm_on 3 --json status)" >/dev/null ||
     fail "n3 reports disk jobs: $(adm_on 3 --json status)"
 adm_on 1 status | grep -Eq '^disk jobs: +[1-9][0-9]* through AIO, [0-9]+ on threads$' ||
     fail "n1's status does not say its disk jobs: $(adm_on 1 status)"

@@ -56,6 +56,7 @@ Test(config, minimal_file_gets_defaults)
     cr_assert_null(c.fence_command);
     cr_assert_eq(c.io_timeout_ms, 0);
     cr_assert_eq(c.poll_us, 100);
+    cr_assert_eq(c.read_inflight, 1024 * 1024);
     cr_assert_eq(c.ack_timeout_ms, 2000);
     ndfs_config_clear(&c);
     cr_assert_null(c.node_name);
@@ -537,6 +538,35 @@ Test(config, poll_us)
         g_autofree char *want = g_strdup_printf(
             LABEL ": [vdisk] poll-us: \"%s\" is not a number of microseconds from 0 to 10000",
             bad[i]);
+        assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
+    }
+}
+
+Test(config, master_read_inflight)
+{
+    static const struct {
+        const char *text;
+        uint64_t want;
+    } good[] = {{"0", 0},          {"off", 0},      {"OFF", 0},       {"64K", 64 << 10},
+                {" 2M ", 2 << 20}, {"1G", 1 << 30}, {"65536", 65536}, {"4M # comment", 4 << 20}};
+    for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+        struct ndfs_config c;
+        g_autoptr(GError) error = NULL;
+        g_autofree char *text =
+            g_strdup_printf(NODE "[vdisk]\nmaster-read-inflight = %s\n", good[i].text);
+        cr_assert_eq(load(text, &c, &error), 0, "%s: %s", good[i].text,
+                     error ? error->message : "");
+        cr_assert_eq(c.read_inflight, good[i].want, "%s: %" G_GUINT64_FORMAT, good[i].text,
+                     c.read_inflight);
+        ndfs_config_clear(&c);
+    }
+    const char *bad[] = {"", "-1", "32K", "65535", "2G", "1.5M", "lots", "99999999999999999999"};
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *text = g_strdup_printf(NODE "[vdisk]\nmaster-read-inflight=%s\n", bad[i]);
+        g_autofree char *want =
+            g_strdup_printf(LABEL ": [vdisk] master-read-inflight: \"%s\" is "
+                                  "not a size from 64K to 1G (e.g. 1M), 0 or \"off\"",
+                            bad[i]);
         assert_error(text, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, want);
     }
 }
