@@ -191,30 +191,37 @@ gboolean ndfs_config_address_valid(const char *address)
 }
 
 /* [cluster] stripe-size: a size with K/M units, or 0/"off" for no striping. */
-static int load_stripe_size(GKeyFile *kf, const char *label, struct ndfs_config *out,
-                            GError **error)
+/* A size from min to max (range names them, as "4K to 16M (e.g. 256K)"),
+ * or 0 or "off" (0); def when the key is absent. */
+static int get_size_or_off(GKeyFile *kf, const char *label, const char *group, const char *key,
+                           uint64_t min, uint64_t max, const char *range, uint64_t def,
+                           uint64_t *out, GError **error)
 {
-    g_autofree char *text = get_string(kf, "cluster", "stripe-size");
+    g_autofree char *text = get_string(kf, group, key);
     uint64_t value = 0;
 
-    out->stripe_size = NDFS_CONFIG_STRIPE_DEFAULT;
+    *out = def;
     if (!text)
         return 0;
     g_strstrip(text);
-    if (g_ascii_strcasecmp(text, "off") == 0) {
-        out->stripe_size = 0;
-        return 0;
-    }
-    int rc = ndfs_parse_size(text, &value);
+    int rc = g_ascii_strcasecmp(text, "off") == 0 ? 0 : ndfs_parse_size(text, &value);
     if (rc == 0 && value == 0) {
-        out->stripe_size = 0;
+        *out = 0;
         return 0;
     }
-    if (rc < 0 || value < NDFS_CONFIG_STRIPE_MIN || value > NDFS_CONFIG_STRIPE_MAX)
-        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "cluster", "stripe-size",
-                         "\"%s\" is not a size from 4K to 16M (e.g. 256K), 0 or \"off\"", text);
-    out->stripe_size = value;
+    if (rc < 0 || value < min || value > max)
+        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, group, key,
+                         "\"%s\" is not a size from %s, 0 or \"off\"", text, range);
+    *out = value;
     return 0;
+}
+
+static int load_stripe_size(GKeyFile *kf, const char *label, struct ndfs_config *out,
+                            GError **error)
+{
+    return get_size_or_off(kf, label, "cluster", "stripe-size", NDFS_CONFIG_STRIPE_MIN,
+                           NDFS_CONFIG_STRIPE_MAX, "4K to 16M (e.g. 256K)",
+                           NDFS_CONFIG_STRIPE_DEFAULT, &out->stripe_size, error);
 }
 
 static int load_cluster(GKeyFile *kf, const char *label, struct ndfs_config *out, GError **error)
@@ -435,24 +442,10 @@ static int load_poll(GKeyFile *kf, const char *label, struct ndfs_config *out, G
 static int load_read_inflight(GKeyFile *kf, const char *label, struct ndfs_config *out,
                               GError **error)
 {
-    g_autofree char *text = get_string(kf, "vdisk", "master-read-inflight");
-    uint64_t value = 0;
-
-    out->read_inflight = NDFS_CONFIG_READ_INFLIGHT_DEFAULT;
-    if (!text)
-        return 0;
-    g_strstrip(text);
-    int rc = g_ascii_strcasecmp(text, "off") == 0 ? 0 : ndfs_parse_size(text, &value);
-    if (rc == 0 && value == 0) {
-        out->read_inflight = 0;
-        return 0;
-    }
-    if (rc < 0 || value < NDFS_CONFIG_READ_INFLIGHT_MIN || value > NDFS_CONFIG_READ_INFLIGHT_MAX)
-        return key_error(error, G_KEY_FILE_ERROR_INVALID_VALUE, label, "vdisk",
-                         "master-read-inflight",
-                         "\"%s\" is not a size from 64K to 1G (e.g. 1M), 0 or \"off\"", text);
-    out->read_inflight = value;
-    return 0;
+    return get_size_or_off(kf, label, "vdisk", "master-read-inflight",
+                           NDFS_CONFIG_READ_INFLIGHT_MIN, NDFS_CONFIG_READ_INFLIGHT_MAX,
+                           "64K to 1G (e.g. 1M)", NDFS_CONFIG_READ_INFLIGHT_DEFAULT,
+                           &out->read_inflight, error);
 }
 
 /* [reconfig] ack-timeout-ms: how long the leader waits for every member's
