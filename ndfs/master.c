@@ -149,7 +149,7 @@ static void buf_release(void *buf)
     localio_free(buf);
 }
 
-/* Answers msg (and releases it); buf (malloc'd, may be NULL) is the
+/* Answers msg (and releases it); buf (localio_alloc'd, may be NULL) is the
  * reply's: data_len bytes of it are sent without a copy, then freed. */
 static void reply(struct ndfs_master *m, struct ndfs_message *msg, int32_t status, void *buf,
                   size_t data_len)

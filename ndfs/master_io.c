@@ -339,29 +339,31 @@ static bool aio_start(struct ndfs_master *m, struct master_job *j)
  * arrives in a burst. One or two at a time keep it streaming: remote 1M
  * QD8 reads here gave 977 and 877 MB/s without the limit, 1884 and 1690
  * with 1 MiB (the disk alone reads 2.3 GB/s at QD1 from huge pages). */
-static bool read_admitted(struct ndfs_master *m, struct master_job *j)
+static bool read_fits(const struct ndfs_master *m, const struct master_disk *d, uint32_t len)
 {
-    struct master_disk *d = j->disk;
-    if (j->counted || j->req.op != NDFS_IO_READ || j->len < MASTER_LARGE_READ ||
-        m->read_inflight_max == 0)
-        return true;
-    if (d->reads_inflight > 0 && (!g_queue_is_empty(&d->reads_waiting) ||
-                                  d->reads_inflight + j->len > m->read_inflight_max)) {
-        g_queue_push_tail(&d->reads_waiting, j);
-        m->reads_waited++;
-        return false;
-    }
-    d->reads_inflight += j->len;
-    j->counted = true;
-    return true;
+    return d->reads_inflight == 0 || d->reads_inflight + len <= m->read_inflight_max;
+}
+
+/* To the disk: through AIO, else on a thread. */
+static void io_go(struct ndfs_master *m, struct master_job *j)
+{
+    if (!aio_start(m, j))
+        pool_push(m, j);
 }
 
 void master_io_start(struct ndfs_master *m, struct master_job *j)
 {
-    if (!read_admitted(m, j))
-        return; /* master_io_done starts it in its turn */
-    if (!aio_start(m, j))
-        pool_push(m, j);
+    struct master_disk *d = j->disk;
+    if (j->req.op == NDFS_IO_READ && j->len >= MASTER_LARGE_READ && m->read_inflight_max) {
+        if (!g_queue_is_empty(&d->reads_waiting) || !read_fits(m, d, j->len)) {
+            g_queue_push_tail(&d->reads_waiting, j); /* master_io_done starts it */
+            m->reads_waited++;
+            return;
+        }
+        d->reads_inflight += j->len;
+        j->counted = true;
+    }
+    io_go(m, j);
 }
 
 void master_io_done(struct ndfs_master *m, struct master_job *j)
@@ -372,12 +374,10 @@ void master_io_done(struct ndfs_master *m, struct master_job *j)
     d->reads_inflight -= j->len;
     j->counted = false;
     struct master_job *next;
-    while ((next = g_queue_peek_head(&d->reads_waiting)) &&
-           (d->reads_inflight == 0 || d->reads_inflight + next->len <= m->read_inflight_max)) {
+    while ((next = g_queue_peek_head(&d->reads_waiting)) && read_fits(m, d, next->len)) {
         g_queue_pop_head(&d->reads_waiting);
         d->reads_inflight += next->len;
         next->counted = true;
-        if (!aio_start(m, next))
-            pool_push(m, next);
+        io_go(m, next);
     }
 }

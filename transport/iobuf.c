@@ -110,6 +110,15 @@ static bool arena_map(struct arena *a)
     return true;
 }
 
+/* The arena of arenas[0, n) that holds p, or NULL. */
+static struct arena *arena_of(const uint8_t *p, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (p >= arenas[i].base && p < arenas[i].base + NDFS_IOBUF_ARENA)
+            return &arenas[i];
+    return NULL;
+}
+
 /* A slot of k units; NULL when there is no room for it. */
 static uint8_t *pool_alloc(unsigned k)
 {
@@ -119,9 +128,8 @@ static uint8_t *pool_alloc(unsigned k)
     if (p) {
         UNPOISON(p, sizeof(uint8_t *));
         memcpy(&free_lists[k], p, sizeof(uint8_t *));
-        for (unsigned i = 0; i < n; i++)
-            if (p >= arenas[i].base && p < arenas[i].base + NDFS_IOBUF_ARENA)
-                arenas[i].units[(size_t)(p - arenas[i].base) / UNIT] = (uint8_t)k;
+        struct arena *a = arena_of(p, n);
+        a->units[(size_t)(p - a->base) / UNIT] = (uint8_t)k;
     } else if (!broken) {
         struct arena *a = n ? &arenas[n - 1] : NULL;
         if ((!a || a->used + (size_t)k * UNIT > NDFS_IOBUF_ARENA) && n < NDFS_IOBUF_ARENAS &&
@@ -167,11 +175,7 @@ void ndfs_iobuf_free(void *ptr)
     if (!ptr)
         return;
     uint8_t *p = ptr;
-    unsigned n = atomic_load_explicit(&n_arenas, memory_order_acquire);
-    struct arena *a = NULL;
-    for (unsigned i = 0; i < n && !a; i++)
-        if (p >= arenas[i].base && p < arenas[i].base + NDFS_IOBUF_ARENA)
-            a = &arenas[i];
+    struct arena *a = arena_of(p, atomic_load_explicit(&n_arenas, memory_order_acquire));
     if (!a) {
         free(ptr);
         return;

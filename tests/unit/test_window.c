@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "transport/frame.h"
+#include "ndfs/iobuf.h"
 #include "transport/window.h"
 
 #define MAXMSG (4u << 20)
@@ -397,4 +398,31 @@ Test(window, random_frames_never_read_past_their_payload)
     g_rand_free(rnd);
     cr_assert_gt(taken, 1000);
     cr_assert_gt(delivered, 100);
+}
+
+/* A message with 64 KiB of data or more sits in the huge-page pool (a
+ * master hands its data to the disk as it is), aligned; a small one is
+ * malloc'd. Both go back with ndfs_message_free. */
+Test(window, large_messages_come_from_the_io_buffer_pool)
+{
+    struct ndfs_iobuf_stats before, s;
+    ndfs_iobuf_get_stats(&before, false);
+    if (!before.huge)
+        cr_skip_test("no transparent huge pages on this kernel: messages are malloc'd");
+    struct ndfs_message *big = ndfs_message_alloc(40, 1u << 20);
+    struct ndfs_message *small = ndfs_message_alloc(40, 4096 - 1);
+    cr_assert(big && small);
+    cr_assert_eq((uintptr_t)big->data % NDFS_MESSAGE_DATA_ALIGN, 0);
+    memset(big->data, 1, big->data_len);
+    memset(small->data, 2, small->data_len);
+    ndfs_iobuf_get_stats(&s, false);
+    /* one slot: a page of head, then the data, rounded up to 64 KiB */
+    size_t slot = ((4096 + (1u << 20)) + (64u << 10) - 1) / (64u << 10) * (64u << 10);
+    cr_assert_eq(s.in_use - before.in_use, slot,
+                 "pooled: %zu bytes, not one slot for the 1 MiB message alone",
+                 s.in_use - before.in_use);
+    ndfs_message_free(big);
+    ndfs_message_free(small);
+    ndfs_iobuf_get_stats(&s, false);
+    cr_assert_eq(s.in_use, before.in_use);
 }
